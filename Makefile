@@ -1,0 +1,57 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+export BQ_REST_PORT ?= 9050
+export BQ_GRPC_PORT ?= 9060
+export BIGQUERY_PROJECT ?= local-project
+export BIGQUERY_EMULATOR_HOST ?= http://127.0.0.1:$(BQ_REST_PORT)
+
+.PHONY: run test bench lint venv deps dev-deps emulator-offline services setup-run
+
+$(PY):
+	"$$(scripts/python312.sh)" -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(PY)
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt requirements.txt | $(PY)
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.deps
+
+# bqemulator runs `INSTALL spatial` at start-up; install the extension from its PyPI wheel
+# so the emulator starts without internet.
+$(VENV)/.emulator-offline: $(VENV)/.deps
+	$(PY) -c "from duckdb_extensions import import_extension; import_extension('spatial')"
+	touch $@
+
+venv: $(PY)
+deps: $(VENV)/.deps $(VENV)/.emulator-offline
+dev-deps: $(VENV)/.dev-deps $(VENV)/.emulator-offline
+
+setup-run: deps
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py seed_demo
+
+## make run: set everything up and start web (127.0.0.1:8000), worker, scheduler and the BigQuery emulator.
+run: setup-run
+	mkdir -p .data/bigquery
+	exec $(VENV)/bin/honcho start -f Procfile
+
+services:
+	scripts/ensure-services.sh
+
+## make test: set everything up (venv, Chromium, PostgreSQL/MariaDB) and run every test.
+test: dev-deps services
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: dev-deps services
+	$(PY) bench/run.py
+
+lint: dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

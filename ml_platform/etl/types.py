@@ -1,0 +1,212 @@
+"""Canonical source types and the source -> BigQuery mapping.
+
+Pure domain code: no Django, no I/O. Every other layer (introspection, the
+compatibility engine, the runner, the wizard) speaks these types so one source
+column has exactly one meaning everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Family(StrEnum):
+    INTEGER = "INTEGER"
+    DECIMAL = "DECIMAL"
+    FLOAT = "FLOAT"
+    STRING = "STRING"
+    BOOLEAN = "BOOLEAN"
+    DATE = "DATE"
+    TIME = "TIME"
+    TIMESTAMP = "TIMESTAMP"
+    JSON = "JSON"
+    BYTES = "BYTES"
+    ARRAY = "ARRAY"
+    INTERVAL = "INTERVAL"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class CanonicalType:
+    """A source column's type, independent of the database that declared it.
+
+    `precision`/`scale` are set for DECIMAL when the source declares them (an
+    unconstrained `numeric` has both None). `tz` is meaningful for TIMESTAMP only.
+    `element` is the element type of an ARRAY. `detail` keeps a refinement that
+    does not change the family (`uuid`, `enum`, `set`, `unsigned`, `bit`...).
+    """
+
+    family: Family
+    precision: int | None = None
+    scale: int | None = None
+    tz: bool = False
+    element: CanonicalType | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.family is Family.DECIMAL and self.precision is not None:
+            return f"DECIMAL({self.precision},{self.scale or 0})"
+        if self.family is Family.TIMESTAMP:
+            return "TIMESTAMP WITH TIME ZONE" if self.tz else "TIMESTAMP"
+        if self.family is Family.ARRAY:
+            return f"ARRAY<{self.element or 'UNKNOWN'}>"
+        return self.family.value
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """One column of a source table, as introspected (or as sent to the API)."""
+
+    name: str
+    source_type: str  # as the database names it: "numeric(12,2)", "integer[]", "tinyint(1)"
+    type: CanonicalType
+    nullable: bool = True
+    primary_key: bool = False
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class BigQueryField:
+    """A BigQuery schema field (a plain mirror of `SchemaField`, so `etl/` stays testable without the client)."""
+
+    name: str
+    field_type: str  # INT64, NUMERIC, BIGNUMERIC, FLOAT64, STRING, BOOL, DATE, TIME, DATETIME, TIMESTAMP, JSON, BYTES, RECORD...
+    mode: str = "NULLABLE"  # NULLABLE | REQUIRED | REPEATED
+    fields: tuple[BigQueryField, ...] = ()
+    precision: int | None = None
+    scale: int | None = None
+    description: str | None = None
+
+    @property
+    def is_required(self) -> bool:
+        return self.mode == "REQUIRED"
+
+    @property
+    def is_repeated(self) -> bool:
+        return self.mode == "REPEATED"
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """An existing BigQuery table as the compatibility engine sees it.
+
+    `primary_key` is None when unknown (the emulator does not store constraints;
+    real BigQuery may have none): absent is never treated as "no key".
+    """
+
+    dataset: str
+    table: str
+    fields: tuple[BigQueryField, ...]
+    primary_key: tuple[str, ...] | None = None
+    partitioning: str | None = None
+    clustering: tuple[str, ...] = ()
+    num_rows: int | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def field_by_name(self, name: str) -> BigQueryField | None:
+        lowered = name.lower()
+        for f in self.fields:
+            if f.name.lower() == lowered:
+                return f
+        return None
+
+
+# BigQuery NUMERIC holds precision 38 with scale 9 (29 integer digits);
+# anything outside that needs BIGNUMERIC (76.76 digits, scale up to 38).
+NUMERIC_MAX_SCALE = 9
+NUMERIC_MAX_INTEGER_DIGITS = 29
+BIGNUMERIC_MAX_SCALE = 38
+
+
+def bigquery_type_for(t: CanonicalType) -> tuple[str, str]:
+    """The BigQuery (type, mode) a new table gets for a source column of type `t`."""
+    if t.family is Family.ARRAY:
+        inner, _ = bigquery_type_for(t.element or CanonicalType(Family.STRING))
+        return inner, "REPEATED"
+    return _scalar_bigquery_type(t), "NULLABLE"
+
+
+def _scalar_bigquery_type(t: CanonicalType) -> str:
+    match t.family:
+        case Family.INTEGER:
+            # An unsigned 64-bit source may exceed INT64: keep every value exactly.
+            return "NUMERIC" if t.detail == "unsigned64" else "INT64"
+        case Family.DECIMAL:
+            if t.precision is None:
+                # Unconstrained numeric: arbitrary scale, BIGNUMERIC keeps the most.
+                return "BIGNUMERIC"
+            scale = t.scale or 0
+            if scale <= NUMERIC_MAX_SCALE and (t.precision - scale) <= NUMERIC_MAX_INTEGER_DIGITS:
+                return "NUMERIC"
+            return "BIGNUMERIC"
+        case Family.FLOAT:
+            return "FLOAT64"
+        case Family.STRING:
+            return "STRING"
+        case Family.BOOLEAN:
+            return "BOOL"
+        case Family.DATE:
+            return "DATE"
+        case Family.TIME:
+            return "TIME"
+        case Family.TIMESTAMP:
+            return "TIMESTAMP" if t.tz else "DATETIME"
+        case Family.JSON:
+            return "JSON"
+        case Family.BYTES:
+            return "BYTES"
+        case Family.INTERVAL:
+            return "STRING"
+        case _:
+            return "STRING"
+
+
+_INVALID_NAME_CHARS = re.compile(r"[^0-9A-Za-z_]+")
+_RESERVED_PREFIXES = ("_table_", "_file_", "_partition", "_row_timestamp", "__root__", "_colidentifier")
+MAX_COLUMN_NAME = 300
+
+
+def normalize_column_name(name: str) -> str:
+    """A column name BigQuery accepts, derived deterministically from a source name.
+
+    BigQuery allows letters, digits and underscores, must not start with a digit
+    or a reserved prefix, and caps names at 300 characters.
+    """
+    cleaned = _INVALID_NAME_CHARS.sub("_", name.strip()).strip("_") or "column"
+    if cleaned[0].isdigit():
+        cleaned = f"_{cleaned}"
+    if cleaned.lower().startswith(_RESERVED_PREFIXES):
+        cleaned = f"c{cleaned}"
+    return cleaned[:MAX_COLUMN_NAME]
+
+
+def normalize_column_names(names: list[str] | tuple[str, ...]) -> list[str]:
+    """BigQuery-valid names for `names`, in order, unique case-insensitively.
+
+    BigQuery column names are case-insensitive, so `id` and `ID` collide, as do `a b`
+    and `a-b` once normalized. A name whose normalized form is already unique keeps it
+    (so an existing destination column `x_2` still maps to source `x_2`); only the later
+    duplicates get `_2`, `_3`... suffixes, skipping any suffix another column claimed.
+    """
+    normalized = [normalize_column_name(n) for n in names]
+    claimed: set[str] = set()
+    result: list[str | None] = [None] * len(normalized)
+    for index, name in enumerate(normalized):
+        if name.lower() not in claimed:
+            claimed.add(name.lower())
+            result[index] = name
+    for index, name in enumerate(normalized):
+        if result[index] is not None:
+            continue
+        counter = 2
+        while True:
+            suffix = f"_{counter}"
+            candidate = name[: MAX_COLUMN_NAME - len(suffix)] + suffix
+            if candidate.lower() not in claimed:
+                break
+            counter += 1
+        claimed.add(candidate.lower())
+        result[index] = candidate
+    return [name for name in result if name is not None]

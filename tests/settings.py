@@ -1,0 +1,17 @@
+"""Test settings: the product's settings with a PostgreSQL Django database.
+
+PostgreSQL (not SQLite) because the worker and scheduler tests run separate
+processes against the same database, and because it is the production database.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ml_platform")
+# Playwright's sync API keeps an event loop running in the test thread.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+from ml_platform.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
