@@ -233,6 +233,37 @@ def pg_source() -> Iterator[SourceDatabase]:
         admin.close()
 
 
+PASSWORD_AUTH_GROUP = "etl_password_auth"
+
+
+@pytest.fixture
+def pg_password_role(pg_source) -> Iterator[tuple[str, str]]:
+    """A PostgreSQL login role that must present its password (pg_hba rule set up by ensure-services.sh).
+
+    Yields (role, password); the role may read and create in the throw-away database.
+    """
+    role, password = unique_name("etl_user"), "Pw-" + uuid.uuid4().hex[:16]
+    admin = _pg_admin()
+    admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE {PASSWORD_AUTH_GROUP}")
+    pg_source.execute(f"GRANT ALL ON SCHEMA public TO {role}",
+                      f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}")
+    import psycopg
+
+    try:
+        psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=pg_source.database, user=role,
+                        password="wrong-" + password, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        pass
+    else:
+        service_missing("PostgreSQL accepts any password for etl_password_auth members (run scripts/ensure-services.sh)")
+    try:
+        yield role, password
+    finally:
+        pg_source.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
 @pytest.fixture
 def mysql_source() -> Iterator[SourceDatabase]:
     """A fresh MariaDB database, dropped after the test."""
@@ -286,3 +317,40 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
         "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     }
+
+
+# --------------------------------------------------------------------------- background worker
+
+
+def django_subprocess_env(extra: dict | None = None) -> dict:
+    """Environment for a worker/scheduler process that shares the test database and emulator."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": url,
+           "BIGQUERY_PROJECT": "test-project", "PYTHONUNBUFFERED": "1"}
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def task_worker(transactional_db, bq_settings, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A real `manage.py db_worker` process on the test database."""
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.2"],
+        cwd=ROOT, env=django_subprocess_env({"BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
+                                             "ETL_SPOOL_DIR": str(tmp_path / "spool")}),
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    proc.log_path = tmp_path / "worker.log"
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

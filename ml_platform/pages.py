@@ -2,18 +2,103 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from ml_platform import selectors
+from ml_platform import charts, selectors, services, sources
+from ml_platform.forms import ConnectionForm
+from ml_platform.utils import connection_manager as cm
+
+
+def job_rows(user, jobs) -> list[dict]:
+    jobs = list(jobs)
+    last = selectors.last_runs_by_job(job_ids=[j.pk for j in jobs])
+    return [{"job": j, "run": last.get(j.pk)} for j in jobs]
 
 
 @require_GET
 def jobs(request: HttpRequest) -> TemplateResponse:
-    return TemplateResponse(
-        request, "ml_platform/jobs.html", {"jobs": selectors.jobs_for_user(user=request.user)}
-    )
+    rows = job_rows(request.user, selectors.jobs_for_user(user=request.user))
+    return TemplateResponse(request, "ml_platform/jobs.html", {"rows": rows, "nav": "jobs"})
+
+
+def render_job_row(request: HttpRequest, job_id: int, *, status: int = 200) -> HttpResponse:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    row = job_rows(request.user, [job])[0]
+    return TemplateResponse(request, "ml_platform/jobs.html#job-row", {"row": row}, status=status)
+
+
+@require_GET
+def job_row(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The row alone: polled while a run is active, so the progress bar moves."""
+    return render_job_row(request, job_id)
+
+
+def job_action_done(request: HttpRequest, job_id: int, message: str, *, level: int = messages.SUCCESS,
+                    status: int = 200) -> HttpResponse:
+    if request.htmx:
+        messages.add_message(request, level, message)
+        return render_job_row(request, job_id, status=status)
+    messages.add_message(request, level, message)
+    return redirect("jobs")
+
+
+@require_POST
+def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    try:
+        services.run_enqueue(job=job)
+    except services.RunAlreadyActive as exc:
+        return job_action_done(request, job_id, str(exc), level=messages.ERROR, status=409)
+    return job_action_done(request, job_id, f"Run of {job.name!r} queued.")
+
+
+@require_POST
+def job_pause(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    services.job_pause(job=job)
+    return job_action_done(request, job_id, f"Paused {job.name!r}: scheduled runs stop until you resume it.")
+
+
+@require_POST
+def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    services.job_resume(job=job)
+    return job_action_done(request, job_id, f"Resumed {job.name!r}.")
+
+
+@require_http_methods(["GET", "POST"])
+def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    if request.method == "GET":
+        return TemplateResponse(request, "ml_platform/job_delete.html", {"job": job, "nav": "jobs"})
+    try:
+        services.job_delete(job=job)
+    except services.JobBusy as exc:
+        messages.error(request, str(exc))
+        return redirect("jobs")
+    messages.success(request, f"Deleted job {job.name!r}. The BigQuery table {job.destination_display} and its "
+                              "rows were kept.")
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("jobs"))
+    return redirect("jobs")
+
+
+@require_GET
+def job_detail(request: HttpRequest, job_id: int) -> TemplateResponse:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    runs = list(job.runs.all()[:50])
+    return TemplateResponse(request, "ml_platform/job_detail.html",
+                            {"job": job, "runs": runs, "chart": charts.runs_chart(list(reversed(runs[:30]))),
+                             "nav": "jobs"})
+
+
+# --------------------------------------------------------------------------- connections
 
 
 @require_GET
@@ -21,5 +106,88 @@ def connections(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(
         request,
         "ml_platform/connections.html",
-        {"connections": selectors.connections_for_user(user=request.user)},
+        {"connections": selectors.connections_for_user(user=request.user), "nav": "connections"},
     )
+
+
+def _connection_fields(form: ConnectionForm) -> dict:
+    return {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
+
+
+@require_http_methods(["GET", "POST"])
+def connection_create(request: HttpRequest) -> HttpResponse:
+    form = ConnectionForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        connection = services.connection_create(
+            owner=request.user, password=form.cleaned_data["password"], **_connection_fields(form)
+        )
+        messages.success(request, f"Saved connection {connection.name!r}.")
+        return redirect("connections")
+    return TemplateResponse(
+        request, "ml_platform/connection_form.html", {"form": form, "nav": "connections"},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    form = ConnectionForm(request.POST or None, instance=connection, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        services.connection_update(connection=connection, password=form.cleaned_data["password"],
+                                   **_connection_fields(form))
+        messages.success(request, f"Saved connection {connection.name!r}.")
+        return redirect("connections")
+    return TemplateResponse(
+        request, "ml_platform/connection_form.html", {"form": form, "connection": connection, "nav": "connections"},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def connection_delete(request: HttpRequest, connection_id: int) -> HttpResponse:
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    try:
+        services.connection_delete(connection=connection)
+    except services.ConnectionInUse as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Deleted connection {connection.name!r}.")
+    if request.htmx:
+        return TemplateResponse(request, "ml_platform/connections.html#connection-list",
+                                {"connections": selectors.connections_for_user(user=request.user)})
+    return redirect("connections")
+
+
+@require_POST
+def connection_test(request: HttpRequest, connection_id: int) -> TemplateResponse:
+    """Test a saved connection; the result partial replaces the button's target."""
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    result = sources.test_connection(connection)
+    services.connection_record_test(
+        connection=connection, ok=result.ok, message=result.server_version or result.error or ""
+    )
+    return TemplateResponse(request, "ml_platform/partials/test_result.html", {"result": result})
+
+
+@require_POST
+def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
+    """Test the values in the create/edit form before saving (blank password = the saved one when editing)."""
+    instance = None
+    if request.POST.get("connection_id"):
+        instance = selectors.connection_for_user(user=request.user, connection_id=int(request.POST["connection_id"]))
+    form = ConnectionForm(request.POST, instance=instance, owner=request.user)
+    form.is_valid()  # name clashes do not matter for a test; the connection fields do
+    needed = {"engine", "host", "port", "database", "username", "options"}
+    if needed & set(form.errors):
+        messages_ = [f"{form.fields[k].label}: {' '.join(v)}" for k, v in form.errors.items() if k in needed]
+        return TemplateResponse(request, "ml_platform/partials/test_result.html",
+                                {"result": cm.TestResult(ok=False, error="; ".join(messages_))})
+    data = form.cleaned_data
+    password = data.get("password") or (instance.password if instance else "")
+    params = cm.ConnectionParams(engine=data["engine"], host=data.get("host", ""), port=data.get("port"),
+                                 database=data["database"], username=data.get("username", ""), password=password,
+                                 options=data.get("options") or {})
+    return TemplateResponse(request, "ml_platform/partials/test_result.html", {"result": cm.test_connection(params)})
+
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from ml_platform.models import Connection, EtlJob, JobRun
@@ -36,3 +36,14 @@ def run_for_user(*, user: AbstractBaseUser, run_id: int) -> JobRun:
 
 def jobs_loading_into(*, user: AbstractBaseUser, dataset: str, table: str) -> QuerySet[EtlJob]:
     return jobs_for_user(user=user).filter(destination_dataset=dataset, destination_table__iexact=table)
+
+
+def last_runs_by_job(*, job_ids: list[int]) -> dict[int, JobRun]:
+    """The newest run of each job, in two queries whatever the history length."""
+    newest = JobRun.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-id").values("id")[:1]
+    run_ids = EtlJob.objects.filter(pk__in=job_ids).annotate(last_run=Subquery(newest)).values_list("last_run", flat=True)
+    return {run.job_id: run for run in JobRun.objects.filter(pk__in=[r for r in run_ids if r])}
+
+
+def active_run(*, job: EtlJob) -> JobRun | None:
+    return job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).first()

@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection, EtlJob, JobRun
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,50 @@ def connection_create(
     return connection
 
 
+CONNECTION_FIELDS = ("name", "engine", "host", "port", "database", "username", "options")
+
+
+@transaction.atomic
+def connection_update(*, connection: Connection, password: str = "", **fields: Any) -> Connection:
+    """Update a connection; a blank password keeps the stored one (the UI never shows it)."""
+    for key, value in fields.items():
+        if key not in CONNECTION_FIELDS:
+            raise TypeError(f"unknown connection field {key!r}")
+        setattr(connection, key, value)
+    if password:
+        connection.password = password
+    connection.full_clean()
+    connection.save()
+    # A changed host or credential must not reuse a pooled session of the old one.
+    from ml_platform.utils.connection_manager import dispose_engines
+
+    dispose_engines()
+    return connection
+
+
+class ConnectionInUse(Exception):
+    def __init__(self, jobs: list[str]) -> None:
+        self.jobs = jobs
+        super().__init__(
+            "This connection is used by " + ", ".join(repr(j) for j in jobs)
+            + ": reconnect or delete those jobs first."
+        )
+
+
+@transaction.atomic
+def connection_delete(*, connection: Connection) -> None:
+    jobs = list(connection.jobs.order_by("name").values_list("name", flat=True))
+    if jobs:
+        raise ConnectionInUse(jobs)
+    connection.delete()
+
+
+def connection_record_test(*, connection: Connection, ok: bool, message: str) -> None:
+    Connection.objects.filter(pk=connection.pk).update(
+        last_test_ok=ok, last_test_message=message[:2000], last_tested_at=timezone.now()
+    )
+
+
 def secrets_rotate() -> int:
     """Re-encrypt every stored secret with the primary key (after prepending a new key).
 
@@ -74,13 +120,11 @@ def next_run_time(*, schedule: str, timezone_name: str, after: datetime) -> date
     return croniter(schedule, after.astimezone(tz)).get_next(datetime).astimezone(UTC)
 
 
-def run_enqueue(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> JobRun:
-    """Create a queued run and hand its id to the task backend once the row is committed."""
-    from ml_platform.tasks import run_etl_job
-
+def run_enqueue_record(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> JobRun:
+    """Create the queued run row (the database allows one active run per job)."""
     try:
         with transaction.atomic():
-            run = JobRun.objects.create(
+            return JobRun.objects.create(
                 job=job,
                 trigger=trigger,
                 connection=job.connection,
@@ -90,6 +134,13 @@ def run_enqueue(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> JobRun:
             )
     except IntegrityError:
         raise RunAlreadyActive(f"Job {job.name!r} already has a run in progress") from None
+
+
+def run_enqueue(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> JobRun:
+    """Create a queued run and hand its id to the task backend once the row is committed."""
+    from ml_platform.tasks import run_etl_job
+
+    run = run_enqueue_record(job=job, trigger=trigger)
     transaction.on_commit(lambda: run_etl_job.enqueue(run.pk))
     return run
 
@@ -135,3 +186,212 @@ def run_execute(*, run_id: int) -> None:
     from ml_platform.runs import execute_run
 
     execute_run(run_id=run_id)
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class JobCreateError(Exception):
+    """A job cannot be created as asked; the message says why, in the user's terms."""
+
+    def __init__(self, message: str, details: list | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+def job_create(
+    *,
+    owner: AbstractBaseUser,
+    name: str,
+    connection: Connection,
+    source_schema: str,
+    source_table: str,
+    source_columns: list[SourceColumn],
+    destination_dataset: str,
+    destination_table: str,
+    use_existing_table: bool,
+    load_strategy: str,
+    cursor_column: str = "",
+    merge_key: list[str] | None = None,
+    source_tag: str = "",
+    add_columns: list[str] | None = None,
+    relax_required: bool = False,
+    partition_field: str = "",
+    clustering: list[str] | None = None,
+    schedule: str = "",
+    schedule_timezone: str = "UTC",
+    run_now: bool = False,
+    validation: dict | None = None,
+) -> EtlJob:
+    """Create a job; for a new table create it from the mapped schema, for an existing one check and alter it.
+
+    The compatibility check is repeated here (not trusted from the page) because
+    it is the last moment before the table is touched.
+    """
+    from ml_platform import compat
+    from ml_platform.etl import compatibility as engine
+    from ml_platform.etl.types import BigQueryField
+    from ml_platform.warehouse import warehouse
+
+    if not source_columns:
+        raise JobCreateError("Select at least one source column.")
+    bq = warehouse()
+    merge_key = list(merge_key or [])
+    options = compat.options_from(
+        load_strategy=load_strategy, cursor_column=cursor_column, merge_key=merge_key, source_tag=source_tag,
+        relax_required=relax_required, validation=validation,
+    )
+    add_fields: list[BigQueryField] = []
+    relax: list[str] = []
+    if use_existing_table:
+        ctx = compat.report_for(user=owner, source_columns=source_columns, dataset=destination_dataset,
+                                table=destination_table, options=options, with_state=False)
+        if not ctx.report.compatible:
+            raise JobCreateError("Schema incompatible", details=list(ctx.report.errors))
+        if ctx.other_jobs:
+            tags = {j.source_tag for j in ctx.other_jobs}
+            if not source_tag or source_tag in tags:
+                raise JobCreateError(
+                    "Other jobs load into this table: this job needs a source tag of its own.",
+                    details=[f"job {j.name!r} uses tag {j.source_tag or '(none)'!r}" for j in ctx.other_jobs],
+                )
+        wanted = {c.lower() for c in (add_columns or [])}
+        for action in ctx.report.can_alter:
+            if action.kind == "add_column" and (action.column.lower() in wanted or action.column == compat.TAG_COLUMN):
+                add_fields.append(BigQueryField(action.column, action.field_type, action.mode))
+            elif action.kind == "relax_required" and relax_required:
+                relax.append(action.column)
+        present = {f.name.lower(): f.name for f in ctx.destination.fields}
+        present.update({f.name.lower(): f.name for f in add_fields})
+        mapping = {c.name: present[c.name.lower()] for c in source_columns if c.name.lower() in present}
+        skipped = [c.name for c in source_columns if c.name.lower() not in present]
+        loaded_columns = [c.name for c in source_columns if c.name not in skipped]
+        if not loaded_columns:
+            raise JobCreateError("None of the selected columns exists in the table; approve adding them.")
+    else:
+        if bq.table_exists(destination_dataset, destination_table):
+            raise JobCreateError(f"Table {destination_dataset}.{destination_table} already exists.")
+        fields = list(engine.schema_for_new_table(source_columns))
+        mapping = {c.name: f.name for c, f in zip(source_columns, fields, strict=True)}
+        loaded_columns = [c.name for c in source_columns]
+        if source_tag:
+            fields.append(BigQueryField(compat.TAG_COLUMN, "STRING", "NULLABLE"))
+
+    with transaction.atomic():
+        job = EtlJob(
+            owner=owner, name=name, connection=connection, source_schema=source_schema, source_table=source_table,
+            selected_columns=loaded_columns, column_mapping=mapping, destination_dataset=destination_dataset,
+            destination_table=destination_table,
+            destination_mode=EtlJob.DestinationMode.EXISTING if use_existing_table else EtlJob.DestinationMode.NEW,
+            load_strategy=load_strategy, cursor_column=cursor_column, merge_key=merge_key, source_tag=source_tag,
+            schedule=schedule, schedule_timezone=schedule_timezone,
+        )
+        job.next_run_at = next_run_time(schedule=schedule, timezone_name=schedule_timezone, after=timezone.now())
+        try:
+            job.full_clean()
+        except ValidationError as exc:
+            raise JobCreateError("; ".join(exc.messages)) from None
+        job.save()
+        # BigQuery last: if it refuses, the job row rolls back with the exception.
+        if use_existing_table:
+            if add_fields:
+                bq.add_columns(destination_dataset, destination_table, add_fields)
+            if relax:
+                bq.relax_columns(destination_dataset, destination_table, relax)
+        else:
+            partition = mapping.get(partition_field) if partition_field else None
+            bq.create_table(destination_dataset, destination_table, fields, partition_field=partition,
+                            clustering=tuple(mapping[c] for c in (clustering or []) if c in mapping),
+                            description=f"Loaded by ETL job {name!r} from {connection.name}")
+        if run_now:
+            run_enqueue(job=job)
+    return job
+
+
+def job_pause(*, job: EtlJob) -> EtlJob:
+    job.status = EtlJob.Status.PAUSED
+    job.save(update_fields=["status", "updated_at"])
+    return job
+
+
+def job_resume(*, job: EtlJob) -> EtlJob:
+    job.status = EtlJob.Status.ACTIVE
+    # A resumed job continues from now: missed slots are not replayed in a burst.
+    job.next_run_at = next_run_time(schedule=job.schedule, timezone_name=job.schedule_timezone, after=timezone.now())
+    job.save(update_fields=["status", "next_run_at", "updated_at"])
+    return job
+
+
+class JobBusy(Exception):
+    pass
+
+
+@transaction.atomic
+def job_delete(*, job: EtlJob) -> None:
+    """Delete the job and its run history; the BigQuery table and its rows stay."""
+    if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
+        raise JobBusy(f"Job {job.name!r} is running: wait for the run to finish before deleting it.")
+    job.delete()
+
+
+def job_update(
+    *,
+    job: EtlJob,
+    source_columns: list[SourceColumn],
+    report,
+    add_columns: list[str],
+    name: str,
+    load_strategy: str,
+    cursor_column: str,
+    merge_key: list[str],
+    schedule: str,
+    schedule_timezone: str,
+) -> EtlJob:
+    """Save an Edit: approved new columns are added to the BigQuery table (NULLABLE), the rest is job config."""
+    from ml_platform.etl.types import BigQueryField
+    from ml_platform.warehouse import warehouse
+
+    wanted = {c.lower() for c in add_columns}
+    add_fields = [BigQueryField(a.column, a.field_type, a.mode) for a in report.can_alter
+                  if a.kind == "add_column" and a.column.lower() in wanted]
+    table = warehouse().get_table_schema(job.destination_dataset, job.destination_table)
+    present = {f.name.lower(): f.name for f in table.fields}
+    present.update({f.name.lower(): f.name for f in add_fields})
+    loaded = [c for c in source_columns if c.name.lower() in present]
+    if not loaded:
+        raise JobCreateError("None of the selected columns exists in the table; approve adding them.")
+    with transaction.atomic():
+        job.name = name
+        job.selected_columns = [c.name for c in loaded]
+        job.column_mapping = {c.name: present[c.name.lower()] for c in loaded}
+        job.load_strategy = load_strategy
+        job.cursor_column = cursor_column
+        job.merge_key = merge_key
+        if (schedule, schedule_timezone) != (job.schedule, job.schedule_timezone):
+            job.next_run_at = next_run_time(schedule=schedule, timezone_name=schedule_timezone, after=timezone.now())
+        job.schedule = schedule
+        job.schedule_timezone = schedule_timezone
+        job.full_clean()
+        job.save()
+        if add_fields:
+            warehouse().add_columns(job.destination_dataset, job.destination_table, add_fields)
+    return job
+
+
+@transaction.atomic
+def job_reconnect(
+    *, job: EtlJob, connection: Connection, source_schema: str, source_table: str, source_columns: list[SourceColumn]
+) -> EtlJob:
+    """Point the job at a new connection/source table. The BigQuery table, its rows and the watermark stay."""
+    if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
+        raise JobBusy(f"Job {job.name!r} is running: reconnect it after the run.")
+    by_lower = {c.name.lower(): c.name for c in source_columns}
+    job.connection = connection
+    job.source_schema = source_schema
+    job.source_table = source_table
+    # Same columns by name; the source may spell them in another case.
+    job.column_mapping = {by_lower[src.lower()]: dst for src, dst in job.column_mapping.items() if src.lower() in by_lower}
+    job.selected_columns = [by_lower[c.lower()] for c in job.selected_columns if c.lower() in by_lower]
+    job.save(update_fields=["connection", "source_schema", "source_table", "column_mapping", "selected_columns",
+                            "updated_at"])
+    return job

@@ -217,3 +217,5 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 ETL_HEARTBEAT_TIMEOUT = env_int("ETL_HEARTBEAT_TIMEOUT", 120)
+ETL_MAX_ATTEMPTS = env_int("ETL_MAX_ATTEMPTS", 3)
+ETL_RETRY_BASE_SECONDS = float(env_int("ETL_RETRY_BASE_SECONDS", 10))

@@ -3,9 +3,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from ml_platform import pages, views
+from ml_platform import job_pages, pages, views
 
 api_patterns = [
+    path("connections/", views.api_connections, name="api_connections"),
+    path("connections/<int:connection_id>/", views.api_connection_detail, name="api_connection_detail"),
+    path("connections/<int:connection_id>/test/", views.api_connection_test, name="api_connection_test"),
+    path("connections/<int:connection_id>/tables/", views.api_connection_tables, name="api_connection_tables"),
+    path("connections/<int:connection_id>/tables/<str:table>/columns/", views.api_connection_columns,
+         name="api_connection_columns"),
+    path("connections/<int:connection_id>/tables/<str:table>/preview/", views.api_connection_preview,
+         name="api_connection_preview"),
     path("jobs/", views.api_jobs, name="api_jobs"),
     path("jobs/<int:job_id>/", views.api_job_detail, name="api_job_detail"),
 ]
@@ -15,7 +23,20 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", pages.jobs, name="jobs"),
+    path("jobs/<int:job_id>/", pages.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/row/", pages.job_row, name="job_row"),
+    path("jobs/<int:job_id>/run/", pages.job_run_now, name="job_run_now"),
+    path("jobs/<int:job_id>/pause/", pages.job_pause, name="job_pause"),
+    path("jobs/<int:job_id>/resume/", pages.job_resume, name="job_resume"),
+    path("jobs/<int:job_id>/delete/", pages.job_delete, name="job_delete"),
+    path("jobs/<int:job_id>/edit/", job_pages.job_edit, name="job_edit"),
+    path("jobs/<int:job_id>/reconnect/", job_pages.job_reconnect, name="job_reconnect"),
     path("connections/", pages.connections, name="connections"),
+    path("connections/new/", pages.connection_create, name="connection_create"),
+    path("connections/test/", pages.connection_test_unsaved, name="connection_test_unsaved"),
+    path("connections/<int:connection_id>/edit/", pages.connection_edit, name="connection_edit"),
+    path("connections/<int:connection_id>/delete/", pages.connection_delete, name="connection_delete"),
+    path("connections/<int:connection_id>/test/", pages.connection_test, name="connection_test"),
     path("etl/", include("wizard.urls")),
     path("api/etl/", include(api_patterns)),
     path("admin/", admin.site.urls),

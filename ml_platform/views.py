@@ -1,13 +1,35 @@
-"""JSON API (/api/etl/...). Thin: parse, call a selector/service, serialise."""
+"""JSON API (/api/etl/...). Thin: parse, validate with a form, call a selector/service, serialise."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+import json
 
-from ml_platform import selectors
-from ml_platform.api import api_view
-from ml_platform.models import EtlJob
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from ml_platform import selectors, services, sources
+from ml_platform.api import BadRequest, api_view, json_body, json_error
+from ml_platform.forms import ConnectionForm
+from ml_platform.models import Connection, EtlJob
+from ml_platform.utils.connection_manager import SourceError, TableNotFoundError
+
+
+def connection_to_dict(c: Connection) -> dict:
+    # The password is write-only: report only whether one is set.
+    return {
+        "id": c.pk,
+        "name": c.name,
+        "engine": c.engine,
+        "host": c.host,
+        "port": c.port,
+        "database": c.database,
+        "username": c.username,
+        "has_password": bool(c.password),
+        "options": {k: ("***" if any(s in k.lower() for s in ("pass", "secret", "key", "token")) else v)
+                    for k, v in (c.options or {}).items()},
+        "last_test_ok": c.last_test_ok,
+        "last_tested_at": c.last_tested_at.isoformat() if c.last_tested_at else None,
+    }
 
 
 def job_to_dict(job: EtlJob) -> dict:
@@ -18,6 +40,7 @@ def job_to_dict(job: EtlJob) -> dict:
         "source_schema": job.source_schema,
         "source_table": job.source_table,
         "selected_columns": job.selected_columns,
+        "column_mapping": job.column_mapping,
         "destination_dataset": job.destination_dataset,
         "destination_table": job.destination_table,
         "destination_mode": job.destination_mode,
@@ -26,9 +49,138 @@ def job_to_dict(job: EtlJob) -> dict:
         "merge_key": job.merge_key,
         "source_tag": job.source_tag or None,
         "schedule": job.schedule or None,
+        "schedule_timezone": job.schedule_timezone,
         "status": job.status,
+        "watermark": job.watermark,
         "next_run_at": job.next_run_at.isoformat() if job.next_run_at else None,
     }
+
+
+def form_errors(form) -> list[dict]:
+    return [{"field": field, "errors": [str(e) for e in errors]} for field, errors in form.errors.items()]
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def _form_data(body: dict, base: dict | None = None) -> dict:
+    data = dict(base or {})
+    for key in ("name", "engine", "host", "port", "database", "username", "password", "options"):
+        if key in body:
+            value = body[key]
+            if key == "options":
+                value = json.dumps(value if value is not None else {})
+            data[key] = "" if value is None else value
+    return data
+
+
+@require_http_methods(["GET", "POST"])
+@api_view
+def api_connections(request: HttpRequest) -> JsonResponse:
+    if request.method == "GET":
+        items = [connection_to_dict(c) for c in selectors.connections_for_user(user=request.user)]
+        return JsonResponse({"status": "ok", "connections": items})
+    form = ConnectionForm(_form_data(json_body(request)), owner=request.user)
+    if not form.is_valid():
+        return json_error("Invalid connection", status=400, details=form_errors(form))
+    fields = {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
+    connection = services.connection_create(owner=request.user, password=form.cleaned_data["password"], **fields)
+    return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)}, status=201)
+
+
+@require_http_methods(["GET", "PATCH", "DELETE"])
+@api_view
+def api_connection_detail(request: HttpRequest, connection_id: int) -> JsonResponse:
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    if request.method == "GET":
+        return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
+    if request.method == "DELETE":
+        try:
+            services.connection_delete(connection=connection)
+        except services.ConnectionInUse as exc:
+            return json_error(str(exc), status=409, details=[{"job": j} for j in exc.jobs])
+        return JsonResponse({"status": "ok"})
+    current = {k: getattr(connection, k) for k in services.CONNECTION_FIELDS}
+    current["options"] = json.dumps(current["options"] or {})
+    current = {k: ("" if v is None else v) for k, v in current.items()}
+    form = ConnectionForm(_form_data(json_body(request), current), instance=connection, owner=request.user)
+    if not form.is_valid():
+        return json_error("Invalid connection", status=400, details=form_errors(form))
+    fields = {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
+    services.connection_update(connection=connection, password=form.cleaned_data["password"], **fields)
+    return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
+
+
+@require_POST
+@api_view
+def api_connection_test(request: HttpRequest, connection_id: int) -> JsonResponse:
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    result = sources.test_connection(connection)
+    services.connection_record_test(connection=connection, ok=result.ok,
+                                    message=result.server_version or result.error or "")
+    return JsonResponse({"status": "ok" if result.ok else "error", "ok": result.ok,
+                         "server_version": result.server_version, "round_trip_ms": result.round_trip_ms,
+                         "message": result.error or "Connected"})
+
+
+def _source_error(exc: SourceError) -> JsonResponse:
+    status = 404 if isinstance(exc, TableNotFoundError) else 502
+    return json_error(str(exc), status=status)
+
+
+@require_GET
+@api_view
+def api_connection_tables(request: HttpRequest, connection_id: int) -> JsonResponse:
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    try:
+        tables = sources.list_tables(connection)
+    except SourceError as exc:
+        return _source_error(exc)
+    return JsonResponse({"status": "ok", "tables": [
+        {"schema": t.schema, "name": t.name, "qualified_name": sources.qualified_name(t.schema, t.name),
+         "estimated_rows": t.estimated_rows, "kind": t.kind} for t in tables]})
+
+
+def column_to_dict(c) -> dict:
+    from ml_platform.etl.types import bigquery_type_for
+
+    bq_type, mode = bigquery_type_for(c.type)
+    return {"name": c.name, "type": c.source_type, "family": str(c.type), "nullable": c.nullable,
+            "primary_key": c.primary_key, "default": c.default, "bigquery_type": bq_type, "bigquery_mode": mode}
+
+
+@require_GET
+@api_view
+def api_connection_columns(request: HttpRequest, connection_id: int, table: str) -> JsonResponse:
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    schema, name = sources.split_table(table)
+    try:
+        columns = sources.get_columns(connection, schema, name)
+    except SourceError as exc:
+        return _source_error(exc)
+    return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in columns]})
+
+
+@require_GET
+@api_view
+def api_connection_preview(request: HttpRequest, connection_id: int, table: str) -> JsonResponse:
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    try:
+        limit = int(request.GET.get("limit", "20"))
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+    if not 1 <= limit <= 1000:
+        raise BadRequest("limit must be between 1 and 1000")
+    schema, name = sources.split_table(table)
+    try:
+        preview = sources.preview(connection, schema, name, limit=limit)
+    except SourceError as exc:
+        return _source_error(exc)
+    return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in preview.columns],
+                         "rows": preview.json_rows()})
+
+
+# --------------------------------------------------------------------------- jobs
 
 
 @require_GET

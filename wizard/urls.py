@@ -6,4 +6,8 @@ app_name = "wizard"
 
 urlpatterns = [
     path("new/", views.start, name="start"),
+    path("new/step/<int:n>/", views.step, name="step"),
+    path("new/report/", views.report, name="report"),
+    path("new/tables/", views.tables, name="tables"),
+    path("new/cron-preview/", views.cron_preview, name="cron_preview"),
 ]

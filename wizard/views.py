@@ -1,16 +1,443 @@
-"""The ETL wizard (five HTMX steps). Thin views: forms validate, services act."""
+"""The ETL wizard: five server-rendered steps swapped by HTMX, plus small live endpoints.
+
+Each step view handles GET (render) and POST (validate, store in the draft,
+move on). With HX-Request the step partial is returned and the URL pushed;
+without it the full page renders (or a POST redirects), so every step URL
+works on its own and with the browser's back/forward buttons.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest
-from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET
+import logging
+from dataclasses import asdict
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from ml_platform import selectors
+from croniter import croniter
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect, push_url
+
+from ml_platform import compat, selectors, services, sources
+from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
+from ml_platform.models import EtlJob
+from ml_platform.utils.connection_manager import SourceError
+from ml_platform.warehouse import warehouse
+from wizard import state
+from wizard.forms import (
+    ColumnsStepForm,
+    ConnectionStepForm,
+    DestinationStepForm,
+    ScheduleStepForm,
+    TableStepForm,
+    is_valid_cron,
+)
+
+logger = logging.getLogger(__name__)
+
+PARTITION_FAMILIES = {Family.DATE, Family.TIMESTAMP}
+
+
+def step_url(n: int) -> str:
+    return reverse("wizard:step", args=[n])
+
+
+def render_step(request: HttpRequest, n: int, context: dict, *, status: int = 200) -> HttpResponse:
+    context = {
+        **context,
+        "step": n,
+        "steps": state.STEPS,
+        "step_title": state.STEPS[n],
+        "step_template": f"wizard/partials/step{n}.html",
+        "nav": "wizard",
+    }
+    if request.htmx:
+        response = TemplateResponse(request, "wizard/wizard.html#step-frame", context, status=status)
+        # Push only real step changes: re-rendering the same step (a mode switch) must not add
+        # a history entry, or Back would land on the same step.
+        if request.htmx.current_url_abs_path != step_url(n):
+            push_url(response, step_url(n))
+        return response
+    return TemplateResponse(request, "wizard/wizard.html", context, status=status)
+
+
+def advance(request: HttpRequest, n: int) -> HttpResponse:
+    """After a valid POST: the next step (HTMX) or a redirect to it (plain form post)."""
+    if request.htmx:
+        return STEP_VIEWS[n](request, force_get=True)
+    return redirect(step_url(n))
 
 
 @require_GET
-def start(request: HttpRequest) -> TemplateResponse:
-    return TemplateResponse(
-        request, "wizard/wizard.html", {"connections": selectors.connections_for_user(user=request.user)}
+def start(request: HttpRequest) -> HttpResponse:
+    draft = state.load(request.user)
+    if request.GET.get("fresh"):
+        state.reset(draft)
+    return redirect(step_url(state.first_incomplete_step(draft, request.user)))
+
+
+def guard(request: HttpRequest, n: int) -> HttpResponse | None:
+    """Refuse a step whose earlier steps are not complete: send the user back to the first gap."""
+    draft = state.load(request.user)
+    first = state.first_incomplete_step(draft, request.user)
+    if first < n:
+        messages.warning(request, f"Complete step {first} ({state.STEPS[first]}) first.")
+        if request.htmx:
+            return HttpResponseClientRedirect(step_url(first))
+        return redirect(step_url(first))
+    return None
+
+
+def current_connection(request: HttpRequest, draft):
+    return selectors.connection_for_user(user=request.user, connection_id=draft.data["connection_id"])
+
+
+# --------------------------------------------------------------------------- step 1
+
+
+def step1(request: HttpRequest, force_get: bool = False) -> HttpResponse:
+    draft = state.load(request.user)
+    connections = list(selectors.connections_for_user(user=request.user))
+    if request.method == "POST" and not force_get:
+        form = ConnectionStepForm(request.POST, connections=connections)
+        if form.is_valid():
+            state.update(draft, 1, {"connection_id": form.cleaned_data["connection"]})
+            return advance(request, 2)
+    else:
+        form = ConnectionStepForm(initial={"connection": draft.data.get("connection_id")}, connections=connections)
+    return render_step(request, 1, {"form": form, "connections": connections}, status=400 if form.errors else 200)
+
+
+# --------------------------------------------------------------------------- step 2
+
+
+def step2(request: HttpRequest, force_get: bool = False) -> HttpResponse:
+    if refused := guard(request, 2):
+        return refused
+    draft = state.load(request.user)
+    connection = current_connection(request, draft)
+    try:
+        tables = sources.list_tables(connection)
+        error = ""
+    except SourceError as exc:
+        tables, error = [], str(exc)
+    names = [sources.qualified_name(t.schema, t.name) for t in tables]
+    query = (request.GET.get("q") or "").strip()
+    if request.method == "POST" and not force_get:
+        form = TableStepForm(request.POST, tables=names)
+        if form.is_valid():
+            state.update(draft, 2, {"source_table": form.cleaned_data["table"]})
+            return advance(request, 3)
+    else:
+        form = TableStepForm(initial={"table": draft.data.get("source_table")}, tables=names)
+    shown = [t for t in tables if query.lower() in sources.qualified_name(t.schema, t.name).lower()]
+    context = {"form": form, "connection": connection, "tables": shown, "total_tables": len(tables),
+               "query": query, "error": error, "selected": draft.data.get("source_table")}
+    if request.htmx and request.GET.get("filter"):
+        return TemplateResponse(request, "wizard/partials/table_list.html", context)
+    return render_step(request, 2, context, status=400 if form.errors else 200)
+
+
+# --------------------------------------------------------------------------- step 3
+
+
+def source_columns_of(request: HttpRequest, draft) -> list[SourceColumn]:
+    connection = current_connection(request, draft)
+    schema, table = sources.split_table(draft.data["source_table"])
+    return sources.get_columns(connection, schema, table)
+
+
+def selected_source_columns(request: HttpRequest, draft) -> list[SourceColumn]:
+    chosen = {c.lower() for c in draft.data.get("columns", [])}
+    return [c for c in source_columns_of(request, draft) if c.name.lower() in chosen]
+
+
+def step3(request: HttpRequest, force_get: bool = False) -> HttpResponse:
+    if refused := guard(request, 3):
+        return refused
+    draft = state.load(request.user)
+    connection = current_connection(request, draft)
+    schema, table = sources.split_table(draft.data["source_table"])
+    try:
+        preview = sources.preview(connection, schema, table, limit=20)
+        error = ""
+    except SourceError as exc:
+        preview, error = None, str(exc)
+    columns = preview.columns if preview else []
+    names = [c.name for c in columns]
+    if request.method == "POST" and not force_get:
+        form = ColumnsStepForm(request.POST, columns=names)
+        if form.is_valid():
+            state.update(draft, 3, {"columns": form.cleaned_data["columns"]})
+            return advance(request, 4)
+    else:
+        form = ColumnsStepForm(initial={"columns": draft.data.get("columns") or names}, columns=names)
+    chosen = set(form["columns"].value() or [])
+    rows = []
+    for c in columns:
+        bq_type, mode = bigquery_type_for(c.type)
+        rows.append({"column": c, "bq_type": bq_type, "mode": mode, "checked": c.name in chosen})
+    context = {"form": form, "connection": connection, "table": draft.data["source_table"], "columns": rows,
+               "preview": preview, "error": error}
+    return render_step(request, 3, context, status=400 if form.errors else 200)
+
+
+# --------------------------------------------------------------------------- step 4
+
+
+MULTI_VALUE_FIELDS = {"clustering", "merge_key", "add_columns"}
+
+
+def destination_form(request: HttpRequest, draft, data=None, overrides=None) -> tuple[DestinationStepForm, dict]:
+    """Build the step-4 form with its choices, and (for an existing table) the live report."""
+    source = selected_source_columns(request, draft)
+    names = [c.name for c in source]
+    bq = warehouse()
+    try:
+        datasets = bq.list_datasets()
+        bq_error = ""
+    except BigQueryError as exc:
+        datasets, bq_error = [], str(exc)
+    saved = draft.data.get("destination") or {}
+    initial = {"destination_mode": "new", "load_strategy": "replace", **saved}
+    if overrides:
+        # A GET that switches mode or dataset: show the choice without validating yet.
+        for key in overrides:
+            multi = key in MULTI_VALUE_FIELDS
+            initial[key] = overrides.getlist(key) if multi else overrides.get(key)
+    values = data if data is not None else None
+    probe = DestinationStepForm(values, initial=initial, datasets=datasets, columns=names,
+                                partition_candidates=[], other_tags=None, can_add=[])
+    mode = probe["destination_mode"].value()
+    dataset = probe["dataset"].value()
+    table = probe["existing_table"].value() if mode == "existing" else ""
+    report_ctx = None
+    report_error = ""
+    if mode == "existing" and dataset and table:
+        options = compat.options_from(
+            load_strategy=probe["load_strategy"].value() or "append",
+            cursor_column=probe["cursor_column"].value() or "",
+            merge_key=probe["merge_key"].value() or [],
+            source_tag=(probe["source_tag"].value() or "").strip(),
+            relax_required=bool(probe["relax_required"].value()),
+            validation=validation_results(draft, dataset, table),
+        )
+        try:
+            report_ctx = compat.report_for(user=request.user, source_columns=source, dataset=dataset, table=table,
+                                           options=options)
+        except BigQueryError as exc:
+            report_error = str(exc)
+    can_add = [a.column for a in report_ctx.report.can_alter if a.kind == "add_column"] if report_ctx else []
+    form = DestinationStepForm(
+        values, initial=initial, datasets=datasets, columns=names,
+        partition_candidates=[c.name for c in source if c.type.family in PARTITION_FAMILIES],
+        other_tags=report_ctx.other_tags if report_ctx else None, can_add=can_add,
     )
+    schema_preview = [(c.name, *bigquery_type_for(c.type)) for c in source]
+    existing_tables = []
+    if mode == "existing" and dataset and not bq_error:
+        try:
+            existing_tables = bq.list_tables(dataset)
+        except BigQueryError as exc:
+            report_error = report_error or str(exc)
+    context = {"existing_tables": existing_tables, "form": form, "datasets": datasets, "bq_error": bq_error, "report_ctx": report_ctx,
+               "report_error": report_error, "schema_preview": schema_preview, "source_columns": source,
+               "mode": mode, "dataset": dataset, "existing_table": table}
+    return form, context
+
+
+def validation_results(draft, dataset: str, table: str) -> dict:
+    from ml_platform.etl.compatibility import ValidationResult
+
+    stored = (draft.data.get("validation") or {}).get(f"{dataset}.{table}") or {}
+    return {col: ValidationResult(**{**v, "examples": tuple(v.get("examples") or ())}) for col, v in stored.items()}
+
+
+def step4(request: HttpRequest, force_get: bool = False) -> HttpResponse:
+    if refused := guard(request, 4):
+        return refused
+    draft = state.load(request.user)
+    posting = request.method == "POST" and not force_get
+    form, context = destination_form(request, draft, request.POST if posting else None,
+                                     overrides=None if posting else request.GET)
+    if posting and form.is_valid():
+        data = form.cleaned_data
+        if data["destination_mode"] == "new":
+            try:
+                exists = warehouse().table_exists(data["dataset"], data["new_table"])
+            except BigQueryError as exc:
+                exists = False
+                form.add_error(None, str(exc))
+            if exists:
+                form.add_error("new_table", f"A table named {data['new_table']!r} already exists in "
+                                            f"{data['dataset']}: pick another name or use the existing table.")
+        else:
+            report_ctx = context["report_ctx"]
+            if report_ctx is None:
+                form.add_error("existing_table", context["report_error"] or "Choose an existing table.")
+            elif not report_ctx.report.compatible:
+                form.add_error(None, "The source is not compatible with this table: fix the errors in the report.")
+        if not form.errors:
+            state.update(draft, 4, {"destination": {k: v for k, v in data.items()}})
+            return advance(request, 5)
+    return render_step(request, 4, context, status=400 if form.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+def report(request: HttpRequest) -> HttpResponse:
+    """The live compatibility report for the existing-table choice (HTMX swaps it in)."""
+    draft = state.load(request.user)
+    if state.first_incomplete_step(draft, request.user) < 4:
+        return TemplateResponse(request, "wizard/partials/report.html",
+                                {"report_error": "Complete the earlier steps first."}, status=400)
+    params = request.POST if request.method == "POST" else request.GET
+    if request.method == "POST" and params.get("validate"):
+        run_validation(request, draft, params)
+    _form, context = destination_form(request, draft, params)
+    return TemplateResponse(request, "wizard/partials/report.html", context)
+
+
+def run_validation(request: HttpRequest, draft, params) -> None:
+    dataset, table = params.get("dataset", ""), params.get("existing_table", "")
+    if not dataset or not table:
+        return
+    source = selected_source_columns(request, draft)
+    options = compat.options_from(
+        load_strategy=params.get("load_strategy") or "append",
+        cursor_column=params.get("cursor_column") or "",
+        merge_key=params.getlist("merge_key"),
+        source_tag=params.get("source_tag", "").strip(),
+    )
+    schema, source_table = sources.split_table(draft.data["source_table"])
+    try:
+        destination = warehouse().get_table_schema(dataset, table)
+        results = compat.validate_data(connection=current_connection(request, draft), schema=schema,
+                                       table=source_table, source_columns=source, destination=destination,
+                                       options=options)
+    except (BigQueryError, SourceError) as exc:
+        messages.error(request, f"Data validation failed: {exc}")
+        return
+    data = dict(draft.data)
+    validation = dict(data.get("validation") or {})
+    validation[f"{dataset}.{table}"] = {col: asdict(r) | {"examples": list(r.examples)} for col, r in results.items()}
+    data["validation"] = validation
+    draft.data = data
+    draft.save(update_fields=["data", "updated_at"])
+
+
+@require_GET
+def tables(request: HttpRequest) -> HttpResponse:
+    """The <option>s of the existing-table select for a dataset."""
+    dataset = request.GET.get("dataset", "")
+    error = ""
+    listed = []
+    if dataset:
+        try:
+            listed = warehouse().list_tables(dataset)
+        except BigQueryError as exc:
+            error = str(exc)
+    return TemplateResponse(request, "wizard/partials/table_options.html",
+                            {"tables": listed, "error": error, "selected": request.GET.get("existing_table", "")})
+
+
+# --------------------------------------------------------------------------- step 5
+
+
+def next_runs(cron: str, tz_name: str, count: int = 5) -> list[datetime]:
+    tz = ZoneInfo(tz_name)
+    it = croniter(cron, timezone.now().astimezone(tz))
+    return [it.get_next(datetime) for _ in range(count)]
+
+
+def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:
+    if refused := guard(request, 5):
+        return refused
+    draft = state.load(request.user)
+    posting = request.method == "POST" and not force_get
+    data = draft.data
+    default_name = f"{data['source_table'].split('.')[-1]} → {data['destination'].get('dataset')}."
+    default_name += data["destination"].get("new_table") or data["destination"].get("existing_table") or ""
+    if posting:
+        form = ScheduleStepForm(request.POST, owner=request.user)
+        if form.is_valid():
+            try:
+                job = create_job_from_draft(request, draft, form.cleaned_data)
+            except (services.JobCreateError, BigQueryError, SourceError) as exc:
+                form.add_error(None, str(exc))
+            else:
+                state.reset(draft)
+                messages.success(request, f"Created job {job.name!r}.")
+                if request.htmx:
+                    return HttpResponseClientRedirect(reverse("jobs"))
+                return redirect("jobs")
+    else:
+        form = ScheduleStepForm(initial={"name": default_name, "timezone": "UTC"}, owner=request.user)
+    return render_step(request, 5, {"form": form, "draft": data}, status=400 if form.errors else 200)
+
+
+def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob:
+    data = draft.data
+    dest = data["destination"]
+    connection = current_connection(request, draft)
+    schema, table = sources.split_table(data["source_table"])
+    source = selected_source_columns(request, draft)
+    existing = dest["destination_mode"] == "existing"
+    return services.job_create(
+        owner=request.user,
+        name=schedule["name"],
+        connection=connection,
+        source_schema=schema or "",
+        source_table=table,
+        source_columns=source,
+        destination_dataset=dest["dataset"],
+        destination_table=dest["existing_table"] if existing else dest["new_table"],
+        use_existing_table=existing,
+        load_strategy=dest["load_strategy"],
+        cursor_column=dest.get("cursor_column") or "",
+        merge_key=dest.get("merge_key") or [],
+        source_tag=dest.get("source_tag") or "",
+        add_columns=dest.get("add_columns") or [],
+        relax_required=bool(dest.get("relax_required")),
+        partition_field=dest.get("partition_field") or "",
+        clustering=dest.get("clustering") or [],
+        schedule=schedule["schedule"],
+        schedule_timezone=schedule["timezone"],
+        run_now=schedule["run_now"],
+        validation=validation_results(draft, dest["dataset"], dest.get("existing_table") or ""),
+    )
+
+
+@require_GET
+def cron_preview(request: HttpRequest) -> HttpResponse:
+    preset = request.GET.get("preset", "")
+    cron = request.GET.get("cron", "").strip() if preset in ("", "custom") else preset
+    tz_name = request.GET.get("timezone") or "UTC"
+    context: dict = {"cron": cron, "timezone": tz_name}
+    if preset == "manual" or not cron:
+        context["manual"] = True
+    elif not is_valid_cron(cron):
+        context["error"] = f"{cron!r} is not a valid cron expression (5 fields: minute hour day month weekday)."
+    else:
+        try:
+            context["runs"] = next_runs(cron, tz_name)
+        except (KeyError, ValueError):
+            context["error"] = f"Unknown time zone {tz_name!r}."
+    return TemplateResponse(request, "wizard/partials/cron_preview.html", context)
+
+
+STEP_VIEWS = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5}
+
+
+@require_http_methods(["GET", "POST"])
+def step(request: HttpRequest, n: int) -> HttpResponse:
+    view = STEP_VIEWS.get(n)
+    if view is None:
+        return redirect("wizard:start")
+    return view(request)
+

@@ -1,0 +1,64 @@
+"""Forms for the pages outside the wizard. Used by the JSON API too, so both validate alike."""
+
+from __future__ import annotations
+
+from django import forms
+
+from ml_platform.models import Connection
+
+DEFAULT_PORTS = {Connection.Engine.POSTGRESQL: 5432, Connection.Engine.MYSQL: 3306}
+
+
+class ConnectionForm(forms.ModelForm):
+    # Write-only: never rendered back; blank on edit keeps the stored password.
+    password = forms.CharField(
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        required=False,
+        max_length=1024,
+        help_text="Leave blank to keep the current password.",
+    )
+    options = forms.JSONField(required=False, initial=dict, help_text='Driver options as JSON, e.g. {"sslmode": "require"}')
+
+    class Meta:
+        model = Connection
+        # The password is a plain form field, never copied onto the instance by the ModelForm.
+        fields = ["name", "engine", "host", "port", "database", "username", "options"]
+        labels = {"database": "Database (file path for SQLite)"}
+
+    field_order = ["name", "engine", "host", "port", "database", "username", "password", "options"]
+
+    def __init__(self, *args, owner, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        self.fields["port"].widget.attrs.update({"min": 1, "max": 65535})
+        if self.instance.pk is None:
+            self.fields["password"].help_text = ""
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        taken = Connection.objects.filter(owner=self.owner, name=name).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError("You already have a connection with this name.")
+        return name
+
+    def clean_port(self) -> int | None:
+        port = self.cleaned_data.get("port")
+        if port is not None and not 1 <= port <= 65535:
+            raise forms.ValidationError("Port must be between 1 and 65535.")
+        return port
+
+    def clean_options(self) -> dict:
+        value = self.cleaned_data.get("options") or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Options must be a JSON object.")
+        return value
+
+    def clean(self) -> dict:
+        data = super().clean()
+        engine = data.get("engine")
+        if engine in DEFAULT_PORTS:
+            if not data.get("host"):
+                self.add_error("host", "Enter the database host.")
+            if not data.get("port"):
+                data["port"] = DEFAULT_PORTS[engine]
+        return data

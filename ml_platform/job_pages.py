@@ -1,0 +1,202 @@
+"""Edit and Reconnect: short HTMX flows that reuse the wizard's compatibility report partial."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_http_methods
+
+from ml_platform import compat, selectors, services, sources
+from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.types import SourceColumn
+from ml_platform.models import EtlJob
+from ml_platform.utils.connection_manager import SourceError
+from wizard.forms import SCHEDULE_PRESETS, is_valid_cron, timezone_choices
+
+
+class EditJobForm(forms.Form):
+    name = forms.CharField(max_length=200, label="Job name")
+    columns = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Columns",
+                                        error_messages={"required": "Select at least one column."})
+    load_strategy = forms.ChoiceField(choices=EtlJob.LoadStrategy.choices, widget=forms.RadioSelect,
+                                      label="Load strategy")
+    cursor_column = forms.ChoiceField(required=False, label="Cursor column (incremental)")
+    merge_key = forms.MultipleChoiceField(required=False, label="Merge key columns")
+    preset = forms.ChoiceField(choices=SCHEDULE_PRESETS, label="Schedule")
+    cron = forms.CharField(required=False, max_length=100, label="Cron expression")
+    timezone = forms.ChoiceField(label="Time zone")
+    add_columns = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                            label="Add these columns to the table")
+
+    def __init__(self, *args, job: EtlJob, source_names: list[str], can_add: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.job = job
+        choices = [(c, c) for c in source_names]
+        self.fields["columns"].choices = choices
+        self.fields["cursor_column"].choices = [("", "— none —")] + choices
+        self.fields["merge_key"].choices = choices
+        self.fields["timezone"].choices = timezone_choices()
+        self.fields["add_columns"].choices = [(c, c) for c in can_add]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if EtlJob.objects.filter(owner=self.job.owner, name=name).exclude(pk=self.job.pk).exists():
+            raise forms.ValidationError("You already have a job with this name.")
+        return name
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("load_strategy") == "incremental" and not data.get("cursor_column"):
+            self.add_error("cursor_column", "Incremental loads need a cursor column.")
+        if data.get("load_strategy") == "merge" and not data.get("merge_key"):
+            self.add_error("merge_key", "Merge needs at least one key column.")
+        preset = data.get("preset")
+        if preset == "custom":
+            cron = (data.get("cron") or "").strip()
+            if not is_valid_cron(cron):
+                self.add_error("cron", f"{cron!r} is not a valid cron expression (5 fields).")
+            data["schedule"] = cron
+        else:
+            data["schedule"] = "" if preset == "manual" else preset
+        return data
+
+
+def initial_for(job: EtlJob) -> dict:
+    presets = {value for value, _ in SCHEDULE_PRESETS}
+    preset = "manual" if not job.schedule else (job.schedule if job.schedule in presets else "custom")
+    return {"name": job.name, "columns": job.selected_columns, "load_strategy": job.load_strategy,
+            "cursor_column": job.cursor_column, "merge_key": job.merge_key, "preset": preset,
+            "cron": job.schedule if preset == "custom" else "", "timezone": job.schedule_timezone}
+
+
+def _source(job: EtlJob, connection=None, schema: str | None = None, table: str | None = None) -> list[SourceColumn]:
+    return sources.get_columns(connection or job.connection,
+                               schema if table is not None else (job.source_schema or None),
+                               table if table is not None else job.source_table)
+
+
+def _value(form: forms.Form, name: str):
+    return form[name].value()
+
+
+@require_http_methods(["GET", "POST"])
+def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    error = ""
+    try:
+        source = _source(job)
+    except SourceError as exc:
+        source, error = [], f"The source table cannot be read: {exc}"
+    names = [c.name for c in source]
+    data = request.POST if request.method == "POST" else None
+    probe = EditJobForm(data, initial=initial_for(job), job=job, source_names=names, can_add=[])
+    chosen = {c.lower() for c in (_value(probe, "columns") or [])}
+    selected = [c for c in source if c.name.lower() in chosen]
+    report_ctx = None
+    if selected:
+        options = compat.options_from(
+            load_strategy=_value(probe, "load_strategy") or job.load_strategy,
+            cursor_column=_value(probe, "cursor_column") or "", merge_key=_value(probe, "merge_key") or [],
+            source_tag=job.source_tag,
+        )
+        try:
+            report_ctx = compat.report_for(user=request.user, source_columns=selected,
+                                           dataset=job.destination_dataset, table=job.destination_table,
+                                           options=options, exclude_job=job)
+        except BigQueryError as exc:
+            error = str(exc)
+    can_add = [a.column for a in report_ctx.report.can_alter if a.kind == "add_column"] if report_ctx else []
+    form = EditJobForm(data, initial=initial_for(job), job=job, source_names=names, can_add=can_add)
+    context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "nav": "jobs"}
+    if request.method == "POST" and request.POST.get("refresh"):
+        return TemplateResponse(request, "ml_platform/job_edit.html#edit-report", context)
+    if request.method == "POST" and form.is_valid():
+        if report_ctx is None or not report_ctx.report.compatible:
+            form.add_error(None, "The selected columns are not compatible with the table: see the report.")
+        else:
+            try:
+                services.job_update(job=job, source_columns=selected, report=report_ctx.report,
+                                    add_columns=form.cleaned_data["add_columns"], name=form.cleaned_data["name"],
+                                    load_strategy=form.cleaned_data["load_strategy"],
+                                    cursor_column=form.cleaned_data["cursor_column"],
+                                    merge_key=form.cleaned_data["merge_key"],
+                                    schedule=form.cleaned_data["schedule"],
+                                    schedule_timezone=form.cleaned_data["timezone"])
+            except (services.JobCreateError, BigQueryError) as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Saved job {job.name!r}.")
+                return redirect("jobs")
+    return TemplateResponse(request, "ml_platform/job_edit.html", context, status=400 if form.errors else 200)
+
+
+class ReconnectForm(forms.Form):
+    connection = forms.TypedChoiceField(coerce=int, label="New connection")
+    table = forms.ChoiceField(label="Source table", required=False)
+
+    def __init__(self, *args, connections, tables: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["connection"].choices = [(c.pk, c.name) for c in connections]
+        self.fields["table"].choices = [("", "— choose a table —")] + [(t, t) for t in tables]
+
+
+@require_http_methods(["GET", "POST"])
+def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Point a job at another connection/table after a compatibility check; the BigQuery table is untouched."""
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    connections = list(selectors.connections_for_user(user=request.user))
+    params = request.POST if request.method == "POST" else request.GET
+    connection_id = params.get("connection") or job.connection_id
+    try:
+        connection = selectors.connection_for_user(user=request.user, connection_id=int(connection_id))
+    except ValueError:
+        connection = job.connection
+    error = ""
+    try:
+        tables = [sources.qualified_name(t.schema, t.name) for t in sources.list_tables(connection)]
+    except SourceError as exc:
+        tables, error = [], str(exc)
+    current = sources.qualified_name(job.source_schema or None, job.source_table)
+    table = params.get("table")
+    if not table:
+        # Preselect the job's table when the new connection has it: same schema.table, or
+        # the same table name in whatever schema the other engine calls it (database vs public).
+        same_name = [t for t in tables if sources.split_table(t)[1].lower() == job.source_table.lower()]
+        table = current if current in tables else (same_name[0] if len(same_name) == 1 else None)
+    form = ReconnectForm({"connection": connection.pk, "table": table or ""}, connections=connections,
+                         tables=tables)
+    report_ctx = None
+    missing: list[str] = []
+    if table and table in tables:
+        schema, name = sources.split_table(table)
+        try:
+            source = _source(job, connection, schema, name)
+            by_name = {c.name.lower(): c for c in source}
+            selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
+            missing = [c for c in job.selected_columns if c.lower() not in by_name]
+            options = compat.options_from(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
+                                          merge_key=job.merge_key, source_tag=job.source_tag)
+            report_ctx = compat.report_for(user=request.user, source_columns=selected,
+                                           dataset=job.destination_dataset, table=job.destination_table,
+                                           options=options, exclude_job=job)
+        except (SourceError, BigQueryError) as exc:
+            error = str(exc)
+    compatible = bool(report_ctx and report_ctx.report.compatible and not missing)
+    context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "missing": missing,
+               "compatible": compatible, "connection": connection, "table": table, "nav": "jobs"}
+    if request.method == "POST" and request.POST.get("confirm"):
+        if not compatible:
+            messages.error(request, "Reconnect refused: the new source is not compatible with the table.")
+        else:
+            schema, name = sources.split_table(table)
+            services.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=name,
+                                   source_columns=selected)
+            messages.success(request, f"Reconnected {job.name!r} to {connection.name} · {table}. The BigQuery "
+                                      "table, its rows and the job's watermark are unchanged.")
+            return redirect("jobs")
+    if request.htmx:
+        return TemplateResponse(request, "ml_platform/job_reconnect.html#reconnect-body", context)
+    return TemplateResponse(request, "ml_platform/job_reconnect.html", context)

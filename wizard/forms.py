@@ -1,0 +1,173 @@
+"""Wizard forms. They validate input; the compatibility verdict comes from the engine via the view."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import available_timezones
+
+from croniter import croniter
+from django import forms
+
+from ml_platform.etl.bigquery import validate_table_id
+from ml_platform.models import EtlJob
+
+SCHEDULE_PRESETS = [
+    ("manual", "Manual (Run Now only)"),
+    ("*/15 * * * *", "Every 15 minutes"),
+    ("0 * * * *", "Hourly"),
+    ("0 2 * * *", "Daily at 02:00"),
+    ("0 3 * * 1", "Weekly (Monday 03:00)"),
+    ("custom", "Custom cron expression"),
+]
+TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def timezone_choices() -> list[tuple[str, str]]:
+    return [(tz, tz) for tz in sorted(available_timezones())]
+
+
+class ConnectionStepForm(forms.Form):
+    connection = forms.TypedChoiceField(coerce=int, widget=forms.RadioSelect, label="Connection")
+
+    def __init__(self, *args, connections, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["connection"].choices = [(c.pk, c.name) for c in connections]
+
+
+class TableStepForm(forms.Form):
+    table = forms.ChoiceField(widget=forms.RadioSelect, label="Source table",
+                              error_messages={"invalid_choice": "Choose one of the tables listed."})
+
+    def __init__(self, *args, tables: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["table"].choices = [(t, t) for t in tables]
+
+
+class ColumnsStepForm(forms.Form):
+    columns = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        label="Columns",
+        error_messages={"required": "Select at least one column."},
+    )
+
+    def __init__(self, *args, columns: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["columns"].choices = [(c, c) for c in columns]
+
+
+class DestinationStepForm(forms.Form):
+    destination_mode = forms.ChoiceField(
+        choices=EtlJob.DestinationMode.choices, widget=forms.RadioSelect, initial=EtlJob.DestinationMode.NEW,
+        label="Destination",
+    )
+    dataset = forms.ChoiceField(label="Dataset", error_messages={"invalid_choice": "Choose an existing dataset."})
+    new_table = forms.CharField(label="New table name", required=False, max_length=1024)
+    existing_table = forms.CharField(label="Existing table", required=False, max_length=1024)
+    partition_field = forms.ChoiceField(label="Partition by (optional)", required=False)
+    clustering = forms.MultipleChoiceField(label="Cluster by (optional, up to 4)", required=False,
+                                           widget=forms.SelectMultiple(attrs={"size": 4}))
+    load_strategy = forms.ChoiceField(choices=EtlJob.LoadStrategy.choices, widget=forms.RadioSelect,
+                                      initial=EtlJob.LoadStrategy.REPLACE, label="Load strategy")
+    cursor_column = forms.ChoiceField(label="Cursor column (incremental)", required=False)
+    merge_key = forms.MultipleChoiceField(label="Merge key columns", required=False,
+                                          widget=forms.SelectMultiple(attrs={"size": 4}))
+    source_tag = forms.CharField(label="Source tag (optional)", required=False, max_length=64)
+    add_columns = forms.MultipleChoiceField(label="Add these columns to the table", required=False,
+                                            widget=forms.CheckboxSelectMultiple)
+    relax_required = forms.BooleanField(
+        label="Relax REQUIRED columns to NULLABLE on the destination table", required=False
+    )
+
+    def __init__(self, *args, datasets: list[str], columns: list[str], partition_candidates: list[str],
+                 other_tags: list[str] | None, can_add: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Tags of the other jobs loading into the chosen existing table; None when there are none.
+        self.other_tags = other_tags
+        self.fields["dataset"].choices = [("", "— choose a dataset —")] + [(d, d) for d in datasets]
+        column_choices = [(c, c) for c in columns]
+        self.fields["partition_field"].choices = [("", "— none —")] + [(c, c) for c in partition_candidates]
+        self.fields["clustering"].choices = column_choices
+        self.fields["cursor_column"].choices = [("", "— choose —")] + column_choices
+        self.fields["merge_key"].choices = column_choices
+        self.fields["add_columns"].choices = [(c, c) for c in can_add]
+
+    def clean_new_table(self) -> str:
+        value = self.cleaned_data["new_table"].strip()
+        if value:
+            try:
+                validate_table_id(value)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def clean_source_tag(self) -> str:
+        value = self.cleaned_data["source_tag"].strip()
+        if value and not TAG_RE.match(value):
+            raise forms.ValidationError("Use 1-64 letters, digits, '_', '-', '.' or ':'.")
+        return value
+
+    def clean_clustering(self) -> list[str]:
+        value = self.cleaned_data["clustering"]
+        if len(value) > 4:
+            raise forms.ValidationError("BigQuery clusters by at most 4 columns.")
+        return value
+
+    def clean(self) -> dict:
+        data = super().clean()
+        mode = data.get("destination_mode")
+        if mode == EtlJob.DestinationMode.NEW and not data.get("new_table"):
+            self.add_error("new_table", "Enter a name for the new table.")
+        if mode == EtlJob.DestinationMode.EXISTING and not data.get("existing_table"):
+            self.add_error("existing_table", "Choose an existing table.")
+        strategy = data.get("load_strategy")
+        if strategy == EtlJob.LoadStrategy.INCREMENTAL and not data.get("cursor_column"):
+            self.add_error("cursor_column", "Incremental loads need a cursor column (e.g. id or updated_at).")
+        if strategy == EtlJob.LoadStrategy.MERGE and not data.get("merge_key"):
+            self.add_error("merge_key", "Merge needs at least one key column.")
+        tag = data.get("source_tag", "")
+        if self.other_tags is not None and mode == EtlJob.DestinationMode.EXISTING:
+            if not tag:
+                self.add_error("source_tag", "Other jobs load into this table: give this source its own tag.")
+            elif tag in self.other_tags:
+                self.add_error("source_tag", f"The tag {tag!r} is already used by another job on this table.")
+        return data
+
+
+class ScheduleStepForm(forms.Form):
+    name = forms.CharField(label="Job name", max_length=200)
+    preset = forms.ChoiceField(choices=SCHEDULE_PRESETS, initial="manual", label="Schedule")
+    cron = forms.CharField(label="Cron expression", required=False, max_length=100,
+                           help_text="minute hour day-of-month month day-of-week, e.g. */30 * * * *")
+    timezone = forms.ChoiceField(label="Time zone", initial="UTC")
+    run_now = forms.BooleanField(label="Run now after creating the job", required=False)
+
+    def __init__(self, *args, owner, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        self.fields["timezone"].choices = timezone_choices()
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if EtlJob.objects.filter(owner=self.owner, name=name).exists():
+            raise forms.ValidationError("You already have a job with this name.")
+        return name
+
+    def clean(self) -> dict:
+        data = super().clean()
+        preset = data.get("preset")
+        if preset == "custom":
+            cron = (data.get("cron") or "").strip()
+            if not cron:
+                self.add_error("cron", "Enter a cron expression.")
+            elif not is_valid_cron(cron):
+                self.add_error("cron", f"{cron!r} is not a valid cron expression (5 fields).")
+            data["schedule"] = cron
+        elif preset == "manual":
+            data["schedule"] = ""
+        else:
+            data["schedule"] = preset or ""
+        return data
+
+
+def is_valid_cron(expression: str) -> bool:
+    return len(expression.split()) == 5 and croniter.is_valid(expression)
