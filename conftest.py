@@ -234,6 +234,7 @@ def pg_source() -> Iterator[SourceDatabase]:
 
 
 PASSWORD_AUTH_GROUP = "etl_password_auth"
+SECRET = "Very-Secret-pw-4711"
 
 
 @pytest.fixture
@@ -262,6 +263,17 @@ def pg_password_role(pg_source) -> Iterator[tuple[str, str]]:
         pg_source.execute(f"DROP OWNED BY {role}")
         admin.execute(f"DROP ROLE IF EXISTS {role}")
         admin.close()
+
+
+@pytest.fixture
+def pg_role(pg_source, pg_password_role):
+    """A password-checked login role (password SECRET) that can read a small public.items table."""
+    role, password = pg_password_role
+    pg_source.execute(f"ALTER ROLE {role} PASSWORD '{SECRET}'",
+                      "CREATE TABLE items (id int PRIMARY KEY, name text)",
+                      "INSERT INTO items VALUES (1, 'a'), (2, NULL)",
+                      f"GRANT SELECT ON items TO {role}")
+    return role
 
 
 @pytest.fixture

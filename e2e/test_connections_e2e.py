@@ -1,7 +1,7 @@
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_connection_views import SECRET, pg_role  # noqa: F401  (fixture)
+from conftest import SECRET
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

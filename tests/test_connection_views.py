@@ -7,24 +7,13 @@ import logging
 import pytest
 from django.urls import reverse
 
+from conftest import SECRET
 from ml_platform import services
 from ml_platform.models import Connection, EtlJob
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
-SECRET = "Very-Secret-pw-4711"
-
-
-@pytest.fixture
-def pg_role(pg_source, pg_password_role):
-    """A password-checked login role (its password is SECRET) that can read public.items."""
-    role, password = pg_password_role
-    pg_source.execute(f"ALTER ROLE {role} PASSWORD '{SECRET}'",
-                      "CREATE TABLE items (id int PRIMARY KEY, name text)",
-                      "INSERT INTO items VALUES (1, 'a'), (2, NULL)",
-                      f"GRANT SELECT ON items TO {role}")
-    return role
 
 
 @pytest.fixture
