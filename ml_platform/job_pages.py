@@ -11,10 +11,11 @@ from django.views.decorators.http import require_http_methods
 
 from ml_platform import compat, selectors, services, sources
 from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.schedule import is_valid_cron
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
 from ml_platform.utils.connection_manager import SourceError
-from wizard.forms import SCHEDULE_PRESETS, is_valid_cron, timezone_choices
+from wizard.forms import SCHEDULE_PRESETS, timezone_choices
 
 
 class EditJobForm(forms.Form):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from croniter import croniter
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ml_platform.etl.schedule import is_valid_cron, is_valid_timezone, next_runs
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection, EtlJob, JobRun
 
@@ -116,8 +115,7 @@ class RunAlreadyActive(Exception):
 def next_run_time(*, schedule: str, timezone_name: str, after: datetime) -> datetime | None:
     if not schedule:
         return None
-    tz = ZoneInfo(timezone_name or "UTC")
-    return croniter(schedule, after.astimezone(tz)).get_next(datetime).astimezone(UTC)
+    return next_runs(schedule, timezone_name or "UTC", after=after)[0]
 
 
 def run_enqueue_record(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> JobRun:
@@ -235,6 +233,10 @@ def job_create(
 
     if not source_columns:
         raise JobCreateError("Select at least one source column.")
+    if schedule and not is_valid_cron(schedule):
+        raise JobCreateError(f"{schedule!r} is not a valid cron expression (5 fields).")
+    if not is_valid_timezone(schedule_timezone):
+        raise JobCreateError(f"Unknown time zone {schedule_timezone!r}.")
     bq = warehouse()
     merge_key = list(merge_key or [])
     options = compat.options_from(

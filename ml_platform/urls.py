@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from ml_platform import job_pages, pages, views
+from ml_platform import api_etl, job_pages, pages, views
 
 api_patterns = [
     path("connections/", views.api_connections, name="api_connections"),
@@ -14,6 +14,10 @@ api_patterns = [
          name="api_connection_columns"),
     path("connections/<int:connection_id>/tables/<str:table>/preview/", views.api_connection_preview,
          name="api_connection_preview"),
+    path("datasets/", api_etl.api_datasets, name="api_datasets"),
+    path("datasets/<str:dataset>/tables/", api_etl.api_dataset_tables, name="api_dataset_tables"),
+    path("validate-schema-compatibility/", api_etl.api_validate_schema_compatibility,
+         name="api_validate_schema_compatibility"),
     path("jobs/", views.api_jobs, name="api_jobs"),
     path("jobs/<int:job_id>/", views.api_job_detail, name="api_job_detail"),
 ]

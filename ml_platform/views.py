@@ -183,9 +183,13 @@ def api_connection_preview(request: HttpRequest, connection_id: int, table: str)
 # --------------------------------------------------------------------------- jobs
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @api_view
 def api_jobs(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        from ml_platform.api_etl import api_etl_create_job
+
+        return api_etl_create_job(request)
     jobs = selectors.jobs_for_user(user=request.user)
     return JsonResponse({"status": "ok", "jobs": [job_to_dict(j) for j in jobs]})
 

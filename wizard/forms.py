@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from zoneinfo import available_timezones
 
-from croniter import croniter
 from django import forms
 
 from ml_platform.etl.bigquery import validate_table_id
+from ml_platform.etl.schedule import is_valid_cron
 from ml_platform.models import EtlJob
 
 SCHEDULE_PRESETS = [
@@ -168,6 +168,3 @@ class ScheduleStepForm(forms.Form):
             data["schedule"] = preset or ""
         return data
 
-
-def is_valid_cron(expression: str) -> bool:
-    return len(expression.split()) == 5 and croniter.is_valid(expression)

@@ -13,7 +13,6 @@ from dataclasses import asdict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -25,6 +24,8 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ml_platform import compat, selectors, services, sources
 from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.schedule import is_valid_cron
+from ml_platform.etl.schedule import next_runs as cron_next_runs
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
 from ml_platform.utils.connection_manager import SourceError
@@ -36,7 +37,6 @@ from wizard.forms import (
     DestinationStepForm,
     ScheduleStepForm,
     TableStepForm,
-    is_valid_cron,
 )
 
 logger = logging.getLogger(__name__)
@@ -351,8 +351,7 @@ def tables(request: HttpRequest) -> HttpResponse:
 
 def next_runs(cron: str, tz_name: str, count: int = 5) -> list[datetime]:
     tz = ZoneInfo(tz_name)
-    it = croniter(cron, timezone.now().astimezone(tz))
-    return [it.get_next(datetime) for _ in range(count)]
+    return [t.astimezone(tz) for t in cron_next_runs(cron, tz_name, after=timezone.now(), count=count)]
 
 
 def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:

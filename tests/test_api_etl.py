@@ -1,0 +1,132 @@
+"""The spec's endpoints against the emulator and real PostgreSQL/MariaDB."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from ml_platform import services
+from ml_platform.etl.types import BigQueryField
+from ml_platform.models import EtlJob
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+VALIDATE = "api_validate_schema_compatibility"
+
+
+def post(client, name: str, body) -> object:
+    return client.post(reverse(name), body, content_type="application/json")
+
+
+@pytest.fixture
+def dest(bq, bq_dataset, bq_settings):
+    bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64", "REQUIRED"), BigQueryField("amount", "NUMERIC"),
+                                           BigQueryField("note", "STRING")])
+    bq.query(f"INSERT INTO `{bq_dataset}.orders` (id, amount) VALUES (1, 2.5), (2, 3.5)")
+    return bq_dataset
+
+
+def test_it_lists_datasets_and_tables_with_counts_and_jobs(alice_client, user, dest, sqlite_source) -> None:
+    assert dest in alice_client.get(reverse("api_datasets")).json()["datasets"]
+    sqlite_source.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
+    job = EtlJob.objects.create(owner=user, name="j", connection=conn, source_table="t", destination_dataset=dest,
+                                destination_table="orders")
+    body = alice_client.get(reverse("api_dataset_tables", args=[dest])).json()
+    assert body["tables"] == [{"table_id": "orders", "row_count": 2, "column_count": 3, "table_type": "TABLE",
+                               "job_ids": [job.pk]}]
+    missing = alice_client.get(reverse("api_dataset_tables", args=["no_such_dataset"]))
+    assert missing.status_code == 404 and missing.json()["status"] == "error"
+
+
+def test_it_reports_compatibility_for_typed_source_columns(alice_client, dest) -> None:
+    body = {"source_columns": [{"name": "ID", "type": "bigint", "nullable": False, "primary_key": True},
+                               {"name": "amount", "type": "numeric(12,2)", "nullable": True},
+                               {"name": "tags", "type": "text[]", "nullable": True}],
+            "destination_table": f"{dest}.orders"}
+    result = post(alice_client, VALIDATE, body).json()
+    assert result["compatible"] is True
+    assert [a["column"] for a in result["can_alter"]] == ["tags"]
+    assert any("note" in w for w in result["warnings"])  # destination column missing from the source
+    assert {c["source_name"]: c["verdict"] for c in result["columns"] if c["source_name"]}["ID"] == "ok"
+
+
+def test_it_rejects_a_nullable_source_for_a_required_column(alice_client, dest) -> None:
+    body = {"source_columns": [{"name": "id", "type": "integer", "nullable": True}],
+            "destination_table": f"{dest}.orders"}
+    result = post(alice_client, VALIDATE, body).json()
+    assert result["compatible"] is False
+    assert any("NOT NULL" in e for e in result["errors"])
+    relaxed = post(alice_client, VALIDATE, {**body, "relax_required": True}).json()
+    assert relaxed["compatible"] is True
+
+
+def test_it_validates_data_of_a_narrowing_column(alice_client, user, dest, pg_source) -> None:
+    pg_source.execute("CREATE TABLE src (id bigint PRIMARY KEY, note text, code text)",
+                      "INSERT INTO src VALUES (1, 'a', '12'), (2, 'b', '7'), (3, 'c', 'abc')")
+    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    bq_body = {"connection_id": conn.pk, "source_table": "public.src", "destination_table": f"{dest}.orders"}
+    from ml_platform.warehouse import warehouse
+
+    warehouse().add_columns(dest, "orders", [BigQueryField("code", "INT64")])
+    plain = post(alice_client, VALIDATE, bq_body).json()
+    assert plain["compatible"] is False
+    assert {c["source_name"]: c["verdict"] for c in plain["columns"] if c["source_name"]}["code"] == "needs_validation"
+    checked = post(alice_client, VALIDATE, {**bq_body, "validate_data": True}).json()
+    assert checked["validation"]["code"]["failures"] == 1
+    assert checked["validation"]["code"]["examples"] == ["abc"]
+    assert checked["compatible"] is False and any("abc" in e for e in checked["errors"])
+
+
+def test_it_answers_bad_input_with_4xx_json(alice_client, dest, other_user, user, sqlite_source) -> None:
+    cases = [
+        ({"destination_table": "nodot"}, 400),
+        ({"destination_table": f"{dest}.orders", "source_columns": "x"}, 400),
+        ({"destination_table": f"{dest}.orders", "source_columns": [{"name": "a"}]}, 400),
+        ({"destination_table": f"{dest}.orders", "load_strategy": "teleport", "source_columns": []}, 400),
+        ({"destination_table": f"{dest}.nope", "source_columns": []}, 404),
+        ({"destination_table": f"{dest}.orders"}, 400),  # no source at all
+        ({"destination_table": f"{dest}.orders", "connection_id": 999999, "source_table": "t"}, 404),
+    ]
+    for body, status in cases:
+        response = post(alice_client, VALIDATE, body)
+        assert response.status_code == status, (body, response.content)
+        assert response.json()["status"] == "error"
+    not_json = alice_client.post(reverse(VALIDATE), "{", content_type="application/json")
+    assert not_json.status_code == 400
+
+
+def test_it_creates_a_job_on_an_existing_table_or_answers_422(alice_client, user, dest, mysql_source, bq) -> None:
+    mysql_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount decimal(12,2), extra varchar(20))",
+                         "CREATE TABLE bad (id varchar(10), amount text)")
+    conn = services.connection_create(owner=user, name="maria", **mysql_source.as_connection_fields())
+    base = {"name": "eu orders", "connection_id": conn.pk, "use_existing_table": True,
+            "existing_table_name": f"{dest}.orders", "load_strategy": "incremental", "cursor_column": "id"}
+    bad = post(alice_client, "api_jobs", {**base, "source_table": f"{mysql_source.database}.bad"})
+    assert bad.status_code == 422
+    assert bad.json()["message"] == "Schema incompatible" and bad.json()["details"]
+    ok = post(alice_client, "api_jobs", {**base, "source_table": f"{mysql_source.database}.orders",
+                                         "add_columns": ["extra"]})
+    assert ok.status_code == 201, ok.content
+    assert ok.json()["job"]["destination_mode"] == "existing"
+    assert "extra" in [f.name for f in bq.get_table_schema(dest, "orders").fields]
+    assert bq.row_count(dest, "orders") == 2  # nothing loaded or dropped by creating the job
+
+
+def test_it_creates_a_new_table_for_a_new_job(alice_client, user, dest, pg_source, bq) -> None:
+    pg_source.execute("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz NOT NULL, payload jsonb)")
+    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    body = {"name": "events", "connection_id": conn.pk, "source_table": "public.events",
+            "destination_table": f"{dest}.events", "load_strategy": "replace", "partition_field": "at",
+            "schedule": "0 * * * *"}
+    created = post(alice_client, "api_jobs", body)
+    assert created.status_code == 201, created.content
+    schema = bq.get_table_schema(dest, "events")
+    assert [(f.name, f.field_type) for f in schema.fields] == [("id", "INT64"), ("at", "TIMESTAMP"),
+                                                               ("payload", "JSON")]
+    again = post(alice_client, "api_jobs", {**body, "name": "events 2"})
+    assert again.status_code == 422 and "already exists" in again.json()["message"]
+    bad_cron = post(alice_client, "api_jobs", {**body, "name": "x", "destination_table": f"{dest}.x",
+                                               "schedule": "whenever"})
+    assert bad_cron.status_code == 422 and "cron" in bad_cron.json()["message"]
+    assert not bq.table_exists(dest, "x")
