@@ -183,6 +183,14 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 # (django-tasks-db by default; Celery or RQ in production), see README.
 TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend")
 TASKS = {"default": {"BACKEND": TASKS_BACKEND}}
+if TASKS_BACKEND == "django_tasks_celery.CeleryBackend":
+    TASKS["default"]["OPTIONS"] = {"CELERY_APP": "ml_platform.celery_app.app"}
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
+# The worker imports the task module so Django's @task functions are registered with Celery.
+CELERY_IMPORTS = ["ml_platform.tasks"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 # BigQuery: the emulator when BIGQUERY_EMULATOR_HOST is set, real BigQuery with
 # Application Default Credentials otherwise.
