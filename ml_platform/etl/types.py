@@ -210,3 +210,24 @@ def normalize_column_names(names: list[str] | tuple[str, ...]) -> list[str]:
         claimed.add(candidate.lower())
         result[index] = candidate
     return [name for name in result if name is not None]
+
+
+# BIGNUMERIC holds 76.76 digits with scale 38: 38 whole integer digits are always safe.
+BIGNUMERIC_MAX_INTEGER_DIGITS = 38
+
+# The REST API and older tables still speak legacy SQL type names; the engine and the
+# wrapper compare types by their GoogleSQL names only.
+_LEGACY_TYPE_NAMES = {
+    "INTEGER": "INT64",
+    "FLOAT": "FLOAT64",
+    "BOOLEAN": "BOOL",
+    "STRUCT": "RECORD",
+    "DECIMAL": "NUMERIC",
+    "BIGDECIMAL": "BIGNUMERIC",
+}
+
+
+def standard_bigquery_type(field_type: str) -> str:
+    """The GoogleSQL name of a BigQuery field type (`INTEGER` -> `INT64`, `numeric(10,2)` -> `NUMERIC`)."""
+    base = (field_type or "").split("(", 1)[0].split("<", 1)[0].strip().upper()
+    return _LEGACY_TYPE_NAMES.get(base, base)
