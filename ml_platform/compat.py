@@ -13,7 +13,7 @@ from django.conf import settings
 
 from ml_platform import selectors
 from ml_platform.etl import compatibility as engine
-from ml_platform.etl.types import SourceColumn, TableSchema
+from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
 from ml_platform.models import Connection, EtlJob
 from ml_platform.warehouse import warehouse
 
@@ -45,6 +45,18 @@ class ReportContext:
         if not self.other_jobs:
             return None
         return [j.source_tag for j in self.other_jobs]
+
+
+def column_mapping(report: engine.CompatibilityReport, destination: TableSchema,
+                   added: list[BigQueryField]) -> dict[str, str]:
+    """Source name -> destination name for every source column that lands in an existing (or added) column.
+
+    The engine decides the matching (case-insensitive, or by the normalised name);
+    a column neither present nor approved for adding is not loaded.
+    """
+    present = {f.name.lower() for f in destination.fields} | {f.name.lower() for f in added}
+    return {row.source_name: row.destination_name for row in report.columns
+            if row.source_name and row.destination_name and row.destination_name.lower() in present}
 
 
 def options_from(

@@ -263,11 +263,8 @@ def job_create(
                 add_fields.append(BigQueryField(action.column, action.field_type, action.mode))
             elif action.kind == "relax_required" and relax_required:
                 relax.append(action.column)
-        present = {f.name.lower(): f.name for f in ctx.destination.fields}
-        present.update({f.name.lower(): f.name for f in add_fields})
-        mapping = {c.name: present[c.name.lower()] for c in source_columns if c.name.lower() in present}
-        skipped = [c.name for c in source_columns if c.name.lower() not in present]
-        loaded_columns = [c.name for c in source_columns if c.name not in skipped]
+        mapping = compat.column_mapping(ctx.report, ctx.destination, add_fields)
+        loaded_columns = [c.name for c in source_columns if c.name in mapping]
         if not loaded_columns:
             raise JobCreateError("None of the selected columns exists in the table; approve adding them.")
     else:
@@ -350,6 +347,7 @@ def job_update(
     schedule_timezone: str,
 ) -> EtlJob:
     """Save an Edit: approved new columns are added to the BigQuery table (NULLABLE), the rest is job config."""
+    from ml_platform import compat
     from ml_platform.etl.types import BigQueryField
     from ml_platform.warehouse import warehouse
 
@@ -357,15 +355,14 @@ def job_update(
     add_fields = [BigQueryField(a.column, a.field_type, a.mode) for a in report.can_alter
                   if a.kind == "add_column" and a.column.lower() in wanted]
     table = warehouse().get_table_schema(job.destination_dataset, job.destination_table)
-    present = {f.name.lower(): f.name for f in table.fields}
-    present.update({f.name.lower(): f.name for f in add_fields})
-    loaded = [c for c in source_columns if c.name.lower() in present]
+    mapping = compat.column_mapping(report, table, add_fields)
+    loaded = [c for c in source_columns if c.name in mapping]
     if not loaded:
         raise JobCreateError("None of the selected columns exists in the table; approve adding them.")
     with transaction.atomic():
         job.name = name
         job.selected_columns = [c.name for c in loaded]
-        job.column_mapping = {c.name: present[c.name.lower()] for c in loaded}
+        job.column_mapping = {c.name: mapping[c.name] for c in loaded}
         job.load_strategy = load_strategy
         job.cursor_column = cursor_column
         job.merge_key = merge_key
