@@ -15,3 +15,6 @@ from ml_platform.settings import *  # noqa: E402,F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# One test database per pytest process, so parallel runs on one machine never drop each other's.
+DATABASES["default"]["TEST"] = {"NAME": f"test_ml_platform_{os.getpid()}"}  # noqa: F405

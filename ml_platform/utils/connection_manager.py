@@ -107,6 +107,15 @@ class SourceError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later can help (an unreachable or overloaded server), not a wrong password."""
+        return self.message.startswith(TRANSIENT_HEADLINES)
+
+
+# Headlines of `describe_error` for failures that heal by themselves.
+TRANSIENT_HEADLINES = ("Cannot reach the database server", "Timed out")
+
 
 class TableNotFoundError(SourceError):
     """The schema/table named by the caller does not exist (or is not visible to this user)."""

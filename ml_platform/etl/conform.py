@@ -1,0 +1,454 @@
+"""Conform extracted Arrow batches to a BigQuery destination schema.
+
+The emulator (and any Parquet load that does not name columns) matches Parquet
+columns to table columns by position, so every batch leaving here has exactly
+the destination's columns, in its order, with the Arrow type BigQuery expects
+for each column. Values that do not fit are rejected here, with the column, the
+value and the row's source key, before anything reaches BigQuery: a load job
+would reject the same value with a message naming neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ml_platform.etl.errors import CastError, SchemaMismatchError
+from ml_platform.etl.types import BigQueryField
+
+__all__ = ["Conformer", "ColumnSource", "arrow_schema_for", "arrow_type_for"]
+
+NUMERIC_TYPE = pa.decimal128(38, 9)
+BIGNUMERIC_TYPE = pa.decimal256(76, 38)
+
+_SCALAR_TYPES: dict[str, pa.DataType] = {
+    "INT64": pa.int64(),
+    "INTEGER": pa.int64(),
+    "NUMERIC": NUMERIC_TYPE,
+    "DECIMAL": NUMERIC_TYPE,
+    "BIGNUMERIC": BIGNUMERIC_TYPE,
+    "BIGDECIMAL": BIGNUMERIC_TYPE,
+    "FLOAT64": pa.float64(),
+    "FLOAT": pa.float64(),
+    "STRING": pa.string(),
+    "BOOL": pa.bool_(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "DATETIME": pa.timestamp("us"),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "TIME": pa.time64("us"),
+    "JSON": pa.string(),
+    "BYTES": pa.binary(),
+    "GEOGRAPHY": pa.string(),
+}
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError, OverflowError, TypeError)
+_TIME_CAST = pc.CastOptions  # alias keeps the call sites short
+
+
+def arrow_type_for(field: BigQueryField) -> pa.DataType:
+    """The Arrow type a Parquet column needs so BigQuery loads it into `field` unchanged."""
+    kind = field.field_type.upper()
+    scalar = _SCALAR_TYPES.get(kind)
+    if scalar is None:
+        raise SchemaMismatchError(f"Destination column {field.name!r} has type {kind}, which the runner cannot fill")
+    return pa.list_(scalar) if field.is_repeated else scalar
+
+
+def arrow_schema_for(fields: Sequence[BigQueryField]) -> pa.Schema:
+    return pa.schema(
+        [pa.field(f.name, arrow_type_for(f), nullable=not (f.is_required or f.is_repeated)) for f in fields]
+    )
+
+
+@dataclass(frozen=True)
+class ColumnSource:
+    """Where one destination column's values come from.
+
+    `source` names a column of the extracted batch; `constant` fills the column with
+    one value (the source tag); both None means the job does not feed the column and
+    it is loaded as NULL. `validate_json` asks for a parse of every value, for
+    sources that do not guarantee valid JSON themselves.
+    """
+
+    source: str | None = None
+    constant: str | None = None
+    validate_json: bool = False
+
+
+class Conformer:
+    """Turns source batches into batches of the destination schema, validating every value."""
+
+    def __init__(
+        self,
+        fields: Sequence[BigQueryField],
+        sources: Mapping[str, ColumnSource],
+        *,
+        key_columns: Sequence[str] = (),
+    ) -> None:
+        self.fields = tuple(fields)
+        self.schema = arrow_schema_for(self.fields)
+        by_lower = {name.lower(): src for name, src in sources.items()}
+        self.sources = [by_lower.get(f.name.lower(), ColumnSource()) for f in self.fields]
+        self.key_columns = tuple(key_columns)
+        for f, src in zip(self.fields, self.sources, strict=True):
+            if f.is_required and src.source is None and src.constant is None:
+                raise SchemaMismatchError(
+                    f"Destination column {f.name!r} is REQUIRED but the job does not fill it; "
+                    "select a source column for it or relax it to NULLABLE"
+                )
+
+    def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = []
+        for f, src, target in zip(self.fields, self.sources, self.schema.types, strict=True):
+            if src.constant is not None:
+                arrays.append(pa.repeat(pa.scalar(src.constant, pa.string()), batch.num_rows).cast(target))
+                continue
+            if src.source is None:
+                arrays.append(
+                    _empty_lists(batch.num_rows, target) if f.is_repeated else pa.nulls(batch.num_rows, target)
+                )
+                continue
+            column = batch.column(src.source)
+            conformed = self._conform_column(column, f, target, src, batch)
+            arrays.append(conformed)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    # --- per column ---------------------------------------------------------------
+
+    def _conform_column(
+        self, column: pa.Array, f: BigQueryField, target: pa.DataType, src: ColumnSource, batch: pa.RecordBatch
+    ) -> pa.Array:
+        column = _normalize(column)
+        target_name = _describe_target(f)
+
+        def fail(index: int, reason: str) -> CastError:
+            return CastError(
+                column=src.source or f.name,
+                value=_value_at(column, index),
+                key=self._key_at(batch, index),
+                target=target_name,
+                reason=reason,
+            )
+
+        if f.is_repeated:
+            result = self._conform_list(column, f, target, fail)
+        else:
+            convert = _converter(column.type, f, target, validate_json=src.validate_json)
+            result = _apply(column, convert, fail)
+            if f.is_required and result.null_count:
+                raise fail(_first_null(result), "the destination column is REQUIRED")
+        return result
+
+    def _conform_list(
+        self, column: pa.Array, f: BigQueryField, target: pa.DataType, fail: Callable[[int, str], CastError]
+    ) -> pa.Array:
+        if pa.types.is_null(column.type):
+            return _empty_lists(len(column), target)
+        if pa.types.is_string(column.type):
+            column = _apply(column, _parse_json_lists, fail)
+        if pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type):
+            column = column.cast(pa.list_(column.type.value_type))
+        if not pa.types.is_list(column.type):
+            raise fail(_first_valid(column), "the destination column is REPEATED and the value is not an array")
+        offsets = column.offsets
+        start = offsets[0].as_py()
+        values = column.values.slice(start, offsets[-1].as_py() - start)
+        rebased = pc.subtract(offsets, pa.scalar(start, offsets.type))
+        element_field = BigQueryField(f.name, f.field_type, "NULLABLE", precision=f.precision, scale=f.scale)
+        element_type = target.value_type
+        values = _normalize(values)
+        convert = _converter(values.type, element_field, element_type, validate_json=False)
+
+        def element_fail(index: int, reason: str) -> CastError:
+            row = int(pc.sum(pc.less_equal(rebased.slice(1), pa.scalar(index, rebased.type))).as_py())
+            return fail(row, f"array element {_value_at(values, index)!r}: {reason}")
+
+        converted = _apply(values, convert, element_fail)
+        if converted.null_count:
+            raise element_fail(_first_null(converted), "BigQuery arrays cannot hold NULL elements")
+        # A NULL array is stored by BigQuery as an empty one; say so explicitly in the file.
+        result = pa.ListArray.from_arrays(rebased, converted)
+        return result.cast(target)
+
+    def _key_at(self, batch: pa.RecordBatch, index: int) -> str | None:
+        parts = []
+        for name in self.key_columns:
+            if name in batch.schema.names:
+                parts.append(f"{name}={_value_at(batch.column(name), index)!r}")
+        return ", ".join(parts) or None
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def _describe_target(f: BigQueryField) -> str:
+    kind = f.field_type.upper()
+    if f.precision is not None:
+        kind = f"{kind}({f.precision}{f', {f.scale}' if f.scale is not None else ''})"
+    return f"ARRAY<{kind}>" if f.is_repeated else kind
+
+
+def _empty_lists(length: int, target: pa.DataType) -> pa.Array:
+    offsets = pa.array([0] * (length + 1), pa.int32())
+    return pa.ListArray.from_arrays(offsets, pa.array([], target.value_type)).cast(target)
+
+
+def _normalize(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Strip representations that carry no meaning for BigQuery (extensions, dictionaries, 64-bit offsets)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(column.type, pa.ExtensionType):
+        column = column.storage
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
+        column = column.cast(pa.string())
+    elif pa.types.is_large_binary(column.type) or pa.types.is_binary_view(column.type):
+        column = column.cast(pa.binary())
+    return column
+
+
+def _value_at(column: pa.Array, index: int) -> Any:
+    try:
+        return column[index].as_py()
+    except Exception:  # noqa: BLE001 - a value Arrow cannot render is still worth a message
+        return str(column[index])
+
+
+def _first_null(column: pa.Array) -> int:
+    return int(pc.index(column.is_null(), True).as_py())
+
+
+def _first_valid(column: pa.Array) -> int:
+    found = pc.index(column.is_valid(), True).as_py()
+    return 0 if found is None or found < 0 else int(found)
+
+
+def _apply(
+    column: pa.Array, convert: Callable[[pa.Array], pa.Array], fail: Callable[[int, str], CastError]
+) -> pa.Array:
+    """`convert(column)`, or a CastError for the first row that makes it fail.
+
+    Conversions here are element-wise, so the failing row is found by bisection
+    with O(log n) conversions of shrinking slices instead of one per row.
+    """
+    try:
+        return convert(column)
+    except _ARROW_ERRORS as exc:
+        first_reason = _reason(exc)
+    lo, hi = 0, len(column)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _fails(convert, column.slice(lo, mid - lo)):
+            hi = mid
+        else:
+            lo = mid
+    reason = first_reason
+    try:
+        convert(column.slice(lo, 1))
+    except _ARROW_ERRORS as exc:
+        reason = _reason(exc)
+    raise fail(lo, reason)
+
+
+def _fails(convert: Callable[[pa.Array], pa.Array], part: pa.Array) -> bool:
+    try:
+        convert(part)
+    except _ARROW_ERRORS:
+        return True
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _converter(
+    source: pa.DataType, f: BigQueryField, target: pa.DataType, *, validate_json: bool
+) -> Callable[[pa.Array], pa.Array]:
+    """A function converting arrays of type `source` into `target` for field `f`, raising on any bad value."""
+    kind = f.field_type.upper()
+    if pa.types.is_null(source):
+        return lambda arr: pa.nulls(len(arr), target)
+    if kind in ("STRING", "JSON", "GEOGRAPHY"):
+        to_text = _to_string(source)
+        if kind == "JSON" and (validate_json or not pa.types.is_string(source)):
+            return lambda arr: _check_json(to_text(arr))
+        return to_text
+    if kind in ("BOOL", "BOOLEAN"):
+        return _to_bool(source)
+    if kind in ("NUMERIC", "DECIMAL", "BIGNUMERIC", "BIGDECIMAL"):
+        return _to_decimal(source, f, target)
+    if kind in ("INT64", "INTEGER", "FLOAT64", "FLOAT"):
+        if pa.types.is_string(source):
+            return lambda arr: pc.cast(pc.utf8_trim_whitespace(arr), target)
+        return lambda arr: pc.cast(arr, target)
+    if kind == "DATE":
+        return _to_date(source)
+    if kind in ("DATETIME", "TIMESTAMP"):
+        return _to_timestamp(source, target)
+    if kind == "TIME":
+        return _to_time(source)
+    if kind == "BYTES":
+        return lambda arr: pc.cast(arr, target)
+    raise SchemaMismatchError(f"Destination column {f.name!r} has type {kind}, which the runner cannot fill")
+
+
+def _to_string(source: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+    if pa.types.is_string(source):
+        return lambda arr: arr
+    if pa.types.is_nested(source):
+        # Arrays and structs become their JSON text, the form a STRING/JSON column reads naturally.
+        return lambda arr: pa.array(
+            [None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in arr.to_pylist()],
+            pa.string(),
+        )
+    return lambda arr: pc.cast(arr, pa.string())
+
+
+def _check_json(arr: pa.Array) -> pa.Array:
+    for value in arr.to_pylist():
+        if value is not None:
+            json.loads(value)  # ValueError names the problem; _apply finds the row
+    return arr
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "on"}
+_FALSE = {"false", "f", "no", "n", "0", "off"}
+
+
+def _to_bool(source: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+    if pa.types.is_boolean(source):
+        return lambda arr: arr
+    if pa.types.is_string(source):
+
+        def parse(arr: pa.Array) -> pa.Array:
+            lowered = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
+            truthy = pc.is_in(lowered, pa.array(sorted(_TRUE)))
+            falsy = pc.is_in(lowered, pa.array(sorted(_FALSE)))
+            if pc.any(pc.and_(arr.is_valid(), pc.invert(pc.or_(truthy, falsy)))).as_py():
+                raise ValueError("not a boolean (expected true/false, t/f, yes/no, 1/0)")
+            return pc.if_else(arr.is_null(), pa.scalar(None, pa.bool_()), truthy)
+
+        return parse
+    if pa.types.is_integer(source) or pa.types.is_decimal(source) or pa.types.is_floating(source):
+
+        def from_number(arr: pa.Array) -> pa.Array:
+            # 0/1 is how MySQL and SQLite store booleans; any other number is not a boolean.
+            numbers = pc.cast(arr, pa.float64()).drop_null()
+            if not pc.all(pc.is_in(numbers, pa.array([0.0, 1.0]))).as_py():
+                raise ValueError("only 0 and 1 are booleans")
+            return pc.cast(arr, pa.bool_())
+
+        return from_number
+    if pa.types.is_binary(source) or pa.types.is_fixed_size_binary(source):
+        # MySQL BIT(1) arrives as one byte.
+        def from_bits(arr: pa.Array) -> pa.Array:
+            values = [None if v is None else int.from_bytes(v, "big") for v in arr.to_pylist()]
+            if any(v not in (None, 0, 1) for v in values):
+                raise ValueError("only bit values 0 and 1 are booleans")
+            return pa.array([None if v is None else bool(v) for v in values], pa.bool_())
+
+        return from_bits
+    return lambda arr: pc.cast(arr, pa.bool_())
+
+
+def _to_decimal(source: pa.DataType, f: BigQueryField, target: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+    declared: pa.DataType | None = None
+    if f.precision is not None:
+        scale = f.scale or 0
+        # A parameterised NUMERIC(P, S) rejects what does not fit P and S: check that first.
+        declared = pa.decimal128(f.precision, scale) if f.precision <= 38 else pa.decimal256(f.precision, scale)
+
+    def convert(arr: pa.Array) -> pa.Array:
+        if pa.types.is_string(arr.type):
+            arr = pc.utf8_trim_whitespace(arr)
+        if pa.types.is_floating(arr.type) and pc.any(pc.is_nan(arr)).as_py():
+            raise ValueError("NaN is not a decimal number")
+        if declared is not None:
+            arr = pc.cast(arr, declared)
+        return pc.cast(arr, target)
+
+    return convert
+
+
+def _to_date(source: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+    if pa.types.is_timestamp(source):
+
+        def from_timestamp(arr: pa.Array) -> pa.Array:
+            dates = pc.cast(arr, pa.date32())
+            # Arrow truncates the time of day silently; a DATE column would lose it.
+            back = pc.cast(dates, arr.type)
+            if pc.any(pc.not_equal(back, arr)).as_py():
+                raise ValueError("the value has a time of day")
+            return dates
+
+        return from_timestamp
+    if pa.types.is_string(source):
+        return lambda arr: pc.cast(pc.utf8_trim_whitespace(arr), pa.date32())
+    return lambda arr: pc.cast(arr, pa.date32())
+
+
+def _to_timestamp(source: pa.DataType, target: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+    options = _TIME_CAST(target, allow_time_truncate=True)
+    if pa.types.is_string(source):
+
+        def parse(arr: pa.Array) -> pa.Array:
+            arr = pc.utf8_trim_whitespace(arr)
+            try:
+                return pc.cast(arr, options=options)
+            except pa.ArrowInvalid:
+                pass
+            # Text with an offset for a DATETIME, or without one for a TIMESTAMP:
+            # parse it the other way, then convert (naive text is read as UTC).
+            other = pa.timestamp("us") if target.tz else pa.timestamp("us", tz="UTC")
+            parsed = pc.cast(arr, other)
+            return pc.cast(parsed, options=options)
+
+        return parse
+    return lambda arr: pc.cast(arr, options=options)
+
+
+def _to_time(source: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+    target = pa.time64("us")
+    if pa.types.is_string(source):
+
+        def parse(arr: pa.Array) -> pa.Array:
+            stamped = pc.binary_join_element_wise("1970-01-01T", pc.utf8_trim_whitespace(arr), "")
+            micros = pc.cast(pc.cast(stamped, pa.timestamp("us")), pa.int64())
+            return pc.cast(micros, target)
+
+        return parse
+    if pa.types.is_duration(source):
+
+        def from_duration(arr: pa.Array) -> pa.Array:
+            # MySQL TIME is a duration (-838:59:59 to 838:59:59); only a time of day fits BigQuery TIME.
+            micros = pc.cast(pc.cast(arr, pa.duration("us")), pa.int64())
+            outside = pc.or_(pc.less(micros, 0), pc.greater_equal(micros, 86_400_000_000))
+            if pc.any(outside).as_py():
+                raise ValueError("the duration is not a time of day (00:00:00 to 23:59:59.999999)")
+            return pc.cast(micros, target)
+
+        return from_duration
+    return lambda arr: pc.cast(arr, options=_TIME_CAST(target, allow_time_truncate=True))
+
+
+def _parse_json_lists(arr: pa.Array) -> pa.Array:
+    """Arrays kept as JSON text (SQLite, a PostgreSQL array read as text) parsed into lists."""
+    values = []
+    for text in arr.to_pylist():
+        if text is None:
+            values.append(None)
+            continue
+        parsed = json.loads(text)
+        if not isinstance(parsed, list):
+            raise ValueError("not a JSON array")
+        values.append(parsed)
+    return pa.array(values)

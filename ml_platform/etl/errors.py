@@ -1,0 +1,228 @@
+"""Run failures, each knowing whether retrying later can help.
+
+The worker retries a transient failure (a database restarting, a BigQuery 5xx)
+and stops on a permanent one (a value that cannot be cast, an incompatible
+schema, a rejected password): retrying those only repeats the same error.
+Every message is scrubbed of secrets before it is built, because messages end
+up in the run history the user sees.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+__all__ = [
+    "CastError",
+    "RunError",
+    "SchemaMismatchError",
+    "SourceReadError",
+    "WarehouseError",
+    "classify_source_error",
+    "classify_warehouse_error",
+    "scrub",
+]
+
+
+class RunError(Exception):
+    """A run failed; `transient` says whether the same run may succeed if retried later."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if transient is not None:
+            self.transient = transient
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SourceReadError(RunError):
+    """Reading the source database failed (connection, permissions, a query error)."""
+
+
+class WarehouseError(RunError):
+    """BigQuery refused or failed a request (load, query, table change)."""
+
+
+class SchemaMismatchError(RunError):
+    """The destination cannot take what the job sends (missing key, REQUIRED column nobody fills...)."""
+
+    transient = False
+
+
+class CastError(RunError):
+    """A source value does not fit its destination column.
+
+    Raised while conforming a chunk, so before anything of the run is committed
+    (or, for a checkpointed load, before the checkpoint holding the row is).
+    """
+
+    transient = False
+
+    def __init__(self, *, column: str, value: Any, key: Any, target: str, reason: str = "") -> None:
+        self.column = column
+        self.value = value
+        self.key = key
+        self.target = target
+        self.reason = reason
+        shown = _short_repr(value)
+        where = f" (source key {key})" if key is not None else ""
+        why = f": {reason}" if reason else ""
+        super().__init__(f"Column {column!r}: value {shown}{where} cannot be stored as {target}{why}")
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- scrubbing --------------------------------------------------------------------
+
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_KEY_VALUE_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;,)]+)")
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """`text` without any of `secrets` (raw or URL-encoded) or a DSN password."""
+    variants: set[str] = set()
+    for secret in secrets:
+        if secret:
+            variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
+    # Longest first so a secret containing another one is masked whole.
+    for variant in sorted(variants, key=len, reverse=True):
+        text = text.replace(variant, "***")
+    text = _URL_USERINFO.sub(r"\1***@", text)
+    return _KEY_VALUE_PASSWORD.sub(r"\1\2***", text)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)  # SQLAlchemy wraps the driver's exception here
+        if isinstance(orig, BaseException) and id(orig) not in seen:
+            yield orig
+            seen.add(id(orig))
+        current = current.__cause__ or current.__context__
+
+
+# --- source errors ----------------------------------------------------------------
+
+_AUTH = ("password authentication failed", "authentication failed", "access denied for user", "no password supplied")
+_TRANSIENT_HINTS = (
+    "connection refused",
+    "could not connect",
+    "can't connect",
+    "could not translate host name",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+    "timeout expired",
+    "timed out",
+    "lost connection",
+    "server closed the connection",
+    "connection reset",
+    "terminating connection",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "too many connections",
+    "database is locked",
+    "deadlock",
+    "could not serialize",
+)
+# SQLSTATE classes: 08 connection, 40 rollback (serialization), 53 resources, 57 operator intervention.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+# MySQL client/server codes for "cannot reach / lost the server / too busy".
+_TRANSIENT_MYSQL_CODES = {1040, 1205, 1213, 2002, 2003, 2005, 2006, 2013, 2055}
+_AUTH_MYSQL_CODES = {1044, 1045, 1698}
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for attr in ("sqlstate", "pgcode"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str) and len(value) == 5:
+            return value
+    diag = getattr(exc, "diag", None)
+    value = getattr(diag, "sqlstate", None)
+    return value if isinstance(value, str) else None
+
+
+def _driver_message(exc: BaseException) -> str:
+    args = getattr(exc, "args", ())
+    # PyMySQL errors are (code, message) tuples.
+    if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        return f"({args[0]}) {args[1]}"
+    text = str(exc) or type(exc).__name__
+    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
+    # ADBC/libpq wrap the server's words in "[libpq] Execution error [PGRES_FATAL_ERROR]: ERROR:  ...".
+    text = re.sub(r"^\[libpq\][^:]*:\s*", "", text)
+    text = re.sub(r"\b(?:FATAL|ERROR):\s+", "", text)
+    return " ".join(text.split())
+
+
+def classify_source_error(exc: BaseException, *, secrets: Sequence[str] = (), context: str = "") -> SourceReadError:
+    """A `SourceReadError` for a driver/SQLAlchemy/ADBC failure, transient when retrying can help."""
+    innermost = exc
+    for link in _chain(exc):
+        innermost = link
+        if _sqlstate(link) or (link.args and isinstance(link.args[0], int)):
+            break
+    message = _driver_message(innermost)
+    lowered = message.lower()
+    state = _sqlstate(innermost) or ""
+    code = innermost.args[0] if innermost.args and isinstance(innermost.args[0], int) else None
+    if state.startswith("28") or code in _AUTH_MYSQL_CODES or any(h in lowered for h in _AUTH):
+        transient = False
+    elif state[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_MYSQL_CODES:
+        transient = True
+    elif state:
+        transient = False  # data, syntax and permission classes do not heal by themselves
+    else:
+        transient = any(h in lowered for h in _TRANSIENT_HINTS) or isinstance(
+            innermost, (TimeoutError, ConnectionError)
+        )
+    prefix = f"{context}: " if context else ""
+    return SourceReadError(scrub(f"{prefix}{message}", secrets), transient=transient)
+
+
+# --- BigQuery errors --------------------------------------------------------------
+
+_BQ_TRANSIENT_REASONS = ("backenderror", "internalerror", "ratelimitexceeded", "jobratelimitexceeded")
+
+
+def classify_warehouse_error(exc: BaseException, *, context: str = "") -> RunError:
+    """A `WarehouseError` for a BigQuery failure; 5xx, 429, timeouts and aborted transactions are transient."""
+    if isinstance(exc, RunError):
+        return exc
+    transient = False
+    message = ""
+    for link in _chain(exc):
+        code = getattr(link, "code", None)
+        if isinstance(code, int) and 100 <= code < 600:
+            message = message or getattr(link, "message", "") or str(link)
+            reasons = " ".join(
+                str(e.get("reason", "")) for e in getattr(link, "errors", None) or [] if isinstance(e, dict)
+            )
+            # 501 is "not implemented" (the emulator's answer to BIGNUMERIC): retrying cannot help.
+            transient = (code >= 500 and code != 501) or code in (408, 412, 429)
+            transient = transient or any(r in reasons.lower() for r in _BQ_TRANSIENT_REASONS)
+            break
+        name = type(link).__name__.lower()
+        if isinstance(link, (TimeoutError, ConnectionError)) or "timeout" in name or "connectionerror" in name:
+            transient = True
+            message = message or str(link) or type(link).__name__
+            break
+    message = " ".join((message or str(exc) or type(exc).__name__).split())
+    lowered = message.lower()
+    if "concurrent update" in lowered or "transaction is aborted" in lowered or "could not serialize" in lowered:
+        transient = True
+    prefix = f"{context}: " if context else ""
+    return WarehouseError(scrub(f"{prefix}{message}"), transient=transient)
