@@ -10,12 +10,16 @@ from django.core.management.base import BaseCommand, CommandError
 from ml_platform.etl.bigquery import BigQueryError
 from ml_platform.warehouse import warehouse
 
+DEMO_JOB = "demo transactions"
+
 
 class Command(BaseCommand):
     help = "Wait until BigQuery answers, then make sure the default dataset exists."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--timeout", type=float, default=60.0)
+        parser.add_argument("--demo-job", action="store_true",
+                            help="Also create the demo job (every minute, demo_shop.transactions -> analytics)")
 
     def handle(self, *args, **options) -> None:
         deadline = time.monotonic() + options["timeout"]
@@ -29,3 +33,24 @@ class Command(BaseCommand):
                     raise CommandError(f"BigQuery did not answer within {options['timeout']:.0f} s: {exc}") from exc
                 time.sleep(0.5)
         self.stdout.write(self.style.SUCCESS(f"BigQuery dataset {dataset!r} is ready"))
+        if options["demo_job"]:
+            self.demo_job(dataset)
+
+    def demo_job(self, dataset: str) -> None:
+        """An incremental job scheduled every minute, so `make run` shows the scheduler and worker at work."""
+        from ml_platform import services, sources
+        from ml_platform.management.commands.seed_demo import DEMO_CONNECTION, DEMO_USER
+        from ml_platform.models import Connection, EtlJob
+
+        connection = Connection.objects.filter(owner__username=DEMO_USER, name=DEMO_CONNECTION).first()
+        if connection is None or EtlJob.objects.filter(owner=connection.owner, name=DEMO_JOB).exists():
+            return
+        if warehouse().table_exists(dataset, "demo_transactions"):
+            return  # the user deleted the demo job; keep their table and do not recreate the job
+        services.job_create(
+            owner=connection.owner, name=DEMO_JOB, connection=connection, source_schema="",
+            source_table="transactions", source_columns=sources.get_columns(connection, None, "transactions"),
+            destination_dataset=dataset, destination_table="demo_transactions", use_existing_table=False,
+            load_strategy="incremental", cursor_column="id", schedule="* * * * *", schedule_timezone="UTC",
+        )
+        self.stdout.write(self.style.SUCCESS(f"Created demo job {DEMO_JOB!r} (runs every minute)"))
