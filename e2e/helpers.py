@@ -64,9 +64,17 @@ def wizard_to_destination(page: Page, base: str, *, connection: str, table: str,
     expect(page.get_by_test_id("step-title")).to_contain_text("Destination & load strategy")
 
 
+def htmx_idle(page: Page) -> None:
+    """Wait until htmx has finished its requests and processed swapped content (listeners attached)."""
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+    )
+
+
 def choose_existing_table(page: Page, dataset: str, table: str) -> None:
     page.get_by_label("Use existing BigQuery table").check()
     expect(page.get_by_label("Existing table")).to_be_visible()
+    htmx_idle(page)
     page.get_by_label("Dataset").select_option(dataset)
     expect(page.get_by_label("Existing table").locator(f'option[value="{table}"]')).to_have_count(1)
     page.get_by_label("Existing table").select_option(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from e2e.helpers import htmx_idle
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
@@ -54,6 +55,7 @@ def through_step_three(page: Page, base: str, columns: list[str] | None = None) 
 def choose_existing(page: Page, dataset: str, table: str) -> None:
     page.get_by_label("Use existing BigQuery table").check()
     expect(page.get_by_label("Existing table")).to_be_visible()  # the step re-rendered for this mode
+    htmx_idle(page)
     page.get_by_label("Dataset").select_option(dataset)
     expect(page.get_by_label("Existing table").locator(f'option[value="{table}"]')).to_have_count(1)
     page.get_by_label("Existing table").select_option(table)
