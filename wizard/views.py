@@ -194,7 +194,8 @@ def step3(request: HttpRequest, force_get: bool = False) -> HttpResponse:
 MULTI_VALUE_FIELDS = {"clustering", "merge_key", "add_columns"}
 
 
-def destination_form(request: HttpRequest, draft, data=None, overrides=None) -> tuple[DestinationStepForm, dict]:
+def destination_form(request: HttpRequest, draft, data=None, overrides=None,
+                     report_only: bool = False) -> tuple[DestinationStepForm, dict]:
     """Build the step-4 form with its choices, and (for an existing table) the live report."""
     source = selected_source_columns(request, draft)
     names = [c.name for c in source]
@@ -241,7 +242,8 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None) -> 
     )
     schema_preview = [(c.name, *bigquery_type_for(c.type)) for c in source]
     existing_tables = []
-    if mode == "existing" and dataset and not bq_error:
+    if mode == "existing" and dataset and not bq_error and not report_only:
+        # The table <select> is not part of the report partial: skip counting every table's rows.
         try:
             existing_tables = bq.list_tables(dataset)
         except BigQueryError as exc:
@@ -299,7 +301,7 @@ def report(request: HttpRequest) -> HttpResponse:
     params = request.POST if request.method == "POST" else request.GET
     if request.method == "POST" and params.get("validate"):
         run_validation(request, draft, params)
-    _form, context = destination_form(request, draft, params)
+    _form, context = destination_form(request, draft, params, report_only=True)
     return TemplateResponse(request, "wizard/partials/report.html", context)
 
 
