@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from ml_platform.api import BoundedJSONDecoder
 from ml_platform.models import Connection
 
 DEFAULT_PORTS = {Connection.Engine.POSTGRESQL: 5432, Connection.Engine.MYSQL: 3306}
@@ -17,7 +18,7 @@ class ConnectionForm(forms.ModelForm):
         max_length=1024,
         help_text="Leave blank to keep the current password.",
     )
-    options = forms.JSONField(required=False, initial=dict, help_text='Driver options as JSON, e.g. {"sslmode": "require"}')
+    options = forms.JSONField(required=False, initial=dict, decoder=BoundedJSONDecoder, help_text='Driver options as JSON, e.g. {"sslmode": "require"}')
 
     class Meta:
         model = Connection
@@ -41,6 +42,20 @@ class ConnectionForm(forms.ModelForm):
             raise forms.ValidationError("You already have a connection with this name.")
         return name
 
+    def clean_host(self) -> str:
+        # A pasted connection URL would carry its password into a field that is stored in clear and shown
+        # on every page; "/path" stays allowed (a PostgreSQL socket directory).
+        host = (self.cleaned_data.get("host") or "").strip()
+        if "://" in host or "@" in host or any(ch.isspace() for ch in host):
+            # Nor is it rendered back into the re-displayed form.
+            self.data = self.data.copy()
+            self.data[self.add_prefix("host")] = ""
+            raise forms.ValidationError(
+                "Enter only the host name or IP address, not a connection URL: put the user name, password and "
+                "database in their own fields."
+            )
+        return host
+
     def clean_port(self) -> int | None:
         port = self.cleaned_data.get("port")
         if port is not None and not 1 <= port <= 65535:
@@ -57,7 +72,7 @@ class ConnectionForm(forms.ModelForm):
         data = super().clean()
         engine = data.get("engine")
         if engine in DEFAULT_PORTS:
-            if not data.get("host"):
+            if not data.get("host") and "host" not in self.errors:
                 self.add_error("host", "Enter the database host.")
             if not data.get("port"):
                 data["port"] = DEFAULT_PORTS[engine]

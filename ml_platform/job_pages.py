@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
@@ -150,11 +150,11 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_for_user(user=request.user, job_id=job_id)
     connections = list(selectors.connections_for_user(user=request.user))
     params = request.POST if request.method == "POST" else request.GET
-    connection_id = params.get("connection") or job.connection_id
     try:
-        connection = selectors.connection_for_user(user=request.user, connection_id=int(connection_id))
+        connection_id = int(params.get("connection") or job.connection_id)
     except ValueError:
-        connection = job.connection
+        raise Http404("No such connection") from None  # like an unknown id: never a silent fallback
+    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
     error = ""
     try:
         tables = [sources.qualified_name(t.schema, t.name) for t in sources.list_tables(connection)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -175,7 +175,11 @@ def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
     """Test the values in the create/edit form before saving (blank password = the saved one when editing)."""
     instance = None
     if request.POST.get("connection_id"):
-        instance = selectors.connection_for_user(user=request.user, connection_id=int(request.POST["connection_id"]))
+        try:
+            connection_id = int(request.POST["connection_id"])
+        except ValueError:
+            raise Http404("No such connection") from None
+        instance = selectors.connection_for_user(user=request.user, connection_id=connection_id)
     form = ConnectionForm(request.POST, instance=instance, owner=request.user)
     form.is_valid()  # name clashes do not matter for a test; the connection fields do
     needed = {"engine", "host", "port", "database", "username", "options"}

@@ -197,6 +197,27 @@ class JobCreateError(Exception):
         self.details = details or []
 
 
+def check_column_choices(*, source_columns: list[SourceColumn], load_strategy: str, cursor_column: str,
+                         merge_key: list[str], partition_field: str, clustering: list[str]) -> None:
+    """The columns a job names for its strategy, partitioning and clustering are among the selected ones.
+
+    The pages offer only those; the API is checked here, before a table is created that no run could fill.
+    """
+    if load_strategy == EtlJob.LoadStrategy.INCREMENTAL and not cursor_column:
+        raise JobCreateError("Incremental loads need a cursor column.")
+    if load_strategy == EtlJob.LoadStrategy.MERGE and not merge_key:
+        raise JobCreateError("Merge needs at least one key column.")
+    selected = {c.name.lower() for c in source_columns}
+    named = {"cursor_column": [cursor_column], "merge_key": merge_key, "partition_field": [partition_field],
+             "clustering": clustering}
+    unknown = [(field, name) for field, names in named.items() for name in names
+               if name and name.lower() not in selected]
+    if unknown:
+        raise JobCreateError("Not selected source columns: " + ", ".join(repr(name) for _, name in unknown),
+                             details=[{"field": field, "error": f"{name!r} is not a selected source column"}
+                                      for field, name in unknown])
+
+
 def job_create(
     *,
     owner: AbstractBaseUser,
@@ -237,8 +258,10 @@ def job_create(
         raise JobCreateError(f"{schedule!r} is not a valid cron expression (5 fields).")
     if not is_valid_timezone(schedule_timezone):
         raise JobCreateError(f"Unknown time zone {schedule_timezone!r}.")
-    bq = warehouse()
     merge_key = list(merge_key or [])
+    check_column_choices(source_columns=source_columns, load_strategy=load_strategy, cursor_column=cursor_column,
+                         merge_key=merge_key, partition_field=partition_field, clustering=clustering or [])
+    bq = warehouse()
     options = compat.options_from(
         load_strategy=load_strategy, cursor_column=cursor_column, merge_key=merge_key, source_tag=source_tag,
         relax_required=relax_required, validation=validation,

@@ -73,9 +73,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Fernet keys for connection secrets: the first encrypts, all decrypt
 # (MultiFernet), so a key is rotated by prepending a new one and running
 # `manage.py rotate_secrets`.
-FIELD_ENCRYPTION_KEYS = env_list(
-    "FIELD_ENCRYPTION_KEYS", [_local_secret("field_encryption_key", lambda: Fernet.generate_key().decode())]
-)
+# The local key is generated only when the variable is unset: production (often a read-only
+# file system) must not write a stray secret next to the one it was given.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", []) or [
+    _local_secret("field_encryption_key", lambda: Fernet.generate_key().decode())
+]
 for _key in FIELD_ENCRYPTION_KEYS:
     try:
         Fernet(_key)
@@ -213,8 +215,12 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG and bool(os.
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# Opt-in: both bind every subdomain (and, once preloaded, browsers for months) to HTTPS.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 X_FRAME_OPTIONS = "DENY"
+CSRF_FAILURE_VIEW = "ml_platform.api.csrf_failure"
 
 LOGGING = {
     "version": 1,

@@ -63,9 +63,22 @@ def form_errors(form) -> list[dict]:
 # --------------------------------------------------------------------------- connections
 
 
+# The JSON type of each connection field (null = blank). The form would quietly str() a number or a list.
+CONNECTION_JSON_TYPES: dict[str, tuple[type, str]] = {
+    "name": (str, "a string"), "engine": (str, "a string"), "host": (str, "a string"),
+    "port": (int, "an integer"), "database": (str, "a string"), "username": (str, "a string"),
+    "password": (str, "a string"), "options": (dict, "a JSON object"),
+}
+
+
 def _form_data(body: dict, base: dict | None = None) -> dict:
     data = dict(base or {})
-    for key in ("name", "engine", "host", "port", "database", "username", "password", "options"):
+    wrong = [{"field": key, "errors": [f"must be {name} or null"]}
+             for key, (kind, name) in CONNECTION_JSON_TYPES.items()
+             if body.get(key) is not None and (isinstance(body[key], bool) or not isinstance(body[key], kind))]
+    if wrong:
+        raise BadRequest("Invalid connection", details=wrong)
+    for key in CONNECTION_JSON_TYPES:
         if key in body:
             value = body[key]
             if key == "options":

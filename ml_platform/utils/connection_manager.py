@@ -622,6 +622,9 @@ def get_columns(params: ConnectionParams, schema: str | None, table: str) -> lis
 
 def _describe(conn: Connection, kind: str, schema: str | None, name: str) -> tuple[str | None, str, list[SourceColumn]]:
     """(resolved schema, resolved table name, columns) or TableNotFoundError."""
+    if "\x00" in name or "\x00" in (schema or ""):
+        # No database names a table with NUL, and the drivers refuse to send one: it cannot exist.
+        raise _not_found(schema, name)
     match kind:
         case "postgresql":
             return _pg_describe(conn, schema, name)
