@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.helpers import htmx_idle
+from e2e.helpers import choose_existing_table, login
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
@@ -22,14 +22,6 @@ def shop(pg_source, user):
         "ANALYZE",
     )
     return services.connection_create(owner=user, name="shop_pg", **pg_source.as_connection_fields())
-
-
-def login(page: Page, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill("alice-password-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="ETL jobs")).to_be_visible()
 
 
 def through_step_three(page: Page, base: str, columns: list[str] | None = None) -> None:
@@ -50,15 +42,6 @@ def through_step_three(page: Page, base: str, columns: list[str] | None = None) 
             page.get_by_label(name, exact=True).check()
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_test_id("step-title")).to_contain_text("Destination & load strategy")
-
-
-def choose_existing(page: Page, dataset: str, table: str) -> None:
-    page.get_by_label("Use existing BigQuery table").check()
-    expect(page.get_by_label("Existing table")).to_be_visible()  # the step re-rendered for this mode
-    htmx_idle(page)
-    page.get_by_label("Dataset").select_option(dataset)
-    expect(page.get_by_label("Existing table").locator(f'option[value="{table}"]')).to_have_count(1)
-    page.get_by_label("Existing table").select_option(table)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -93,7 +76,7 @@ def test_it_uses_a_compatible_existing_table_with_a_live_report(page: Page, live
     bq.query(f"INSERT INTO `{bq_dataset}.orders_bq` (id, amount) VALUES (1, 1.25), (2, 2.5)")
     through_step_three(page, live_server.url)
     page.evaluate("window.__marker = 'same page'")
-    choose_existing(page, bq_dataset, "orders_bq")
+    choose_existing_table(page, bq_dataset, "orders_bq")
     report = page.get_by_test_id("compatibility-report")
     expect(report).to_be_visible()
     expect(page.get_by_test_id("report-verdict")).to_have_text("Compatible")
@@ -117,7 +100,7 @@ def test_it_blocks_next_for_an_incompatible_table(page: Page, live_server, shop,
     bq.create_table(bq_dataset, "strict", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC"),
                                            BigQueryField("region", "STRING", "REQUIRED")])
     through_step_three(page, live_server.url)
-    choose_existing(page, bq_dataset, "strict")
+    choose_existing_table(page, bq_dataset, "strict")
     expect(page.get_by_test_id("report-verdict")).to_have_text("Incompatible")
     expect(page.get_by_test_id("report-errors")).to_contain_text("region")
     expect(page.locator("#wizard-next")).to_be_disabled()
@@ -128,7 +111,7 @@ def test_it_validates_a_narrowing_column_on_demand(page: Page, live_server, shop
                                                    bq_settings) -> None:
     bq.create_table(bq_dataset, "typed", [BigQueryField("id", "INT64"), BigQueryField("code", "INT64")])
     through_step_three(page, live_server.url, columns=["id", "code"])
-    choose_existing(page, bq_dataset, "typed")
+    choose_existing_table(page, bq_dataset, "typed")
     expect(page.locator('#report-columns tr[data-column="code"]')).to_contain_text("needs_validation")
     page.get_by_role("button", name="Validate data").click()
     expect(page.get_by_test_id("report-errors")).to_contain_text("5")  # x10, x20, ... x50 fail the cast
@@ -141,14 +124,14 @@ def test_it_follows_changed_columns_back_and_forth(page: Page, live_server, shop
                                                    bq_settings) -> None:
     bq.create_table(bq_dataset, "narrow", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC")])
     through_step_three(page, live_server.url, columns=["id", "amount"])
-    choose_existing(page, bq_dataset, "narrow")
+    choose_existing_table(page, bq_dataset, "narrow")
     expect(page.get_by_test_id("report-verdict")).to_have_text("Compatible")
     expect(page.get_by_test_id("can-alter")).to_have_count(0)
     page.get_by_role("link", name="Back").click()
     expect(page.get_by_test_id("step-title")).to_contain_text("Preview & select columns")
     page.get_by_label("note", exact=True).check()
     page.get_by_role("button", name="Next").click()
-    choose_existing(page, bq_dataset, "narrow")
+    choose_existing_table(page, bq_dataset, "narrow")
     expect(page.get_by_test_id("can-alter")).to_contain_text("note")
     page.go_back()
     expect(page.get_by_test_id("step-title")).to_contain_text("Preview & select columns")

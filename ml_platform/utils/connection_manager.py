@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 from sqlalchemy import (
     URL,
@@ -50,6 +50,7 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from ml_platform.etl.errors import scrub
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import Family, SourceColumn
 
@@ -330,24 +331,12 @@ def _truthy(value: Any) -> bool:
 
 # --- errors -----------------------------------------------------------------------
 
-_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
-_KEY_VALUE_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;,)]+)")
 _SQLA_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 
 
 def scrub_secrets(text: str, secrets: Sequence[str]) -> str:
     """`text` with every secret (raw or URL-encoded) and any DSN password replaced by ***."""
-    if not text:
-        return text
-    variants: set[str] = set()
-    for secret in secrets:
-        if secret:
-            variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
-    # Longest first so a secret containing another secret is masked whole.
-    for variant in sorted(variants, key=len, reverse=True):
-        text = text.replace(variant, "***")
-    text = _URL_USERINFO.sub(r"\1***@", text)
-    return _KEY_VALUE_PASSWORD.sub(r"\1\2***", text)
+    return scrub(text, secrets) if text else text
 
 
 def describe_error(exc: BaseException, params: ConnectionParams) -> str:
