@@ -55,6 +55,9 @@ def arrow_type_for(field: BigQueryField) -> pa.DataType:
     """The Arrow type a Parquet column needs so BigQuery loads it into `field` unchanged."""
     kind = field.field_type.upper()
     scalar = _SCALAR_TYPES.get(kind)
+    if scalar is None and kind in ("RECORD", "STRUCT") and field.fields:
+        # Only ever loaded as NULL (a SQL source has no structs), but the file needs the type.
+        scalar = pa.struct([pa.field(f.name, arrow_type_for(f)) for f in field.fields])
     if scalar is None:
         raise SchemaMismatchError(f"Destination column {field.name!r} has type {kind}, which the runner cannot fill")
     return pa.list_(scalar) if field.is_repeated else scalar
@@ -401,19 +404,23 @@ def _to_timestamp(source: pa.DataType, target: pa.DataType) -> Callable[[pa.Arra
     if pa.types.is_string(source):
 
         def parse(arr: pa.Array) -> pa.Array:
+            # Text may mix values with and without a UTC offset; each kind is parsed on its own
+            # (text without one is read as UTC, like every naive value in the product).
             arr = pc.utf8_trim_whitespace(arr)
-            try:
-                return pc.cast(arr, options=options)
-            except pa.ArrowInvalid:
-                pass
-            # Text with an offset for a DATETIME, or without one for a TIMESTAMP:
-            # parse it the other way, then convert (naive text is read as UTC).
-            other = pa.timestamp("us") if target.tz else pa.timestamp("us", tz="UTC")
-            parsed = pc.cast(arr, other)
-            return pc.cast(parsed, options=options)
+            has_offset = pc.fill_null(pc.match_substring_regex(arr, _OFFSET), False)
+            no_text = pa.scalar(None, pa.string())
+            aware = pc.cast(pc.if_else(has_offset, arr, no_text), pa.timestamp("us", tz="UTC"))
+            naive = pc.cast(pc.if_else(has_offset, no_text, arr), pa.timestamp("us"))
+            if target.tz:
+                return pc.if_else(has_offset, aware, pc.cast(naive, target))
+            return pc.if_else(has_offset, pc.cast(aware, target), naive)
 
         return parse
     return lambda arr: pc.cast(arr, options=options)
+
+
+# A time of day followed by "Z" or +HH[:MM] (a bare date such as 2024-01-02 ends in "-02" too).
+_OFFSET = r"\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
 
 
 def _to_time(source: pa.DataType) -> Callable[[pa.Array], pa.Array]:

@@ -9,12 +9,16 @@ Guarantees (DESIGN §6):
 - a job without a stored watermark on a table that already has its rows derives the
   watermark from the destination (`MAX(cursor)` for its source tag): resuming a failed
   migration never duplicates rows;
+- an incremental commit inserts only staging rows past the destination's own MAX(cursor)
+  (inside the transaction), so even a stale watermark cannot duplicate rows;
+- schema changes (a missing destination, new source columns, the tag column) are made
+  just before the first commit, so a run failing earlier changes nothing at all;
 - staging tables are named `_stg_<job>_<run>`; a run drops its own and any a crashed
   run of the same job left behind.
 
 The emulator does not accept query parameters in multi-statement scripts, so the
-few values a commit script needs (source tag, watermark) are rendered as typed
-BigQuery literals by `bq_literal`, never pasted from user text.
+one value a commit script needs (the source tag) is rendered as a BigQuery literal
+by `bq_literal`, never pasted.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -75,6 +79,9 @@ __all__ = [
     "watermark_from_json",
     "watermark_to_json",
 ]
+
+if TYPE_CHECKING:
+    from ml_platform.etl.bigquery import BigQuery
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +359,7 @@ class _Heartbeat:
 class _Warehouse:
     """The runner's view of the BigQuery wrapper; every failure becomes a classified RunError."""
 
-    def __init__(self, bq: Any) -> None:
+    def __init__(self, bq: BigQuery) -> None:
         self.bq = bq
 
     def _call(self, context: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -534,7 +541,7 @@ class _Loader:
 @dataclass
 class _Plan:
     spec: RunSpec
-    fields: tuple[BigQueryField, ...]  # destination schema after any column additions
+    fields: tuple[BigQueryField, ...]  # destination schema once the pending changes are made
     dest_names: dict[str, str]  # source -> destination
     fed: tuple[str, ...]  # destination columns this job writes, in destination order
     cursor_dest: BigQueryField | None
@@ -543,12 +550,22 @@ class _Plan:
     columns_added: tuple[str, ...]
     read_columns: tuple[SourceColumn, ...]
     key_columns: tuple[str, ...]
+    # Schema changes wait for the first commit, so a run that fails earlier leaves the
+    # destination exactly as it was, schema included.
+    create_destination: bool = False
+    add_fields: tuple[BigQueryField, ...] = ()
+
+    def existing(self, name: str | None) -> bool:
+        """Whether destination column `name` is there now (not only planned)."""
+        if name is None or self.create_destination:
+            return False
+        return name.lower() not in {f.name.lower() for f in self.add_fields}
 
 
 def run_job(
     spec: RunSpec,
     *,
-    bq: Any,
+    bq: BigQuery,
     engine: Engine,
     progress: ProgressCallback | None = None,
     spool_dir: Path,
@@ -561,7 +578,7 @@ def run_job(
     dataset = spec.destination_dataset
     prefix = staging_prefix(spec.job_id)
     staging = f"{prefix}{uuid.uuid4().hex[:12]}"
-    run_dir = Path(spool_dir) / f"{prefix}{staging[len(prefix) :]}"
+    run_dir = Path(spool_dir) / staging
     dropped = _drop_leftover_staging(warehouse, dataset, prefix)
 
     plan = _prepare_destination(spec, warehouse)
@@ -667,41 +684,30 @@ def _prepare_destination(spec: RunSpec, warehouse: _Warehouse) -> _Plan:
         raise SchemaMismatchError(f"The source tag column {spec.tag_column!r} is also a mapped source column")
 
     schema = warehouse.schema(dataset, table)
-    added: list[str] = []
+    missing: list[BigQueryField] = []
+    creating = schema is None
     if schema is None:
-        # The job was configured against a table that is gone (or never created): create it
-        # from the source columns, the same way the wizard's "Create new table" does.
-        fields = [BigQueryField(dest_names[c.name], *bigquery_type_for(c.type)) for c in spec.columns]
+        # The job was configured against a table that is gone (or never created): it is created
+        # from the source columns, the way the wizard's "Create new table" does.
+        created = [BigQueryField(dest_names[c.name], *bigquery_type_for(c.type)) for c in spec.columns]
         if tag:
-            fields.append(BigQueryField(spec.tag_column, "STRING", description="Source tag of the loading job"))
-        warehouse.create_table(dataset, table, fields)
-        schema = warehouse.schema(dataset, table)
-        if schema is None:
-            raise WarehouseError(f"{dataset}.{table} was created but cannot be read back", transient=True)
+            created.append(BigQueryField(spec.tag_column, "STRING", description="Source tag of the loading job"))
+        schema = TableSchema(dataset, table, tuple(created))
     else:
-        missing: list[BigQueryField] = []
         for c in spec.columns:
             if schema.field_by_name(dest_names[c.name]) is None:
                 missing.append(BigQueryField(dest_names[c.name], *bigquery_type_for(c.type)))
         if tag and schema.field_by_name(spec.tag_column) is None:
             missing.append(BigQueryField(spec.tag_column, "STRING"))
-        if missing:
-            # New source columns (schema evolution) and the tag column arrive as NULLABLE/REPEATED
-            # additions, the only change BigQuery allows in place.
-            warehouse.add_columns(dataset, table, missing)
-            added = [f.name for f in missing]
-            schema = warehouse.schema(dataset, table)
-            assert schema is not None
-            still = [f.name for f in missing if schema.field_by_name(f.name) is None]
-            if still:
-                raise WarehouseError(f"Columns {', '.join(still)} could not be added to {dataset}.{table}")
+        # New source columns (schema evolution) and the tag column arrive as NULLABLE/REPEATED
+        # additions at the end, the only change BigQuery makes in place.
+        schema = TableSchema(dataset, table, schema.fields + tuple(missing))
 
     fields = schema.fields
+    fed_sources = {d.lower() for d in dest_names.values()}
     for f in fields:
-        if f.field_type.upper() in ("RECORD", "STRUCT"):
-            fed = {d.lower() for d in dest_names.values()}
-            if f.name.lower() in fed:
-                raise SchemaMismatchError(f"Destination column {f.name!r} is a RECORD; the runner cannot fill it")
+        if f.field_type.upper() in ("RECORD", "STRUCT") and f.name.lower() in fed_sources:
+            raise SchemaMismatchError(f"Destination column {f.name!r} is a RECORD; a source column cannot fill it")
     fed_lower = {d.lower() for d in dest_names.values()} | ({spec.tag_column.lower()} if tag else set())
     fed = tuple(f.name for f in fields if f.name.lower() in fed_lower)
     actual = {f.name.lower(): f.name for f in fields}
@@ -721,10 +727,34 @@ def _prepare_destination(spec: RunSpec, warehouse: _Warehouse) -> _Plan:
         cursor_dest=cursor_dest,
         key_dest=key_dest,
         tag_dest=tag_dest,
-        columns_added=tuple(added),
+        columns_added=tuple(f.name for f in missing),
         read_columns=spec.columns,
         key_columns=key_columns,
+        create_destination=creating,
+        add_fields=tuple(missing),
     )
+
+
+def _apply_schema_changes(warehouse: _Warehouse, plan: _Plan) -> None:
+    """Create the destination or add its new columns, right before the first commit needs them."""
+    spec = plan.spec
+    dataset, table = spec.destination_dataset, spec.destination_table
+    if plan.create_destination:
+        warehouse.create_table(dataset, table, plan.fields)
+    elif plan.add_fields:
+        warehouse.add_columns(dataset, table, plan.add_fields)
+    else:
+        return
+    plan.create_destination, plan.add_fields = False, ()
+    schema = warehouse.schema(dataset, table)
+    planned = [(f.name.lower(), f.field_type.upper(), f.mode) for f in plan.fields]
+    actual = [(f.name.lower(), f.field_type.upper(), f.mode) for f in schema.fields] if schema else []
+    if actual != planned:
+        # Someone changed the table meanwhile: staging (and its Parquet) no longer line up with it.
+        raise WarehouseError(
+            f"{dataset}.{table} changed while the run was preparing; its columns are not the expected ones",
+            transient=True,
+        )
 
 
 def _column_sources(spec: RunSpec, plan: _Plan, dialect: str) -> dict[str, ColumnSource]:
@@ -744,6 +774,8 @@ def _column_sources(spec: RunSpec, plan: _Plan, dialect: str) -> dict[str, Colum
 def _destination_watermark(warehouse: _Warehouse, plan: _Plan) -> Any:
     assert plan.cursor_dest is not None
     spec = plan.spec
+    if not plan.existing(plan.cursor_dest.name) or (plan.tag_dest is not None and not plan.existing(plan.tag_dest)):
+        return None  # the table (or its cursor/tag column) is not there yet: it holds none of this job's rows
     where_tag = (plan.tag_dest, spec.source_tag) if plan.tag_dest is not None and spec.source_tag is not None else None
     return warehouse.max_value(spec.destination_dataset, spec.destination_table, plan.cursor_dest.name, where_tag)
 
@@ -809,6 +841,7 @@ def _run_unit(
         warehouse.query(f"DELETE FROM {table_ref(dataset, staging)} WHERE TRUE")  # noqa: S608 - quote_name/bq_literal
     committed = extracted
     heartbeat.emit("committing")
+    _apply_schema_changes(warehouse, plan)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-commit") as pool:
         if spec.load_strategy == "incremental":
             # Scripts report no affected-row count (on the emulator at all); count what the commit's
