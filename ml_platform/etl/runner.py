@@ -101,6 +101,9 @@ PART_ARROW_BYTES = 64 * 1024 * 1024
 # Parquet row groups: the generic path yields small batches, ADBC large ones; both are regrouped.
 ROW_GROUP_ROWS = 64 * 1024
 ROW_GROUP_ARROW_BYTES = 16 * 1024 * 1024
+# Snappy: ~30% smaller uploads than none for ~0.2 s of CPU per 2M rows; zstd halves the file
+# again but costs twice the write time, which the emulator run (CPU-bound) cannot afford.
+COMPRESSION = "snappy"
 
 
 @dataclass(frozen=True)
@@ -458,7 +461,7 @@ class _Spool:
             return
         if self._writer is None:
             self._path = self.directory / f"part-{self.parts:05d}.parquet"
-            self._writer = pq.ParquetWriter(self._path, self.schema, compression="snappy")
+            self._writer = pq.ParquetWriter(self._path, self.schema, compression=COMPRESSION)
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self._part_rows += table.num_rows
