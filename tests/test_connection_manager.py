@@ -24,18 +24,12 @@ import pymysql
 import pytest
 from psycopg import sql
 
+from conftest import IN_CI, MYSQL_HOST, MYSQL_PORT, MYSQL_USER, PG_HOST, PG_PORT, PG_USER
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 from ml_platform.utils import connection_manager as cm
 
 integration = pytest.mark.integration
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("TEST_PG_USER", "postgres")
-MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
-MYSQL_PORT = int(os.environ.get("TEST_MYSQL_PORT", "3306"))
-MYSQL_USER = os.environ.get("TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("TEST_MYSQL_PASSWORD", "")
 
 INTEGER = CanonicalType(Family.INTEGER)
