@@ -3,6 +3,13 @@
 Called by the task worker (and `manage.py etl_run`). The run record is the
 source of truth for the UI: status, progress and heartbeat are written here;
 the job's watermark moves only after a committed checkpoint.
+
+These bookkeeping writes survive a short outage of the Django database: each is
+retried on a fresh connection with a short backoff (a heartbeat is simply skipped,
+the next one comes a second later), and a committed checkpoint's watermark is kept
+until a write succeeds. A watermark only moves forward, so a late write never undoes
+a newer one; and should one be lost anyway, the runner's commits are idempotent
+(rows past the destination's own MAX(cursor)), so the next run re-reads, never duplicates.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from ml_platform import sources
@@ -27,6 +35,9 @@ from ml_platform.warehouse import warehouse
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_S = 1.0
+# Backoff for a bookkeeping write while the Django database is unreachable (~31 s in all,
+# well inside ETL_HEARTBEAT_TIMEOUT).
+DB_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 class RunAborted(Exception):
@@ -65,23 +76,84 @@ def spec_for(job: EtlJob) -> RunSpec:
     )
 
 
+def _db[T](what: str, write: Callable[[], T], delays: tuple[float, ...] = DB_RETRY_DELAYS) -> T:
+    """`write()`, retried on a fresh connection while the Django database is unreachable.
+
+    Inside a caller's transaction nothing can be retried (the transaction is gone with
+    its connection): the error propagates at once, as before.
+    """
+    for delay in (*delays, None):
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block:
+                raise
+            try:
+                connection.close()  # the next query reconnects
+            except DatabaseError:
+                pass
+            if delay is None:
+                raise
+            logger.warning("%s failed (%s); retrying in %g s", what, " ".join(str(exc).split())[:300], delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _save_watermark(job_id: int, value: Any) -> None:
+    """Persist a committed watermark; it only moves forward (a late writer never undoes a newer one)."""
+    job = EtlJob.objects.select_for_update().only("watermark").filter(pk=job_id).first()
+    if job is None:
+        return
+    current = watermark_from_json(job.watermark)
+    try:
+        if current is not None and not value > current:
+            return
+    except TypeError:
+        pass  # not comparable (the cursor column changed): the newest commit wins
+    EtlJob.objects.filter(pk=job_id).update(watermark=watermark_to_json(value))
+
+
+_UNSAVED = object()
+
+
 class _Recorder:
-    """Writes progress to the run row at most once a second, and persists committed watermarks."""
+    """Writes progress to the run row at most once a second, and persists committed watermarks.
+
+    A write that fails because the Django database is unreachable does not stop the run:
+    a heartbeat is skipped, a committed watermark is retried with backoff and kept until
+    a later write gets through.
+    """
 
     def __init__(self, run: JobRun, echo: Callable[[RunProgress], None] | None = None) -> None:
         self.run = run
         self.echo = echo
         self.last_write = 0.0
+        self.unsaved: Any = _UNSAVED  # a committed watermark not yet in the database
 
     def __call__(self, p: RunProgress) -> None:
         if self.echo is not None:
             self.echo(p)
         now = time.monotonic()
         committed = p.phase == "checkpoint"
+        if committed and p.watermark is not None:
+            self.unsaved = p.watermark
         if not committed and now - self.last_write < HEARTBEAT_EVERY_S:
             return
         self.last_write = now
+        delays = DB_RETRY_DELAYS if self.unsaved is not _UNSAVED else ()
+        try:
+            updated = _db(f"recording the progress of run {self.run.pk}", lambda: self._write(p), delays)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("run %s: could not record progress (%s); the next report tries again", self.run.pk, exc)
+            return
+        if not updated:
+            raise RunAborted("the run was closed while it was running")
+
+    def _write(self, p: RunProgress) -> int:
         with transaction.atomic():
+            if self.unsaved is not _UNSAVED:
+                # The checkpoint is in BigQuery: a crash from here on resumes after it.
+                _save_watermark(self.run.job_id, self.unsaved)
             updated = JobRun.objects.filter(pk=self.run.pk, status=JobRun.Status.RUNNING).update(
                 progress_rows=p.rows_extracted,
                 progress_total=p.rows_estimate,
@@ -89,19 +161,19 @@ class _Recorder:
                 rows_loaded=p.rows_loaded,
                 heartbeat_at=timezone.now(),
             )
-            if not updated:
-                raise RunAborted("the run was closed while it was running")
-            if committed and p.watermark is not None:
-                # The checkpoint is in BigQuery: a crash from here on resumes after it.
-                EtlJob.objects.filter(pk=self.run.job_id).update(watermark=watermark_to_json(p.watermark))
+        self.unsaved = _UNSAVED
+        return updated
 
 
 def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = None) -> JobRun:
     # Claim the run: a redelivered task for a run that already started does nothing.
-    claimed = JobRun.objects.filter(pk=run_id, status=JobRun.Status.QUEUED).update(
-        status=JobRun.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), error=""
+    claimed = _db(
+        f"claiming run {run_id}",
+        lambda: JobRun.objects.filter(pk=run_id, status=JobRun.Status.QUEUED).update(
+            status=JobRun.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), error=""
+        ),
     )
-    run = JobRun.objects.select_related("job", "job__connection").get(pk=run_id)
+    run = _db(f"reading run {run_id}", lambda: JobRun.objects.select_related("job", "job__connection").get(pk=run_id))
     if not claimed:
         logger.info("run %s is %s; nothing to do", run_id, run.status)
         return run
@@ -115,7 +187,7 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
         result = run_job(spec, bq=warehouse(), engine=engine, progress=_Recorder(run, echo), spool_dir=spool)
     except RunAborted:
         logger.warning("run %s was aborted", run_id)
-        run.refresh_from_db()
+        _db(f"reading run {run_id}", run.refresh_from_db)
         return run
     except (RunError, cm.SourceError) as exc:
         transient = getattr(exc, "transient", False)
@@ -127,21 +199,24 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
 
 
 def _succeed(run: JobRun, result: RunResult) -> JobRun:
-    with transaction.atomic():
-        JobRun.objects.filter(pk=run.pk).update(
-            status=JobRun.Status.SUCCEEDED,
-            finished_at=timezone.now(),
-            heartbeat_at=timezone.now(),
-            rows_extracted=result.rows_extracted,
-            rows_loaded=result.rows_loaded,
-            bytes_processed=result.bytes,
-            progress_rows=result.rows_extracted,
-            watermark_before=watermark_to_json(result.watermark_before),
-            watermark_after=watermark_to_json(result.watermark_after),
-        )
-        if result.watermark_after is not None:
-            EtlJob.objects.filter(pk=run.job_id).update(watermark=watermark_to_json(result.watermark_after))
-    run.refresh_from_db()
+    def write() -> None:
+        with transaction.atomic():
+            JobRun.objects.filter(pk=run.pk).update(
+                status=JobRun.Status.SUCCEEDED,
+                finished_at=timezone.now(),
+                heartbeat_at=timezone.now(),
+                rows_extracted=result.rows_extracted,
+                rows_loaded=result.rows_loaded,
+                bytes_processed=result.bytes,
+                progress_rows=result.rows_extracted,
+                watermark_before=watermark_to_json(result.watermark_before),
+                watermark_after=watermark_to_json(result.watermark_after),
+            )
+            if result.watermark_after is not None:
+                _save_watermark(run.job_id, result.watermark_after)
+
+    _db(f"recording the success of run {run.pk}", write)
+    _db(f"reading run {run.pk}", run.refresh_from_db)
     return run
 
 
@@ -149,22 +224,33 @@ def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
     """Fail the run, or put it back in the queue with backoff when the error is transient."""
     from ml_platform.tasks import run_etl_job
 
+    # Only a run that is still ours: one declared dead meanwhile (runs_fail_stale) stays as it is,
+    # and a job may already have a new active run.
+    mine = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING)
     if transient and run.attempt < settings.ETL_MAX_ATTEMPTS:
         delay = settings.ETL_RETRY_BASE_SECONDS * (2 ** (run.attempt - 1))
-        JobRun.objects.filter(pk=run.pk).update(
-            status=JobRun.Status.QUEUED,
-            attempt=run.attempt + 1,
-            error=f"Attempt {run.attempt} failed (will retry in {delay:g} s): {message}",
+        requeued = _db(
+            f"requeueing run {run.pk}",
+            lambda: mine.update(
+                status=JobRun.Status.QUEUED,
+                attempt=run.attempt + 1,
+                error=f"Attempt {run.attempt} failed (will retry in {delay:g} s): {message}"[:10_000],
+            ),
         )
-        when = timezone.now() + timedelta(seconds=delay)
-        transaction.on_commit(lambda: run_etl_job.using(run_after=when).enqueue(run.pk))
-        run.refresh_from_db()
-        return run
-    prefix = f"Failed after {run.attempt} attempts: " if transient else ""
-    JobRun.objects.filter(pk=run.pk).update(
-        status=JobRun.Status.FAILED, finished_at=timezone.now(), error=f"{prefix}{message}"[:10_000]
-    )
-    run.refresh_from_db()
+        if requeued:
+            when = timezone.now() + timedelta(seconds=delay)
+            transaction.on_commit(
+                lambda: _db(f"enqueueing run {run.pk}", lambda: run_etl_job.using(run_after=when).enqueue(run.pk))
+            )
+    else:
+        prefix = f"Failed after {run.attempt} attempts: " if transient else ""
+        _db(
+            f"failing run {run.pk}",
+            lambda: mine.update(
+                status=JobRun.Status.FAILED, finished_at=timezone.now(), error=f"{prefix}{message}"[:10_000]
+            ),
+        )
+    _db(f"reading run {run.pk}", run.refresh_from_db)
     return run
 
 
