@@ -48,6 +48,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (a hung or firewalled server)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        yield server.getsockname()[1]
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

@@ -15,6 +15,15 @@ def json_error(message: str, *, status: int = 400, details: Any = None) -> JsonR
     return JsonResponse({"status": "error", "message": message, "details": details or []}, status=status)
 
 
+def source_error(exc: Exception) -> JsonResponse:
+    """A source failure as JSON: 404 for a missing table, 429 when the caller has too many calls running."""
+    from ml_platform.sources import SourceBusy
+    from ml_platform.utils.connection_manager import TableNotFoundError
+
+    status = 404 if isinstance(exc, TableNotFoundError) else 429 if isinstance(exc, SourceBusy) else 502
+    return json_error(str(exc), status=status)
+
+
 class BadRequest(Exception):
     def __init__(self, message: str, *, status: int = 400, details: Any = None) -> None:
         super().__init__(message)

@@ -13,11 +13,11 @@ from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from ml_platform import compat, selectors, services, sources
-from ml_platform.api import BadRequest, api_view, json_body, json_error
+from ml_platform.api import BadRequest, api_view, json_body, json_error, source_error
 from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import SourceColumn
-from ml_platform.utils.connection_manager import SourceError, TableNotFoundError
+from ml_platform.utils.connection_manager import SourceError
 from ml_platform.views import job_to_dict
 from ml_platform.warehouse import warehouse
 
@@ -134,10 +134,8 @@ def api_validate_schema_compatibility(request: HttpRequest) -> JsonResponse:
     dataset, table = split_destination(body.destination_table)
     try:
         columns, connection = resolve_source(request, body)
-    except TableNotFoundError as exc:
-        return json_error(str(exc), status=404)
     except SourceError as exc:
-        return json_error(str(exc), status=502)
+        return source_error(exc)
     options = compat.options_from(load_strategy=body.load_strategy, cursor_column=body.cursor_column or "",
                                   merge_key=body.merge_key, source_tag=body.source_tag or "",
                                   relax_required=body.relax_required)
@@ -163,7 +161,7 @@ def api_validate_schema_compatibility(request: HttpRequest) -> JsonResponse:
     except BigQueryError as exc:
         return json_error(f"BigQuery is not reachable: {exc}", status=502)
     except SourceError as exc:
-        return json_error(str(exc), status=502)
+        return source_error(exc)
     result = ctx.report.to_dict()
     result["other_jobs"] = [{"id": j.pk, "name": j.name, "source_tag": j.source_tag or None} for j in ctx.other_jobs]
     if validated:
@@ -186,10 +184,8 @@ def api_etl_create_job(request: HttpRequest) -> JsonResponse:
     schema, source_table = sources.split_table(body.source_table)
     try:
         available = sources.get_columns(connection, schema, source_table)
-    except TableNotFoundError as exc:
-        return json_error(str(exc), status=404)
     except SourceError as exc:
-        return json_error(str(exc), status=502)
+        return source_error(exc)
     by_name = {c.name.lower(): c for c in available}
     wanted = body.columns or [c.name for c in available]
     unknown = [c for c in wanted if c.lower() not in by_name]

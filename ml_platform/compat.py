@@ -152,12 +152,15 @@ def validate_data(
     options: engine.CompatibilityOptions,
 ) -> dict[str, engine.ValidationResult]:
     """Scan the source for values that would fail the narrowing casts (set-based, sampled on big tables)."""
-    from ml_platform.sources import params_for
+    from ml_platform.sources import interactive, params_for
     from ml_platform.utils import validation
 
     specs = engine.narrowing_checks(source_columns, destination, options)
     if not specs:
         return {}
-    return validation.validate_columns(
-        params_for(connection), schema, table, specs, sample_above=settings.ETL_VALIDATION_SAMPLE_ROWS
+    params = params_for(connection)
+    return interactive(
+        lambda: validation.validate_columns(params, schema, table, specs,
+                                            sample_above=settings.ETL_VALIDATION_SAMPLE_ROWS),
+        timeout=settings.ETL_VALIDATION_TIMEOUT, what="The data validation",
     )

@@ -6,8 +6,13 @@ from django import forms
 
 from ml_platform.api import BoundedJSONDecoder
 from ml_platform.models import Connection
+from ml_platform.sources import policy
+from ml_platform.utils.connection_manager import ConnectionParams
+from ml_platform.utils.source_policy import PolicyViolation, enforce
 
 DEFAULT_PORTS = {Connection.Engine.POSTGRESQL: 5432, Connection.Engine.MYSQL: 3306}
+# Changing any of these points the connection somewhere else: the saved password does not follow.
+ENDPOINT_FIELDS = ("engine", "host", "port", "username", "options")
 
 
 class ConnectionForm(forms.ModelForm):
@@ -18,7 +23,7 @@ class ConnectionForm(forms.ModelForm):
         max_length=1024,
         help_text="Leave blank to keep the current password.",
     )
-    options = forms.JSONField(required=False, initial=dict, decoder=BoundedJSONDecoder, help_text='Driver options as JSON, e.g. {"sslmode": "require"}')
+    options = forms.JSONField(required=False, initial=dict, decoder=BoundedJSONDecoder, help_text='Driver options as JSON, e.g. {"sslmode": "require"}; only the allow-listed options are accepted')
 
     class Meta:
         model = Connection
@@ -76,4 +81,26 @@ class ConnectionForm(forms.ModelForm):
                 self.add_error("host", "Enter the database host.")
             if not data.get("port"):
                 data["port"] = DEFAULT_PORTS[engine]
+        if not self.errors:
+            self._check_policy(data)
+        if self.instance.pk and not data.get("password") and self.instance.password:
+            self._require_password_for_new_endpoint(data)
         return data
+
+    def _check_policy(self, data: dict) -> None:
+        """Where the connection may go and with which options: the server's source policy."""
+        params = ConnectionParams(engine=data["engine"], host=data.get("host") or "", port=data.get("port"),
+                                  database=data.get("database") or "", username=data.get("username") or "",
+                                  options=data.get("options") or {})
+        try:
+            enforce(params, policy())
+        except PolicyViolation as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+
+    def _require_password_for_new_endpoint(self, data: dict) -> None:
+        """A stored password is only ever sent to the endpoint it was saved for."""
+        moved = [self.fields[key].label or key for key in ENDPOINT_FIELDS
+                 if key in data and (data[key] or None) != (getattr(self.instance, key) or None)]
+        if moved:
+            self.add_error("password", "Enter the password again: the saved one is only sent to the server it was "
+                                       f"saved for, and {', '.join(str(m).lower() for m in moved)} changed.")

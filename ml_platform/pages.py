@@ -182,9 +182,10 @@ def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
         instance = selectors.connection_for_user(user=request.user, connection_id=connection_id)
     form = ConnectionForm(request.POST, instance=instance, owner=request.user)
     form.is_valid()  # name clashes do not matter for a test; the connection fields do
-    needed = {"engine", "host", "port", "database", "username", "options"}
+    needed = {"engine", "host", "port", "database", "username", "password", "options", "__all__"}
     if needed & set(form.errors):
-        messages_ = [f"{form.fields[k].label}: {' '.join(v)}" for k, v in form.errors.items() if k in needed]
+        messages_ = [f"{form.fields[k].label if k in form.fields else 'Connection'}: {' '.join(v)}"
+                     for k, v in form.errors.items() if k in needed]
         return TemplateResponse(request, "ml_platform/partials/test_result.html",
                                 {"result": cm.TestResult(ok=False, error="; ".join(messages_))})
     data = form.cleaned_data
@@ -192,6 +193,5 @@ def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
     params = cm.ConnectionParams(engine=data["engine"], host=data.get("host", ""), port=data.get("port"),
                                  database=data["database"], username=data.get("username", ""), password=password,
                                  options=data.get("options") or {})
-    return TemplateResponse(request, "ml_platform/partials/test_result.html", {"result": cm.test_connection(params)})
-
-
+    return TemplateResponse(request, "ml_platform/partials/test_result.html",
+                            {"result": sources.test_params(params)})

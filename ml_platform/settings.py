@@ -111,6 +111,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "ml_platform.middleware.ApiAwareLoginRequiredMiddleware",
+    "ml_platform.sources.SourceCallScope",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -212,6 +213,30 @@ ETL_CHUNK_ROWS = env_int("ETL_CHUNK_ROWS", 100_000)
 ETL_CHECKPOINT_ROWS = env_int("ETL_CHECKPOINT_ROWS", 5_000_000)
 ETL_VALIDATION_SAMPLE_ROWS = env_int("ETL_VALIDATION_SAMPLE_ROWS", 1_000_000)
 ETL_SPOOL_DIR = Path(os.environ.get("ETL_SPOOL_DIR", DATA_DIR / "spool"))
+
+# --- where a saved connection may go (README "Security model") ---------------------
+# SQLite sources: only files below this directory (resolved real path), never the data directory itself.
+ETL_SQLITE_ROOT = Path(os.environ.get("ETL_SQLITE_ROOT") or DATA_DIR / "sources").resolve()
+if ETL_SQLITE_ROOT in (DATA_DIR.resolve(), *DATA_DIR.resolve().parents):
+    raise ImproperlyConfigured(
+        f"ETL_SQLITE_ROOT must not be the data directory or one of its parents (got {str(ETL_SQLITE_ROOT)!r}): "
+        "point it at a directory holding only source databases"
+    )
+# Certificate files that connection options (sslrootcert, ssl_ca, ...) may name; unset = none.
+ETL_SSL_DIR = Path(os.environ["ETL_SSL_DIR"]).resolve() if os.environ.get("ETL_SSL_DIR") else None
+ETL_ALLOW_UNIX_SOCKETS = env_bool("ETL_ALLOW_UNIX_SOCKETS", False)
+try:
+    from ml_platform.utils.source_policy import parse_host_rules
+
+    ETL_SOURCE_HOSTS = parse_host_rules(os.environ.get("ETL_SOURCE_HOSTS", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ETL_SOURCE_HOSTS: {exc}") from None
+# Source calls made for a web request: a hard deadline, and caps so they cannot take every
+# web thread (keep ETL_SOURCE_CALLS_PER_PROCESS below the web server's threads per process).
+ETL_SOURCE_CALL_TIMEOUT = float(env_int("ETL_SOURCE_CALL_TIMEOUT", 15))
+ETL_VALIDATION_TIMEOUT = float(env_int("ETL_VALIDATION_TIMEOUT", 120))
+ETL_SOURCE_CALLS_PER_USER = env_int("ETL_SOURCE_CALLS_PER_USER", 2)
+ETL_SOURCE_CALLS_PER_PROCESS = env_int("ETL_SOURCE_CALLS_PER_PROCESS", 3)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG and bool(os.environ.get("SECRET_KEY")))

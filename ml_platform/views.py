@@ -8,10 +8,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml_platform import selectors, services, sources
-from ml_platform.api import BadRequest, api_view, json_body, json_error
+from ml_platform.api import BadRequest, api_view, json_body, json_error, source_error
 from ml_platform.forms import ConnectionForm
 from ml_platform.models import Connection, EtlJob
-from ml_platform.utils.connection_manager import SourceError, TableNotFoundError
+from ml_platform.utils.connection_manager import SourceError
 
 
 def connection_to_dict(c: Connection) -> dict:
@@ -136,11 +136,6 @@ def api_connection_test(request: HttpRequest, connection_id: int) -> JsonRespons
                          "message": result.error or "Connected"})
 
 
-def _source_error(exc: SourceError) -> JsonResponse:
-    status = 404 if isinstance(exc, TableNotFoundError) else 502
-    return json_error(str(exc), status=status)
-
-
 @require_GET
 @api_view
 def api_connection_tables(request: HttpRequest, connection_id: int) -> JsonResponse:
@@ -148,7 +143,7 @@ def api_connection_tables(request: HttpRequest, connection_id: int) -> JsonRespo
     try:
         tables = sources.list_tables(connection)
     except SourceError as exc:
-        return _source_error(exc)
+        return source_error(exc)
     return JsonResponse({"status": "ok", "tables": [
         {"schema": t.schema, "name": t.name, "qualified_name": sources.qualified_name(t.schema, t.name),
          "estimated_rows": t.estimated_rows, "kind": t.kind} for t in tables]})
@@ -170,7 +165,7 @@ def api_connection_columns(request: HttpRequest, connection_id: int, table: str)
     try:
         columns = sources.get_columns(connection, schema, name)
     except SourceError as exc:
-        return _source_error(exc)
+        return source_error(exc)
     return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in columns]})
 
 
@@ -188,7 +183,7 @@ def api_connection_preview(request: HttpRequest, connection_id: int, table: str)
     try:
         preview = sources.preview(connection, schema, name, limit=limit)
     except SourceError as exc:
-        return _source_error(exc)
+        return source_error(exc)
     return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in preview.columns],
                          "rows": preview.json_rows()})
 

@@ -5,6 +5,8 @@ processes against the same database, and because it is the production database.
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ml_platform")
 # Playwright's sync API keeps an event loop running in the test thread.
@@ -18,3 +20,6 @@ WHITENOISE_AUTOREFRESH = True
 
 # One test database per pytest process, so parallel runs on one machine never drop each other's.
 DATABASES["default"]["TEST"] = {"NAME": f"test_ml_platform_{os.getpid()}"}  # noqa: F405
+
+# SQLite sources in tests are pytest's temporary files; the product's data directory stays outside.
+ETL_SQLITE_ROOT = Path(tempfile.gettempdir()).resolve()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import sqlite3
 import time
 import uuid
@@ -414,15 +413,6 @@ def previewed(request: pytest.FixtureRequest) -> Callable[[str], dict[int, dict[
     return rows_of
 
 
-@pytest.fixture
-def silent_listener() -> Iterator[int]:
-    """A port that accepts TCP connections and never says a word (a hung server)."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield server.getsockname()[1]
-
-
 def params_for(dialect: str, request: pytest.FixtureRequest) -> cm.ConnectionParams:
     return request.getfixturevalue(f"{dialect}_params")
 
@@ -696,7 +686,7 @@ def test_it_gives_up_on_a_silent_server_within_the_driver_timeout(silent_listene
     result = cm.test_connection(params)
     assert time.monotonic() - started < 10
     assert not result.ok
-    assert result.error and "timeout" in result.error.lower()
+    assert result.error and result.error.startswith("Timed out")
 
 
 @integration
@@ -771,7 +761,7 @@ def test_it_reports_a_missing_sqlite_file_without_creating_it(tmp_path: Path) ->
     path = tmp_path / "does-not-exist.sqlite3"
     result = cm.test_connection(cm.ConnectionParams(engine="sqlite", database=str(path)))
     assert not result.ok
-    assert result.error and "unable to open database file" in result.error
+    assert result.error and "Cannot open the SQLite database file" in result.error
     assert not path.exists()
 
 

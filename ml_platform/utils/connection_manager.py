@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -53,6 +54,7 @@ from sqlalchemy.pool import NullPool
 from ml_platform.etl.errors import scrub
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import Family, SourceColumn
+from ml_platform.utils import source_policy
 
 __all__ = [
     "ConnectionParams",
@@ -93,8 +95,6 @@ _ENGINE_ALIASES = {
 }
 _PG_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
 _MYSQL_SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
-# Option keys this module interprets itself rather than handing to the driver.
-_LOCAL_OPTIONS = {"read_only"}
 _SECRET_OPTION = re.compile(r"(?i)pass|secret|token|key$")
 
 
@@ -211,14 +211,12 @@ def build_url(params: ConnectionParams) -> URL:
             raise SourceError("A SQLite connection needs the path of the database file.")
         if path == ":memory:":
             return URL.create(_DRIVERS[kind], database=":memory:")
-        read_only = _truthy(params.options.get("read_only", True))
-        # A URI filename lets SQLite open read-only, and "ro" also makes a mistyped path
-        # fail instead of silently creating an empty database. The path is
-        # percent-encoded because "?" and "#" are URI syntax.
+        # Always read-only: "ro" also makes a mistyped path fail instead of creating an empty
+        # database. The path is percent-encoded because "?" and "#" are URI syntax.
         return URL.create(
             _DRIVERS[kind],
             database="file:" + quote(path, safe="/"),
-            query={"mode": "ro" if read_only else "rwc", "uri": "true"},
+            query={"mode": "ro", "uri": "true"},
         )
     return URL.create(
         _DRIVERS[kind],
@@ -231,28 +229,54 @@ def build_url(params: ConnectionParams) -> URL:
 
 
 def connect_args(params: ConnectionParams) -> dict[str, Any]:
-    """Driver keyword arguments: bounded timeouts first, then the user's options."""
+    """Driver keyword arguments: the allow-listed options, then the safety settings no option overrides."""
     kind = params.dialect
-    args: dict[str, Any]
+    try:
+        args = source_policy.driver_options(kind, params.options)
+    except source_policy.PolicyViolation as exc:
+        raise SourceError(exc.message) from None
+    args.pop("read_only", None)
+    args.setdefault("connect_timeout" if kind != "sqlite" else "timeout", CONNECT_TIMEOUT_S)
     if kind == "postgresql":
-        args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "ml_platform"}
+        args.setdefault("application_name", "ml_platform")
+        args.update(
+            # Never the service's own ~/.pgpass or client certificate, never its Kerberos ticket.
+            passfile=os.devnull,
+            sslcertmode="allow" if "sslcert" in args else "disable",
+            gssencmode="disable",
+            # A stored password is never sent in clear text (a fake server asking for it gets nothing).
+            require_auth="!password,!gss,!sspi",
+            # Every session is read-only on the server side, whatever a caller forgets.
+            options="-c default_transaction_read_only=on",
+        )
     elif kind == "mysql":
-        args = {
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "read_timeout": STATEMENT_TIMEOUT_S,
-            "write_timeout": STATEMENT_TIMEOUT_S,
-            "charset": "utf8mb4",
-        }
-    else:
-        args = {"timeout": CONNECT_TIMEOUT_S}
-    for key, value in params.options.items():
-        if key in _LOCAL_OPTIONS:
-            continue
-        # Options typically come from a form as strings; PyMySQL wants numbers for timeouts.
-        if kind == "mysql" and key.endswith("timeout") and isinstance(value, str) and value.isdigit():
-            value = int(value)
-        args[key] = value
+        args.setdefault("read_timeout", STATEMENT_TIMEOUT_S)
+        args.setdefault("write_timeout", STATEMENT_TIMEOUT_S)
+        args.setdefault("charset", "utf8mb4")
+        args.update(
+            local_infile=False,
+            client_flag=0,
+            init_command=None,
+            read_default_file=None,
+            read_default_group=None,
+            unix_socket=None,
+            # Plugins that would send the stored password in clear text are refused.
+            auth_plugin_map={b"mysql_clear_password": _RefusePlugin, b"dialog": _RefusePlugin},
+        )
     return args
+
+
+class _RefusePlugin:
+    """A PyMySQL auth plugin handler that refuses to authenticate (cleartext password plugins)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def authenticate(self, packet: Any) -> Any:
+        import pymysql
+
+        raise pymysql.err.OperationalError(2059, "Authentication failed: the server asked for the password in "
+                                                 "clear text, which this application never sends")
 
 
 _engine_cache: OrderedDict[tuple[Any, ...], tuple[str, Engine]] = OrderedDict()
@@ -323,12 +347,6 @@ def _mysql_session_utc(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "off")
-    return bool(value)
-
-
 # --- errors -----------------------------------------------------------------------
 
 _SQLA_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
@@ -347,6 +365,54 @@ def describe_error(exc: BaseException, params: ConnectionParams) -> str:
     if headline and not message.lower().startswith(headline.lower()):
         message = f"{headline}: {message}"
     return scrub_secrets(message, params.secrets())
+
+
+_ENGINE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
+
+
+def connect_failure(exc: BaseException, params: ConnectionParams) -> str:
+    """Why connecting failed, in one of a few fixed sentences: never the peer's own bytes.
+
+    Whatever answers at host:port (a web server, Redis, a fake database) chooses the
+    bytes of a driver's error; echoing them would make "Test connection" a port scanner
+    and a banner grabber. Only the class of failure is reported.
+    """
+    original = getattr(exc, "orig", None) or exc
+    text = _driver_message(original).lower()
+    headline = _classify(original, text)
+    kind = params.dialect
+    where = params.database if kind == "sqlite" else f"{params.host or 'localhost'}:{params.port or 'default port'}"
+    if "cleartext" in text or "clear text" in text:
+        message = (f"Refused to send the password: the server at {where} asked for it in clear text (use a server "
+                   "that asks for SCRAM or a hashed password)")
+    elif headline == "Authentication failed":
+        message = "Authentication failed: the server refused the user name or password"
+    elif headline == "Database not found":
+        message = f"Database not found: the server has no database {params.database!r}"
+    elif headline == "Permission denied":
+        message = "Permission denied: the user may not connect to this database"
+    elif "timeout expired" in text or "timed out" in text:
+        message = f"Timed out: no answer from {where} within {CONNECT_TIMEOUT_S} s"
+    elif any(hint in text for hint in _REFUSED_HINTS):
+        message = f"Cannot reach the database server at {where} (connection refused, or no such host)"
+    elif headline == "Cannot open the SQLite database file":
+        message = "Cannot open the SQLite database file"
+    else:
+        message = f"Not a {_ENGINE_NAMES[kind]} server: {where} did not answer like one"
+    return scrub_secrets(message, params.secrets())
+
+
+# The connection never reached a server (as opposed to reaching something that is not one).
+_REFUSED_HINTS = (
+    "connection refused",
+    "could not translate host name",
+    "failed to resolve host",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+    "nodename nor servname",
+)
 
 
 def _driver_message(exc: BaseException) -> str:
@@ -407,7 +473,14 @@ def _connect(params: ConnectionParams) -> Iterator[Connection]:
     """A pooled connection inside a read-only transaction, SQLAlchemy errors turned into SourceError."""
     try:
         engine = get_engine(params)
-        with engine.connect() as conn:
+        conn = engine.connect()
+    except SourceError:
+        raise
+    except (SQLAlchemyError, OSError) as exc:
+        # `from None`: the chained driver exception may quote the DSN in a traceback.
+        raise SourceError(connect_failure(exc, params)) from None
+    try:
+        with conn:
             if params.dialect == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                 conn.exec_driver_sql(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_S * 1000}")
@@ -417,7 +490,6 @@ def _connect(params: ConnectionParams) -> Iterator[Connection]:
     except SourceError:
         raise
     except (SQLAlchemyError, OSError) as exc:
-        # `from None`: the chained driver exception may quote the DSN in a traceback.
         raise SourceError(describe_error(exc, params)) from None
 
 
@@ -457,7 +529,11 @@ def _probe(params: ConnectionParams) -> TestResult:
     engine: Engine | None = None
     try:
         engine = _create_engine(params, pooled=False)
-        with engine.connect() as conn:
+        try:
+            conn = engine.connect()
+        except (SQLAlchemyError, OSError) as exc:
+            return TestResult(ok=False, error=connect_failure(exc, params))
+        with conn:
             version = _server_version(conn, params.dialect)
             # SQLite opens any file lazily: reading the schema proves it is a database.
             probe = "SELECT count(*) FROM sqlite_master" if params.dialect == "sqlite" else "SELECT 1"

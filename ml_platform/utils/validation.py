@@ -129,7 +129,7 @@ from ml_platform.utils.connection_manager import (
 __all__ = ["VALIDATION_TIMEOUT_S", "ValidationResult", "ValidationSpec", "validate_columns"]
 
 # A validation scan reads up to `sample_above` rows: allow it more time than a preview.
-VALIDATION_TIMEOUT_S = 300
+VALIDATION_TIMEOUT_S = 120  # = ETL_VALIDATION_TIMEOUT's default: a web request waits for it
 MAX_EXAMPLES = 5
 # Examples are drawn from the first failing rows only, so a column full of bad
 # values costs a bounded read, not a sort of every failure.

@@ -22,6 +22,7 @@ from ml_platform.models import Connection
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # local embedded default only; printed for the user
 DEMO_CONNECTION = "demo_shop"
+DEMO_DATABASE = "demo_shop.sqlite3"
 
 SCHEMA = """
 CREATE TABLE customers (
@@ -147,15 +148,24 @@ class Command(BaseCommand):
             user = User.objects.create_user(username=DEMO_USER, password=DEMO_PASSWORD)
             self.stdout.write(f"Created demo user {DEMO_USER!r}")
 
-        db_path = Path(settings.DATA_DIR) / "demo_shop.sqlite3"
+        # SQLite sources live under ETL_SQLITE_ROOT; the connection stores the path relative to it.
+        root = Path(settings.ETL_SQLITE_ROOT)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db_path = root / DEMO_DATABASE
+        legacy = Path(settings.DATA_DIR) / DEMO_DATABASE  # where make run kept it before the source policy
+        if not db_path.exists() and legacy.exists():
+            legacy.replace(db_path)
         if not db_path.exists():
             self.stdout.write(f"Building demo shop database at {db_path} ...")
             build_demo_database(db_path, transactions=options["transactions"])
 
-        if not Connection.objects.filter(owner=user, name=DEMO_CONNECTION).exists():
+        demo = Connection.objects.filter(owner=user, name=DEMO_CONNECTION).first()
+        if demo is None:
             services.connection_create(
-                owner=user, name=DEMO_CONNECTION, engine=Connection.Engine.SQLITE, database=str(db_path)
+                owner=user, name=DEMO_CONNECTION, engine=Connection.Engine.SQLITE, database=DEMO_DATABASE
             )
             self.stdout.write(f"Created connection {DEMO_CONNECTION!r}")
+        elif demo.database != DEMO_DATABASE and Path(demo.database).name == DEMO_DATABASE:
+            services.connection_update(connection=demo, database=DEMO_DATABASE)
 
         self.stdout.write(self.style.SUCCESS(f"Log in at http://127.0.0.1:8000/ as {DEMO_USER} / {DEMO_PASSWORD}"))
