@@ -183,3 +183,15 @@ def test_it_previews_the_next_cron_runs(alice_client) -> None:
     assert ok.content.decode().count("<li>") == 5
     bad = alice_client.get(reverse("wizard:cron_preview"), {"preset": "custom", "cron": "61 * * * *"})
     assert b"not a valid cron expression" in bad.content
+
+
+def test_it_refuses_a_cron_that_never_runs_in_step_five(wiz) -> None:
+    ok = wiz.post(step(4), {"destination_mode": "new", "dataset": wiz.dataset, "new_table": "orders",
+                            "load_strategy": "replace"}, headers=HX)
+    assert ok.status_code == 200
+    feb31 = wiz.post(step(5), {"name": "orders job", "preset": "custom", "cron": "0 0 31 2 *", "timezone": "UTC"},
+                     headers=HX)
+    assert feb31.status_code == 400 and b"never runs" in feb31.content
+    assert not EtlJob.objects.filter(name="orders job").exists()
+    preview = wiz.get(reverse("wizard:cron_preview"), {"preset": "custom", "cron": "0 0 30 2 *"})
+    assert preview.status_code == 200 and b"never runs" in preview.content

@@ -24,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ml_platform import compat, selectors, services, sources
 from ml_platform.etl.bigquery import BigQueryError
-from ml_platform.etl.schedule import is_valid_cron
+from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
@@ -422,8 +422,8 @@ def cron_preview(request: HttpRequest) -> HttpResponse:
     context: dict = {"cron": cron, "timezone": tz_name}
     if preset == "manual" or not cron:
         context["manual"] = True
-    elif not is_valid_cron(cron):
-        context["error"] = f"{cron!r} is not a valid cron expression (5 fields: minute hour day month weekday)."
+    elif problem := cron_error(cron):
+        context["error"] = problem
     else:
         try:
             context["runs"] = next_runs(cron, tz_name)
