@@ -19,7 +19,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ml_platform import compat, selectors, services, sources
@@ -77,9 +77,16 @@ def advance(request: HttpRequest, n: int) -> HttpResponse:
 @require_GET
 def start(request: HttpRequest) -> HttpResponse:
     draft = state.load(request.user)
-    if request.GET.get("fresh"):
-        state.reset(draft)
     return redirect(step_url(state.first_incomplete_step(draft, request.user)))
+
+
+@require_POST
+def reset(request: HttpRequest) -> HttpResponse:
+    """Start over. A POST (CSRF-checked), so a link or image on another site cannot wipe a draft."""
+    state.reset(state.load(request.user))
+    if request.htmx:
+        return HttpResponseClientRedirect(step_url(1))
+    return redirect(step_url(1))
 
 
 def guard(request: HttpRequest, n: int) -> HttpResponse | None:
