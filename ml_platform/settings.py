@@ -52,6 +52,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def _private_data_dir() -> None:
+    """Owner-only files for every process that loads these settings (web, worker, scheduler, manage.py).
+
+    The data directory holds the SQLite database, the generated secret and encryption keys, the
+    demo database and the spool of extracted rows. The umask makes everything created from now
+    on owner-only (SQLite gives -wal/-shm the database's mode); the directory is made 0700 even
+    if it already exists. A directory we do not own or cannot write (a read-only production
+    image) is left alone: then nothing is written there either.
+    """
+    os.umask(0o077)
+    try:
+        DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if DATA_DIR.stat().st_uid == os.getuid():
+            DATA_DIR.chmod(0o700)
+    except OSError:
+        pass
+
+
+_private_data_dir()
+
+
 def _local_secret(filename: str, factory) -> str:
     """A secret generated once for local development and kept under DATA_DIR."""
     path = DATA_DIR / filename
