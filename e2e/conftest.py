@@ -25,8 +25,9 @@ def no_csp_violations(request):
         return
     page = request.getfixturevalue("page")
     seen: list[str] = []
-    page.on("console", lambda msg: seen.append(f"{page.url}: {msg.text}")
-            if "Content Security Policy" in msg.text else None)
+    page.on(
+        "console", lambda msg: seen.append(f"{page.url}: {msg.text}") if "Content Security Policy" in msg.text else None
+    )
     page.add_init_script(REPORT_VIOLATIONS)
     yield
     assert not seen, "Content-Security-Policy violations:\n" + "\n".join(seen)

@@ -32,8 +32,10 @@ def cooloff_text() -> str:
 
 def lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
     """HTTP 429 with an explanation: the login page for people, JSON for the API."""
-    message = (f"Too many failed login attempts. Login is blocked for {cooloff_text()} "
-               "for this username and this address; try again later.")
+    message = (
+        f"Too many failed login attempts. Login is blocked for {cooloff_text()} "
+        "for this username and this address; try again later."
+    )
     if request.path.startswith("/api/"):
         return JsonResponse({"status": "error", "message": message, "details": []}, status=LOCKED_STATUS)
     username = (credentials or {}).get("username") or request.POST.get("username", "")

@@ -41,7 +41,7 @@ def assert_strict(response) -> None:
     path = response.request["PATH_INFO"]
     assert not INLINE_HANDLER.search(html), f"inline event handler on {path}: {INLINE_HANDLER.search(html)[0]}"
     assert not INLINE_SCRIPT.search(html), f"inline script on {path}"
-    assert not INLINE_STYLE.search(html), f"inline style on {path}: {html[INLINE_STYLE.search(html).start():][:120]}"
+    assert not INLINE_STYLE.search(html), f"inline style on {path}: {html[INLINE_STYLE.search(html).start() :][:120]}"
     assert "javascript:" not in html and "hx-on" not in html and "js:" not in html
 
 
@@ -50,15 +50,34 @@ def test_the_login_page_has_a_strict_policy(client: Client) -> None:
 
 
 def test_every_page_has_a_strict_policy(alice_client, user, sqlite_source) -> None:
-    sqlite_source.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)",
-                          "INSERT INTO orders VALUES (1, 2.5)")
+    sqlite_source.execute(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)", "INSERT INTO orders VALUES (1, 2.5)"
+    )
     conn = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
-    job = EtlJob.objects.create(owner=user, name="j", connection=conn, source_table="orders",
-                                selected_columns=["id", "amount"], destination_dataset="d", destination_table="t")
-    JobRun.objects.create(job=job, connection=conn, connection_name=conn.name, status=JobRun.Status.RUNNING,
-                          progress_rows=5, progress_total=10)
-    for name, args in [("jobs", []), ("job_detail", [job.pk]), ("connections", []), ("connection_create", []),
-                       ("connection_edit", [conn.pk])]:
+    job = EtlJob.objects.create(
+        owner=user,
+        name="j",
+        connection=conn,
+        source_table="orders",
+        selected_columns=["id", "amount"],
+        destination_dataset="d",
+        destination_table="t",
+    )
+    JobRun.objects.create(
+        job=job,
+        connection=conn,
+        connection_name=conn.name,
+        status=JobRun.Status.RUNNING,
+        progress_rows=5,
+        progress_total=10,
+    )
+    for name, args in [
+        ("jobs", []),
+        ("job_detail", [job.pk]),
+        ("connections", []),
+        ("connection_create", []),
+        ("connection_edit", [conn.pk]),
+    ]:
         assert_strict(alice_client.get(reverse(name, args=args)))
     assert alice_client.post(reverse("wizard:step", args=[1]), {"connection": conn.pk}).status_code == 302
     assert alice_client.post(reverse("wizard:step", args=[2]), {"table": "orders"}).status_code == 302

@@ -12,13 +12,20 @@ from conftest import ROOT
 
 
 def manage(data_dir: Path, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "ETL_SPOOL_DIR", "DJANGO_SETTINGS_MODULE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "ETL_SPOOL_DIR", "DJANGO_SETTINGS_MODULE"}
+    }
     # As `make run` without configuration: the default SQLite database under the data directory.
-    env |= {"ML_PLATFORM_DATA_DIR": str(data_dir), "DATABASE_URL": "",
-            "DJANGO_SETTINGS_MODULE": "ml_platform.settings"}
+    env |= {"ML_PLATFORM_DATA_DIR": str(data_dir), "DATABASE_URL": "", "DJANGO_SETTINGS_MODULE": "ml_platform.settings"}
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
         # A usual login umask: the product itself must make its files private, not the caller.
         preexec_fn=lambda: os.umask(0o022),
     )

@@ -76,3 +76,13 @@ def test_it_counts_the_address_the_trusted_proxy_saw(settings, rf) -> None:
     assert client_ip(spoofed) == "10.0.0.1"  # no proxy configured: the header is the client's word
     settings.LOGIN_TRUSTED_PROXIES = 1
     assert client_ip(spoofed) == "198.51.100.9"  # what our one proxy appended, not what the client sent
+
+
+def test_a_locked_out_api_request_gets_json(rf) -> None:
+    import json
+
+    from ml_platform.auth import lockout_response
+
+    response = lockout_response(rf.post("/api/etl/jobs/"), None, {"username": "alice"})
+    body = json.loads(response.content)
+    assert response.status_code == 429 and body["status"] == "error" and "Too many failed" in body["message"]

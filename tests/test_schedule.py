@@ -14,8 +14,7 @@ def test_it_refuses_a_cron_that_never_runs(expression: str) -> None:
     assert not is_valid_cron(expression)
 
 
-@pytest.mark.parametrize("expression", ["0 0 29 2 *", "*/5 * * * *", "0 6 * * 1-5", "0 0 31 1-12 *",
-                                        "0 0 31 2 1"])
+@pytest.mark.parametrize("expression", ["0 0 29 2 *", "*/5 * * * *", "0 6 * * 1-5", "0 0 31 1-12 *", "0 0 31 2 1"])
 def test_it_accepts_a_cron_that_runs(expression: str) -> None:
     assert is_valid_cron(expression)
 
