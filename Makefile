@@ -32,15 +32,19 @@ venv: $(PY)
 deps: $(VENV)/.deps $(VENV)/.emulator-offline
 dev-deps: $(VENV)/.dev-deps $(VENV)/.emulator-offline
 
+# .data holds the SQLite database, secrets, the demo database, spool files and the emulator's data:
+# owner-only (umask 077 for everything started here, including the emulator; settings.py does the
+# same for every Django process), and a .data left by an older version is tightened.
 setup-run: deps
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) manage.py seed_demo
+	umask 077 && mkdir -p .data && chmod -R go-rwx .data
+	umask 077 && $(PY) manage.py migrate --noinput
+	umask 077 && $(PY) manage.py collectstatic --noinput -v0
+	umask 077 && $(PY) manage.py seed_demo
 
 ## make run: set everything up and start web (127.0.0.1:8000), worker, scheduler and the BigQuery emulator.
 run: setup-run
-	mkdir -p .data/bigquery
-	exec $(VENV)/bin/honcho start -f Procfile
+	umask 077 && mkdir -p .data/bigquery
+	umask 077 && exec $(VENV)/bin/honcho start -f Procfile
 
 services:
 	scripts/ensure-services.sh

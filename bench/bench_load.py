@@ -196,7 +196,7 @@ class SimulatedUser(threading.Thread):
             "cursor_column": "id",
         }
         steps = [
-            ("GET /etl/new/?fresh=1", "GET", "/etl/new/?fresh=1", {"expect": 302, "location": "/etl/new/step/1/"}),
+            ("POST /etl/new/reset/", "POST", "/etl/new/reset/", {"expect": 302, "location": "/etl/new/step/1/"}),
             ("GET /etl/new/step/1/", "GET", "/etl/new/step/1/", {"expect": 200}),
             (
                 "POST /etl/new/step/1/",

@@ -49,7 +49,10 @@ def create_connection(page: Page, base: str, *, name: str, engine: str, host: st
 
 def wizard_to_destination(page: Page, base: str, *, connection: str, table: str,
                           columns: list[str] | None = None) -> None:
-    page.goto(f"{base}/etl/new/?fresh=1")
+    page.goto(f"{base}/etl/new/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start over").click()
+    expect(page.get_by_test_id("step-title")).to_contain_text("Select connection")
     page.get_by_role("radio", name=connection).check()
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_test_id("step-title")).to_contain_text("Choose source table")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from ml_platform import compat, selectors, services, sources
 from ml_platform.api import BadRequest, api_view, json_body, json_error, source_error
 from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
+from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import SourceColumn
 from ml_platform.utils.connection_manager import SourceError
@@ -69,6 +70,15 @@ class JobIn(CompatibilityIn):
     schedule: Annotated[str, StringConstraints(max_length=100)] = ""
     schedule_timezone: Annotated[str, StringConstraints(max_length=64)] = "UTC"
     run_now: bool = False
+
+    @field_validator("schedule")
+    @classmethod
+    def runnable_cron(cls, value: str) -> str:
+        # A schema error (400 naming `schedule`), before any source or BigQuery call.
+        value = value.strip()
+        if value and (problem := cron_error(value)):
+            raise ValueError(problem)
+        return value
 
 
 def parse(model: type[BaseModel], request: HttpRequest) -> BaseModel:

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from ml_platform import compat, selectors, services, sources
 from ml_platform.etl.bigquery import BigQueryError
-from ml_platform.etl.schedule import is_valid_cron
+from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
 from ml_platform.utils.connection_manager import SourceError
@@ -57,8 +57,8 @@ class EditJobForm(forms.Form):
         preset = data.get("preset")
         if preset == "custom":
             cron = (data.get("cron") or "").strip()
-            if not is_valid_cron(cron):
-                self.add_error("cron", f"{cron!r} is not a valid cron expression (5 fields).")
+            if problem := cron_error(cron):
+                self.add_error("cron", problem)
             data["schedule"] = cron
         else:
             data["schedule"] = "" if preset == "manual" else preset

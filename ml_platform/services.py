@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ml_platform.etl.schedule import is_valid_cron, is_valid_timezone, next_runs
+from ml_platform.etl.schedule import cron_error, is_valid_timezone, next_runs
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection, EtlJob, JobRun
 
@@ -254,8 +254,8 @@ def job_create(
 
     if not source_columns:
         raise JobCreateError("Select at least one source column.")
-    if schedule and not is_valid_cron(schedule):
-        raise JobCreateError(f"{schedule!r} is not a valid cron expression (5 fields).")
+    if schedule and (problem := cron_error(schedule)):
+        raise JobCreateError(problem)
     if not is_valid_timezone(schedule_timezone):
         raise JobCreateError(f"Unknown time zone {schedule_timezone!r}.")
     merge_key = list(merge_key or [])

@@ -128,5 +128,19 @@ def test_it_creates_a_new_table_for_a_new_job(alice_client, user, dest, pg_sourc
     assert again.status_code == 422 and "already exists" in again.json()["message"]
     bad_cron = post(alice_client, "api_jobs", {**body, "name": "x", "destination_table": f"{dest}.x",
                                                "schedule": "whenever"})
-    assert bad_cron.status_code == 422 and "cron" in bad_cron.json()["message"]
+    assert bad_cron.status_code == 400 and bad_cron.json()["details"][0]["field"] == "schedule"
+    assert "cron" in bad_cron.json()["details"][0]["error"]
     assert not bq.table_exists(dest, "x")
+
+
+def test_it_refuses_a_schedule_that_never_runs_with_a_400_naming_the_field(alice_client, user, dest, pg_source,
+                                                                           bq) -> None:
+    pg_source.execute("CREATE TABLE events (id bigint PRIMARY KEY)")
+    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    body = {"name": "feb 31", "connection_id": conn.pk, "source_table": "public.events",
+            "destination_table": f"{dest}.feb31", "load_strategy": "replace", "schedule": "0 0 31 2 *"}
+    refused = post(alice_client, "api_jobs", body)
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["status"] == "error"
+    assert [d["field"] for d in refused.json()["details"]] == ["schedule"]
+    assert not bq.table_exists(dest, "feb31") and not EtlJob.objects.filter(name="feb 31").exists()

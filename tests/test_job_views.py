@@ -155,3 +155,13 @@ def test_it_hides_other_users_jobs_everywhere(client, other_user, job) -> None:
                          ("job_edit", "get"), ("job_reconnect", "get")]:
         assert getattr(client, method)(reverse(name, args=[job.pk])).status_code == 404, name
     assert not JobRun.objects.exists()
+
+
+@pytest.mark.integration
+def test_it_refuses_an_edit_to_a_cron_that_never_runs(alice_client, job) -> None:
+    bad = alice_client.post(reverse("job_edit", args=[job.pk]), {
+        "name": "orders", "columns": ["id", "amount"], "load_strategy": "incremental", "cursor_column": "id",
+        "preset": "custom", "cron": "0 0 31 4 *", "timezone": "UTC"})
+    assert bad.status_code == 400 and "never runs" in bad.content.decode()
+    job.refresh_from_db()
+    assert job.schedule == "*/5 * * * *"

@@ -38,7 +38,7 @@ OBJECT_SCOPED = {
 # No object in the URL: they list, create or preview the requesting user's own things.
 USER_SCOPED = {
     "route:/", "jobs", "connections", "connection_create", "connection_test_unsaved",
-    "wizard:start", "wizard:step", "wizard:report", "wizard:tables", "wizard:cron_preview",
+    "wizard:start", "wizard:reset", "wizard:step", "wizard:report", "wizard:tables", "wizard:cron_preview",
     "api_connections", "api_datasets", "api_dataset_tables", "api_validate_schema_compatibility", "api_jobs",
 }
 # URL parameters that name a user-owned object.

@@ -30,6 +30,9 @@ def import_settings(**env: str) -> subprocess.CompletedProcess:
         ("DEBUG", "maybe"),
         ("ETL_CHUNK_ROWS", "lots"),
         ("TIME_ZONE", "Mars/Olympus"),
+        ("LOGIN_FAILURE_LIMIT", "0"),
+        ("LOGIN_COOLOFF_MINUTES", "soon"),
+        ("LOGIN_TRUSTED_PROXIES", "-1"),
     ],
 )
 def test_it_names_the_variable_of_a_bad_value(variable: str, value: str) -> None:

@@ -183,3 +183,45 @@ def test_it_previews_the_next_cron_runs(alice_client) -> None:
     assert ok.content.decode().count("<li>") == 5
     bad = alice_client.get(reverse("wizard:cron_preview"), {"preset": "custom", "cron": "61 * * * *"})
     assert b"not a valid cron expression" in bad.content
+
+
+def test_it_refuses_a_cron_that_never_runs_in_step_five(wiz) -> None:
+    ok = wiz.post(step(4), {"destination_mode": "new", "dataset": wiz.dataset, "new_table": "orders",
+                            "load_strategy": "replace"}, headers=HX)
+    assert ok.status_code == 200
+    feb31 = wiz.post(step(5), {"name": "orders job", "preset": "custom", "cron": "0 0 31 2 *", "timezone": "UTC"},
+                     headers=HX)
+    assert feb31.status_code == 400 and b"never runs" in feb31.content
+    assert not EtlJob.objects.filter(name="orders job").exists()
+    preview = wiz.get(reverse("wizard:cron_preview"), {"preset": "custom", "cron": "0 0 30 2 *"})
+    assert preview.status_code == 200 and b"never runs" in preview.content
+
+
+RESET = "/etl/new/reset/"
+
+
+def test_it_never_changes_the_draft_on_a_get(alice_client, connection) -> None:
+    assert alice_client.post(step(1), {"connection": connection.pk}).status_code == 302
+    # A cross-site link or <img> must not wipe the user's work in progress.
+    landed = alice_client.get(reverse("wizard:start"), {"fresh": "1"})
+    assert landed.status_code == 302 and landed["Location"] == step(2)
+    assert WizardDraft.objects.get(owner=connection.owner).data["connection_id"] == connection.pk
+    assert alice_client.get(RESET).status_code == 405
+
+
+def test_it_starts_over_on_a_post_with_a_csrf_token(user, connection) -> None:
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    page = browser.get(step(1))
+    token = page.cookies["csrftoken"].value
+    assert browser.post(step(1), {"connection": connection.pk, "csrfmiddlewaretoken": token}).status_code == 302
+    forged = browser.post(RESET)  # what a cross-site form can send: the cookie, never the token
+    assert forged.status_code == 403
+    assert WizardDraft.objects.get(owner=user).data["connection_id"] == connection.pk
+    page = browser.get(step(2))
+    assert f'action="{RESET}"'.encode() in page.content
+    reset = browser.post(RESET, {"csrfmiddlewaretoken": token})
+    assert reset.status_code == 302 and reset["Location"] == step(1)
+    assert WizardDraft.objects.get(owner=user).data == {}

@@ -8,7 +8,7 @@ from zoneinfo import available_timezones
 from django import forms
 
 from ml_platform.etl.bigquery import validate_table_id
-from ml_platform.etl.schedule import is_valid_cron
+from ml_platform.etl.schedule import cron_error
 from ml_platform.models import EtlJob
 
 SCHEDULE_PRESETS = [
@@ -159,8 +159,8 @@ class ScheduleStepForm(forms.Form):
             cron = (data.get("cron") or "").strip()
             if not cron:
                 self.add_error("cron", "Enter a cron expression.")
-            elif not is_valid_cron(cron):
-                self.add_error("cron", f"{cron!r} is not a valid cron expression (5 fields).")
+            elif problem := cron_error(cron):
+                self.add_error("cron", problem)
             data["schedule"] = cron
         elif preset == "manual":
             data["schedule"] = ""

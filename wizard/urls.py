@@ -6,6 +6,7 @@ app_name = "wizard"
 
 urlpatterns = [
     path("new/", views.start, name="start"),
+    path("new/reset/", views.reset, name="reset"),
     path("new/step/<int:n>/", views.step, name="step"),
     path("new/report/", views.report, name="report"),
     path("new/tables/", views.tables, name="tables"),

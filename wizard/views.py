@@ -19,12 +19,12 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ml_platform import compat, selectors, services, sources
 from ml_platform.etl.bigquery import BigQueryError
-from ml_platform.etl.schedule import is_valid_cron
+from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
@@ -77,9 +77,16 @@ def advance(request: HttpRequest, n: int) -> HttpResponse:
 @require_GET
 def start(request: HttpRequest) -> HttpResponse:
     draft = state.load(request.user)
-    if request.GET.get("fresh"):
-        state.reset(draft)
     return redirect(step_url(state.first_incomplete_step(draft, request.user)))
+
+
+@require_POST
+def reset(request: HttpRequest) -> HttpResponse:
+    """Start over. A POST (CSRF-checked), so a link or image on another site cannot wipe a draft."""
+    state.reset(state.load(request.user))
+    if request.htmx:
+        return HttpResponseClientRedirect(step_url(1))
+    return redirect(step_url(1))
 
 
 def guard(request: HttpRequest, n: int) -> HttpResponse | None:
@@ -422,8 +429,8 @@ def cron_preview(request: HttpRequest) -> HttpResponse:
     context: dict = {"cron": cron, "timezone": tz_name}
     if preset == "manual" or not cron:
         context["manual"] = True
-    elif not is_valid_cron(cron):
-        context["error"] = f"{cron!r} is not a valid cron expression (5 fields: minute hour day month weekday)."
+    elif problem := cron_error(cron):
+        context["error"] = problem
     else:
         try:
             context["runs"] = next_runs(cron, tz_name)

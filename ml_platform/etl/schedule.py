@@ -5,12 +5,31 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
+
+# Syntax alone is not enough: `0 0 31 2 *` (31 February) parses but never fires, and croniter
+# then raises from get_next() wherever next_run_at is computed. The longest real gap between
+# matches is a leap day across a skipped leap year (2096-02-29 -> 2104-02-29): 8 years.
+HORIZON_YEARS = 10
+
+
+def cron_error(expression: str) -> str | None:
+    """Why `expression` is not a usable schedule, or None when it is.
+
+    Five fields (minute hour day month weekday), croniter's extensions (seconds, years) refused,
+    and at least one run within HORIZON_YEARS of now.
+    """
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        return f"{expression!r} is not a valid cron expression (5 fields: minute hour day month weekday)."
+    try:
+        croniter(expression, datetime.now(UTC), max_years_between_matches=HORIZON_YEARS).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        return f"{expression!r} never runs: it names a date that does not exist (such as 31 February)."
+    return None
 
 
 def is_valid_cron(expression: str) -> bool:
-    """Five fields (minute hour day month weekday); croniter's extensions (seconds, years) are refused."""
-    return len(expression.split()) == 5 and croniter.is_valid(expression)
+    return cron_error(expression) is None
 
 
 def is_valid_timezone(name: str) -> bool:
@@ -23,5 +42,5 @@ def is_valid_timezone(name: str) -> bool:
 
 def next_runs(expression: str, timezone_name: str, *, after: datetime, count: int = 1) -> list[datetime]:
     """The next `count` run times after `after`, as aware UTC datetimes (cron evaluated in the job's zone)."""
-    it = croniter(expression, after.astimezone(ZoneInfo(timezone_name)))
+    it = croniter(expression, after.astimezone(ZoneInfo(timezone_name)), max_years_between_matches=HORIZON_YEARS)
     return [it.get_next(datetime).astimezone(UTC) for _ in range(count)]

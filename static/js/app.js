@@ -6,3 +6,15 @@ htmx.config.responseHandling = [
   { code: "4..", swap: true, error: false },
   { code: "...", swap: false, error: true },
 ];
+
+// "Select all" / "Select none": delegated from the document, so buttons swapped in by htmx work
+// too, and no inline onclick is needed (the Content-Security-Policy forbids inline script).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-check-all], [data-check-none]");
+  if (!button) return;
+  const checked = button.hasAttribute("data-check-all");
+  const selector = button.getAttribute(checked ? "data-check-all" : "data-check-none");
+  document.querySelectorAll(selector).forEach((box) => {
+    box.checked = checked;
+  });
+});
