@@ -118,9 +118,14 @@ def bq(bq_emulator_host: str):
 
 
 @pytest.fixture
-def bq_dataset(bq) -> Iterator[str]:
+def bq_dataset(bq, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh dataset; with the `user` fixture in play, it belongs to alice's workspace (as an admin would assign)."""
     name = unique_name("ds")
     bq.create_dataset(name)
+    if "user" in request.fixturenames:
+        from ml_platform import services
+
+        services.dataset_assign(workspace=services.personal_workspace(request.getfixturevalue("user")), dataset=name)
     try:
         yield name
     finally:
@@ -310,12 +315,22 @@ def sqlite_source(tmp_path: Path) -> SourceDatabase:
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="alice-password-123")
+    """alice, admin of her own workspace "alice"."""
+    from ml_platform import services
+
+    alice = django_user_model.objects.create_user(username="alice", password="alice-password-123")
+    services.personal_workspace(alice)
+    return alice
 
 
 @pytest.fixture
 def other_user(django_user_model):
-    return django_user_model.objects.create_user(username="mallory", password="mallory-password-123")
+    """mallory, admin of her own workspace "mallory" and in no other."""
+    from ml_platform import services
+
+    mallory = django_user_model.objects.create_user(username="mallory", password="mallory-password-123")
+    services.personal_workspace(mallory)
+    return mallory
 
 
 @pytest.fixture

@@ -101,19 +101,21 @@ def api_datasets(request: HttpRequest) -> JsonResponse:
         names = warehouse().list_datasets()
     except BigQueryError as exc:
         return json_error(f"BigQuery is not reachable: {exc}", status=502)
-    return JsonResponse({"status": "ok", "datasets": names})
+    mine = set(selectors.datasets_in(scope=request.scope))
+    return JsonResponse({"status": "ok", "datasets": [n for n in names if n in mine]})
 
 
 @require_GET
 @api_view
 def api_dataset_tables(request: HttpRequest, dataset: str) -> JsonResponse:
+    selectors.dataset_in(scope=request.scope, dataset=dataset)
     try:
         tables = warehouse().list_tables(dataset)
     except (DatasetNotFound, InvalidIdentifier):
         return json_error(f"Dataset {dataset!r} not found", status=404)
     except BigQueryError as exc:
         return json_error(f"BigQuery is not reachable: {exc}", status=502)
-    jobs = selectors.jobs_for_user(user=request.user).filter(destination_dataset=dataset)
+    jobs = selectors.jobs_in(scope=request.scope).filter(destination_dataset=dataset)
     by_table: dict[str, list[int]] = {}
     for job in jobs:
         by_table.setdefault(job.destination_table.lower(), []).append(job.pk)
@@ -126,7 +128,7 @@ def resolve_source(request: HttpRequest, body: CompatibilityIn) -> tuple[list[So
     """Source columns from the body (typed as the database names them) or from introspection."""
     connection = None
     if body.connection_id is not None:
-        connection = selectors.connection_for_user(user=request.user, connection_id=body.connection_id)
+        connection = selectors.connection_in(scope=request.scope, connection_id=body.connection_id)
     if body.source_columns is not None:
         dialect = body.dialect or (connection.engine if connection else "postgresql")
         return [SourceColumn(name=c.name, source_type=c.type, type=parse_source_type(c.type, dialect),
@@ -150,7 +152,7 @@ def api_validate_schema_compatibility(request: HttpRequest) -> JsonResponse:
                                   merge_key=body.merge_key, source_tag=body.source_tag or "",
                                   relax_required=body.relax_required)
     try:
-        ctx = compat.report_for(user=request.user, source_columns=columns, dataset=dataset, table=table,
+        ctx = compat.report_for(workspace=request.scope.workspace, source_columns=columns, dataset=dataset, table=table,
                                 options=options, with_state=False)
         validated = {}
         if body.validate_data:
@@ -164,7 +166,7 @@ def api_validate_schema_compatibility(request: HttpRequest) -> JsonResponse:
                                               cursor_column=body.cursor_column or "", merge_key=body.merge_key,
                                               source_tag=body.source_tag or "", relax_required=body.relax_required,
                                               validation=validated)
-                ctx = compat.report_for(user=request.user, source_columns=columns, dataset=dataset, table=table,
+                ctx = compat.report_for(workspace=request.scope.workspace, source_columns=columns, dataset=dataset, table=table,
                                         options=options, with_state=False)
     except (BigQueryNotFound, InvalidIdentifier):
         return json_error(f"Table {body.destination_table!r} not found", status=404)
@@ -185,7 +187,7 @@ def api_validate_schema_compatibility(request: HttpRequest) -> JsonResponse:
 @api_view
 def api_etl_create_job(request: HttpRequest) -> JsonResponse:
     body = parse(JobIn, request)
-    connection = selectors.connection_for_user(user=request.user, connection_id=body.connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=body.connection_id)
     target = body.existing_table_name if body.use_existing_table else body.destination_table
     if not target or target.count(".") != 1:
         field = "existing_table_name" if body.use_existing_table else "destination_table"
@@ -203,7 +205,7 @@ def api_etl_create_job(request: HttpRequest) -> JsonResponse:
         raise BadRequest("Unknown source columns", details=[{"field": "columns", "error": c} for c in unknown])
     try:
         job = services.job_create(
-            owner=request.user, name=body.name, connection=connection, source_schema=schema or "",
+            owner=request.user, workspace=request.scope.workspace, name=body.name, connection=connection, source_schema=schema or "",
             source_table=source_table, source_columns=[by_name[c.lower()] for c in wanted],
             destination_dataset=dataset, destination_table=table, use_existing_table=body.use_existing_table,
             load_strategy=body.load_strategy, cursor_column=body.cursor_column or "", merge_key=body.merge_key,

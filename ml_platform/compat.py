@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.http import Http404
 
 from ml_platform import selectors
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
-from ml_platform.models import Connection, EtlJob
+from ml_platform.models import Connection, EtlJob, Workspace
 from ml_platform.warehouse import warehouse
 
 TAG_COLUMN = "_source_tag"
@@ -125,7 +126,7 @@ def format_value(value: Any) -> str:
 
 def report_for(
     *,
-    user,
+    workspace: Workspace,
     source_columns: list[SourceColumn],
     dataset: str,
     table: str,
@@ -133,9 +134,12 @@ def report_for(
     exclude_job: EtlJob | None = None,
     with_state: bool = True,
 ) -> ReportContext:
+    if not selectors.workspace_owns_dataset(workspace=workspace, dataset=dataset):
+        # Another workspace's dataset: no schema, no row count, no MAX() — it does not exist here.
+        raise Http404("No such dataset")
     destination = warehouse().get_table_schema(dataset, table)
     report = engine.check_compatibility(source_columns, destination, options)
-    others = list(selectors.jobs_loading_into(user=user, dataset=dataset, table=table))
+    others = list(selectors.jobs_loading_into(workspace=workspace, dataset=dataset, table=table))
     if exclude_job is not None:
         others = [j for j in others if j.pk != exclude_job.pk]
     state = table_state(destination=destination, options=options) if with_state else TableState()

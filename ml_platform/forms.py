@@ -33,18 +33,18 @@ class ConnectionForm(forms.ModelForm):
 
     field_order = ["name", "engine", "host", "port", "database", "username", "password", "options"]
 
-    def __init__(self, *args, owner, **kwargs) -> None:
+    def __init__(self, *args, workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.owner = owner
+        self.workspace = workspace
         self.fields["port"].widget.attrs.update({"min": 1, "max": 65535})
         if self.instance.pk is None:
             self.fields["password"].help_text = ""
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        taken = Connection.objects.filter(owner=self.owner, name=name).exclude(pk=self.instance.pk)
+        taken = Connection.objects.filter(workspace=self.workspace, name=name).exclude(pk=self.instance.pk)
         if taken.exists():
-            raise forms.ValidationError("You already have a connection with this name.")
+            raise forms.ValidationError("This workspace already has a connection with this name.")
         return name
 
     def clean_host(self) -> str:

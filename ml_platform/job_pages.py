@@ -44,8 +44,8 @@ class EditJobForm(forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if EtlJob.objects.filter(owner=self.job.owner, name=name).exclude(pk=self.job.pk).exists():
-            raise forms.ValidationError("You already have a job with this name.")
+        if EtlJob.objects.filter(workspace=self.job.workspace, name=name).exclude(pk=self.job.pk).exists():
+            raise forms.ValidationError("This workspace already has a job with this name.")
         return name
 
     def clean(self) -> dict:
@@ -85,7 +85,7 @@ def _value(form: forms.Form, name: str):
 
 @require_http_methods(["GET", "POST"])
 def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     error = ""
     try:
         source = _source(job)
@@ -104,7 +104,7 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
             source_tag=job.source_tag,
         )
         try:
-            report_ctx = compat.report_for(user=request.user, source_columns=selected,
+            report_ctx = compat.report_for(workspace=request.scope.workspace, source_columns=selected,
                                            dataset=job.destination_dataset, table=job.destination_table,
                                            options=options, exclude_job=job)
         except BigQueryError as exc:
@@ -147,14 +147,14 @@ class ReconnectForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
     """Point a job at another connection/table after a compatibility check; the BigQuery table is untouched."""
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
-    connections = list(selectors.connections_for_user(user=request.user))
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    connections = list(selectors.connections_in(scope=request.scope))
     params = request.POST if request.method == "POST" else request.GET
     try:
         connection_id = int(params.get("connection") or job.connection_id)
     except ValueError:
         raise Http404("No such connection") from None  # like an unknown id: never a silent fallback
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     error = ""
     try:
         tables = [sources.qualified_name(t.schema, t.name) for t in sources.list_tables(connection)]
@@ -180,7 +180,7 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
             missing = [c for c in job.selected_columns if c.lower() not in by_name]
             options = compat.options_from(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
                                           merge_key=job.merge_key, source_tag=job.source_tag)
-            report_ctx = compat.report_for(user=request.user, source_columns=selected,
+            report_ctx = compat.report_for(workspace=request.scope.workspace, source_columns=selected,
                                            dataset=job.destination_dataset, table=job.destination_table,
                                            options=options, exclude_job=job)
         except (SourceError, BigQueryError) as exc:

@@ -13,3 +13,70 @@ class ApiAwareLoginRequiredMiddleware(LoginRequiredMiddleware):
                 {"status": "error", "message": "Authentication required", "details": []}, status=401
             )
         return super().handle_no_permission(request, view_func)
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Paths any signed-in user reaches without a workspace or role: signing in and out, choosing or creating a
+# workspace, the site admin (staff only, by Django's own checks).
+WORKSPACE_FREE_PREFIXES = ("/accounts/", "/workspaces/", "/admin/", "/static/")
+
+
+def requires_role(role: str):
+    """Mark a view as needing at least `role` in the current workspace (checked by WorkspaceMiddleware)."""
+
+    def mark(view):
+        view.required_role = role
+        return view
+
+    return mark
+
+
+class WorkspaceMiddleware:
+    """Sets `request.scope` (user, current workspace, role) and enforces the role.
+
+    The current workspace is the one chosen in the navigation (kept in the session), or the
+    token's for an API token. Reads need any membership; every unsafe method needs *editor*;
+    views marked with `requires_role` need that role. A user in no workspace is sent to the
+    empty-state page (JSON 403 on the API).
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from ml_platform import selectors
+
+        request.scope = None
+        if request.user.is_authenticated:
+            wanted = getattr(request, "token_workspace_id", None) or request.session.get("workspace_id")
+            request.scope = selectors.scope_for(user=request.user, workspace_id=wanted)
+            if getattr(request, "token_workspace_id", None) and (
+                    request.scope is None or request.scope.workspace.pk != request.token_workspace_id):
+                request.scope = None  # the token's workspace is gone or the user left it
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
+        from ml_platform.models import Membership
+
+        if not request.user.is_authenticated or request.path.startswith(WORKSPACE_FREE_PREFIXES):
+            return None
+        api = request.path.startswith("/api/")
+        if request.scope is None:
+            if api:
+                return JsonResponse({"status": "error", "message": "You are not a member of any workspace",
+                                     "details": []}, status=403)
+            from django.shortcuts import redirect
+
+            return redirect("workspace_none")
+        needed = getattr(view_func, "required_role", None)
+        if request.method not in SAFE_METHODS and needed is None:
+            needed = Membership.Role.EDITOR
+        if needed and not request.scope.allows(needed):
+            message = (f"Your role in {request.scope.workspace.name!r} is {request.scope.role}: "
+                       f"this needs {needed}.")
+            if api:
+                return JsonResponse({"status": "error", "message": message, "details": []}, status=403)
+            from django.template.response import TemplateResponse
+
+            return TemplateResponse(request, "ml_platform/forbidden.html", {"message": message}, status=403)
+        return None

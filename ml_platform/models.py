@@ -7,13 +7,67 @@ from django.db.models import Q
 from ml_platform.fields import EncryptedTextField
 
 
+class Workspace(models.Model):
+    """The isolation boundary: owns connections, jobs, runs and a set of BigQuery datasets."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        EDITOR = "editor", "Editor"
+        ADMIN = "admin", "Admin"
+
+    RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2}
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workspace__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "user"], name="membership_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace} ({self.role})"
+
+    def allows(self, role: str) -> bool:
+        return self.RANK[self.role] >= self.RANK[role]
+
+
+class WorkspaceDataset(models.Model):
+    """A BigQuery dataset and the one workspace that may read and write it."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="datasets")
+    dataset = models.CharField(max_length=1024, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset"]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} ({self.workspace})"
+
+
 class Connection(models.Model):
     class Engine(models.TextChoices):
         POSTGRESQL = "postgresql", "PostgreSQL"
         MYSQL = "mysql", "MySQL / MariaDB"
         SQLITE = "sqlite", "SQLite"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="connections")
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="connections")
+    # Who created it; the workspace, not the creator, owns it.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="connections")
     name = models.CharField(max_length=100)
     engine = models.CharField(max_length=20, choices=Engine.choices)
     host = models.CharField(max_length=255, blank=True)
@@ -30,7 +84,9 @@ class Connection(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="connection_unique_name_per_owner")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="connection_unique_name_per_workspace")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -64,7 +120,9 @@ class EtlJob(models.Model):
         ACTIVE = "active", "Active"
         PAUSED = "paused", "Paused"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="etl_jobs")
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="jobs")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="etl_jobs")
     name = models.CharField(max_length=200)
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="jobs")
     source_schema = models.CharField(max_length=255, blank=True)
@@ -90,7 +148,7 @@ class EtlJob(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="etljob_unique_name_per_owner")]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="etljob_unique_name_per_workspace")]
 
     def __str__(self) -> str:
         return self.name
@@ -159,3 +217,45 @@ class JobRun(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when, with the fields that changed (never a secret)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="audit_events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40)
+    target_type = models.CharField(max_length=40)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_name = models.CharField(max_length=200, blank=True)
+    # {"field": {"before": ..., "after": ...}}
+    changes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "target_type", "target_id"], name="audit_target")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action} {self.target_type} {self.target_name}"
+
+
+class ApiToken(models.Model):
+    """A personal token for automation: stored hashed, shown once, scoped to one workspace and its role."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, db_index=True)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"token {self.prefix}… of {self.user_id}"

@@ -23,12 +23,12 @@ def job_rows(user, jobs) -> list[dict]:
 
 @require_GET
 def jobs(request: HttpRequest) -> TemplateResponse:
-    rows = job_rows(request.user, selectors.jobs_for_user(user=request.user))
+    rows = job_rows(request.user, selectors.jobs_in(scope=request.scope))
     return TemplateResponse(request, "ml_platform/jobs.html", {"rows": rows, "nav": "jobs"})
 
 
 def render_job_row(request: HttpRequest, job_id: int, *, status: int = 200) -> HttpResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     row = job_rows(request.user, [job])[0]
     return TemplateResponse(request, "ml_platform/jobs.html#job-row", {"row": row}, status=status)
 
@@ -50,7 +50,7 @@ def job_action_done(request: HttpRequest, job_id: int, message: str, *, level: i
 
 @require_POST
 def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     try:
         services.run_enqueue(job=job)
     except services.RunAlreadyActive as exc:
@@ -60,21 +60,21 @@ def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_POST
 def job_pause(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     services.job_pause(job=job)
     return job_action_done(request, job_id, f"Paused {job.name!r}: scheduled runs stop until you resume it.")
 
 
 @require_POST
 def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     services.job_resume(job=job)
     return job_action_done(request, job_id, f"Resumed {job.name!r}.")
 
 
 @require_http_methods(["GET", "POST"])
 def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     if request.method == "GET":
         return TemplateResponse(request, "ml_platform/job_delete.html", {"job": job, "nav": "jobs"})
     try:
@@ -91,7 +91,7 @@ def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> TemplateResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     runs = list(job.runs.all()[:50])
     return TemplateResponse(request, "ml_platform/job_detail.html",
                             {"job": job, "runs": runs, "chart": charts.runs_chart(list(reversed(runs[:30]))),
@@ -106,7 +106,7 @@ def connections(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(
         request,
         "ml_platform/connections.html",
-        {"connections": selectors.connections_for_user(user=request.user), "nav": "connections"},
+        {"connections": selectors.connections_in(scope=request.scope), "nav": "connections"},
     )
 
 
@@ -116,10 +116,10 @@ def _connection_fields(form: ConnectionForm) -> dict:
 
 @require_http_methods(["GET", "POST"])
 def connection_create(request: HttpRequest) -> HttpResponse:
-    form = ConnectionForm(request.POST or None, owner=request.user)
+    form = ConnectionForm(request.POST or None, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
         connection = services.connection_create(
-            owner=request.user, password=form.cleaned_data["password"], **_connection_fields(form)
+            owner=request.user, workspace=request.scope.workspace, password=form.cleaned_data["password"], **_connection_fields(form)
         )
         messages.success(request, f"Saved connection {connection.name!r}.")
         return redirect("connections")
@@ -131,8 +131,8 @@ def connection_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
-    form = ConnectionForm(request.POST or None, instance=connection, owner=request.user)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
+    form = ConnectionForm(request.POST or None, instance=connection, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
         services.connection_update(connection=connection, password=form.cleaned_data["password"],
                                    **_connection_fields(form))
@@ -146,7 +146,7 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
 
 @require_POST
 def connection_delete(request: HttpRequest, connection_id: int) -> HttpResponse:
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     try:
         services.connection_delete(connection=connection)
     except services.ConnectionInUse as exc:
@@ -155,14 +155,14 @@ def connection_delete(request: HttpRequest, connection_id: int) -> HttpResponse:
         messages.success(request, f"Deleted connection {connection.name!r}.")
     if request.htmx:
         return TemplateResponse(request, "ml_platform/connections.html#connection-list",
-                                {"connections": selectors.connections_for_user(user=request.user)})
+                                {"connections": selectors.connections_in(scope=request.scope)})
     return redirect("connections")
 
 
 @require_POST
 def connection_test(request: HttpRequest, connection_id: int) -> TemplateResponse:
     """Test a saved connection; the result partial replaces the button's target."""
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     result = sources.test_connection(connection)
     services.connection_record_test(
         connection=connection, ok=result.ok, message=result.server_version or result.error or ""
@@ -179,8 +179,8 @@ def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
             connection_id = int(request.POST["connection_id"])
         except ValueError:
             raise Http404("No such connection") from None
-        instance = selectors.connection_for_user(user=request.user, connection_id=connection_id)
-    form = ConnectionForm(request.POST, instance=instance, owner=request.user)
+        instance = selectors.connection_in(scope=request.scope, connection_id=connection_id)
+    form = ConnectionForm(request.POST, instance=instance, workspace=request.scope.workspace)
     form.is_valid()  # name clashes do not matter for a test; the connection fields do
     needed = {"engine", "host", "port", "database", "username", "password", "options", "__all__"}
     if needed & set(form.errors):

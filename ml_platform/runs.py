@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from ml_platform import sources
+from ml_platform import selectors, sources
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.runner import RunProgress, RunResult, RunSpec, run_job, watermark_from_json, watermark_to_json
 from ml_platform.models import EtlJob, JobRun
@@ -179,6 +179,10 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
         return run
     job = run.job
     secrets = cm.ConnectionParams(engine=job.connection.engine, password=job.connection.password).secrets()
+    if not selectors.workspace_owns_dataset(workspace=job.workspace, dataset=job.destination_dataset):
+        return _fail(run, f"The BigQuery dataset {job.destination_dataset!r} does not belong to this job's workspace "
+                          "any more: ask a site administrator to assign it, or reconnect the job to a new table.",
+                     transient=False)
     try:
         spec = spec_for(job)
         engine = cm.get_engine(sources.params_for(job.connection))

@@ -1,41 +1,83 @@
-"""Reads. Every user-owned object is reached through one of these, scoped to the user."""
+"""Reads. Every workspace object is reached through one of these, scoped to the current workspace.
+
+Another workspace's connection, job, run or BigQuery dataset does not exist for the caller: a 404,
+never a 403 that would confirm it exists. What a role may do is checked by `ml_platform.scope`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from ml_platform.models import Connection, EtlJob, JobRun
+from ml_platform.models import Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
 
 
-def connections_for_user(*, user: AbstractBaseUser) -> QuerySet[Connection]:
-    return Connection.objects.filter(owner=user)
+@dataclass(frozen=True)
+class Scope:
+    """Who is asking, in which workspace, with which role."""
+
+    user: AbstractBaseUser
+    workspace: Workspace
+    role: str
+
+    def allows(self, role: str) -> bool:
+        return Membership.RANK[self.role] >= Membership.RANK[role]
 
 
-def connection_for_user(*, user: AbstractBaseUser, connection_id: int) -> Connection:
-    """The user's connection or Http404 (another user's connection does not exist for them)."""
-    return get_object_or_404(connections_for_user(user=user), pk=connection_id)
+def memberships_of(*, user: AbstractBaseUser) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
 
 
-def jobs_for_user(*, user: AbstractBaseUser) -> QuerySet[EtlJob]:
-    return EtlJob.objects.filter(owner=user).select_related("connection")
+def scope_for(*, user: AbstractBaseUser, workspace_id: int | None) -> Scope | None:
+    """The user's scope in `workspace_id`, else in their first workspace; None for a user with none."""
+    memberships = memberships_of(user=user)
+    membership = memberships.filter(workspace_id=workspace_id).first() if workspace_id else None
+    membership = membership or memberships.first()
+    if membership is None:
+        return None
+    return Scope(user=user, workspace=membership.workspace, role=membership.role)
 
 
-def job_for_user(*, user: AbstractBaseUser, job_id: int) -> EtlJob:
-    return get_object_or_404(jobs_for_user(user=user), pk=job_id)
+def connections_in(*, scope: Scope) -> QuerySet[Connection]:
+    return Connection.objects.filter(workspace=scope.workspace)
 
 
-def runs_for_user(*, user: AbstractBaseUser) -> QuerySet[JobRun]:
-    return JobRun.objects.filter(job__owner=user).select_related("job")
+def connection_in(*, scope: Scope, connection_id: int) -> Connection:
+    """The workspace's connection or Http404 (another workspace's connection does not exist for them)."""
+    return get_object_or_404(connections_in(scope=scope), pk=connection_id)
 
 
-def run_for_user(*, user: AbstractBaseUser, run_id: int) -> JobRun:
-    return get_object_or_404(runs_for_user(user=user), pk=run_id)
+def jobs_in(*, scope: Scope) -> QuerySet[EtlJob]:
+    return EtlJob.objects.filter(workspace=scope.workspace).select_related("connection")
 
 
-def jobs_loading_into(*, user: AbstractBaseUser, dataset: str, table: str) -> QuerySet[EtlJob]:
-    return jobs_for_user(user=user).filter(destination_dataset=dataset, destination_table__iexact=table)
+def job_in(*, scope: Scope, job_id: int) -> EtlJob:
+    return get_object_or_404(jobs_in(scope=scope), pk=job_id)
+
+
+def jobs_loading_into(*, workspace: Workspace, dataset: str, table: str) -> QuerySet[EtlJob]:
+    """Every job of the workspace that writes this table, whoever created it."""
+    return EtlJob.objects.filter(workspace=workspace, destination_dataset=dataset, destination_table__iexact=table)
+
+
+def datasets_in(*, scope: Scope) -> list[str]:
+    """The BigQuery datasets this workspace may read and write."""
+    return list(WorkspaceDataset.objects.filter(workspace=scope.workspace).values_list("dataset", flat=True))
+
+
+def dataset_in(*, scope: Scope, dataset: str) -> str:
+    """`dataset` if the workspace owns it, else Http404: another workspace's dataset does not exist here."""
+    if not WorkspaceDataset.objects.filter(workspace=scope.workspace, dataset=dataset).exists():
+        raise Http404("No such dataset")
+    return dataset
+
+
+def workspace_owns_dataset(*, workspace: Workspace, dataset: str) -> bool:
+    return WorkspaceDataset.objects.filter(workspace=workspace, dataset=dataset).exists()
 
 
 def last_runs_by_job(*, job_ids: list[int]) -> dict[int, JobRun]:
@@ -45,5 +87,5 @@ def last_runs_by_job(*, job_ids: list[int]) -> dict[int, JobRun]:
     return {run.job_id: run for run in JobRun.objects.filter(pk__in=[r for r in run_ids if r])}
 
 
-def active_run(*, job: EtlJob) -> JobRun | None:
-    return job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).first()
+def members_of(*, scope: Scope) -> QuerySet[Membership]:
+    return Membership.objects.filter(workspace=scope.workspace).select_related("user").order_by("user__username")

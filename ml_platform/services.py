@@ -10,19 +10,77 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.http import Http404
 from django.utils import timezone
 
 from ml_platform.etl.schedule import cron_error, is_valid_timezone, next_runs
 from ml_platform.etl.types import SourceColumn
-from ml_platform.models import Connection, EtlJob, JobRun
+from ml_platform import selectors
+from ml_platform.models import AuditEvent, Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
 
 logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- workspaces and audit
+
+
+def audit(*, workspace: Workspace, actor: AbstractBaseUser | None, action: str, target: Any,
+          changes: dict[str, Any] | None = None) -> AuditEvent:
+    """Record who did what to which object. `changes` is {field: {"before", "after"}}; never a secret in it."""
+    return AuditEvent.objects.create(
+        workspace=workspace, actor=actor if actor is not None and actor.pk else None,
+        actor_name=actor.get_username() if actor is not None and actor.pk else "system",
+        action=action, target_type=target._meta.model_name, target_id=target.pk, target_name=str(target)[:200],
+        changes=changes or {},
+    )
+
+
+def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{field: {"before", "after"}} for the fields whose value differs."""
+    return {k: {"before": before.get(k), "after": after.get(k)} for k in after if before.get(k) != after.get(k)}
+
+
+
+def personal_workspace(user: AbstractBaseUser) -> Workspace:
+    """The user's first workspace; a user with none gets a personal one (admin) — for commands and scripts.
+
+    Web requests never come here: they act in the workspace chosen in the navigation.
+    """
+    membership = Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name").first()
+    if membership is not None:
+        return membership.workspace
+    return workspace_create(name=user.get_username(), admin=user)
+
+
+@transaction.atomic
+def workspace_create(*, name: str, admin: AbstractBaseUser) -> Workspace:
+    base, n = name.strip()[:90] or "workspace", 1
+    candidate = base
+    while Workspace.objects.filter(name=candidate).exists():
+        n += 1
+        candidate = f"{base} ({n})"
+    workspace = Workspace.objects.create(name=candidate)
+    Membership.objects.create(workspace=workspace, user=admin, role=Membership.Role.ADMIN)
+    return workspace
+
+
+class DatasetTaken(Exception):
+    """The dataset already belongs to another workspace."""
+
+
+def dataset_assign(*, workspace: Workspace, dataset: str) -> WorkspaceDataset:
+    """Give `dataset` to `workspace` (a dataset belongs to exactly one workspace)."""
+    existing = WorkspaceDataset.objects.filter(dataset=dataset).select_related("workspace").first()
+    if existing is not None and existing.workspace_id != workspace.pk:
+        raise DatasetTaken(f"Dataset {dataset!r} belongs to workspace {existing.workspace.name!r}.")
+    return existing or WorkspaceDataset.objects.create(workspace=workspace, dataset=dataset)
 
 
 @transaction.atomic
 def connection_create(
     *,
     owner: AbstractBaseUser,
+    workspace: Workspace | None = None,
     name: str,
     engine: str,
     database: str,
@@ -33,6 +91,7 @@ def connection_create(
     options: dict[str, Any] | None = None,
 ) -> Connection:
     connection = Connection(
+        workspace=workspace or personal_workspace(owner),
         owner=owner,
         name=name,
         engine=engine,
@@ -221,6 +280,7 @@ def check_column_choices(*, source_columns: list[SourceColumn], load_strategy: s
 def job_create(
     *,
     owner: AbstractBaseUser,
+    workspace: Workspace | None = None,
     name: str,
     connection: Connection,
     source_schema: str,
@@ -252,6 +312,11 @@ def job_create(
     from ml_platform.etl.types import BigQueryField
     from ml_platform.warehouse import warehouse
 
+    workspace = workspace or personal_workspace(owner)
+    if connection.workspace_id != workspace.pk or not selectors.workspace_owns_dataset(
+            workspace=workspace, dataset=destination_dataset):
+        # Another workspace's connection or dataset does not exist for this one.
+        raise Http404("No such dataset")
     if not source_columns:
         raise JobCreateError("Select at least one source column.")
     if schedule and (problem := cron_error(schedule)):
@@ -269,7 +334,7 @@ def job_create(
     add_fields: list[BigQueryField] = []
     relax: list[str] = []
     if use_existing_table:
-        ctx = compat.report_for(user=owner, source_columns=source_columns, dataset=destination_dataset,
+        ctx = compat.report_for(workspace=workspace, source_columns=source_columns, dataset=destination_dataset,
                                 table=destination_table, options=options, with_state=False)
         if not ctx.report.compatible:
             raise JobCreateError("Schema incompatible", details=list(ctx.report.errors))
@@ -301,7 +366,7 @@ def job_create(
 
     with transaction.atomic():
         job = EtlJob(
-            owner=owner, name=name, connection=connection, source_schema=source_schema, source_table=source_table,
+            workspace=workspace, owner=owner, name=name, connection=connection, source_schema=source_schema, source_table=source_table,
             selected_columns=loaded_columns, column_mapping=mapping, destination_dataset=destination_dataset,
             destination_table=destination_table,
             destination_mode=EtlJob.DestinationMode.EXISTING if use_existing_table else EtlJob.DestinationMode.NEW,
@@ -417,3 +482,63 @@ def job_reconnect(
     job.save(update_fields=["connection", "source_schema", "source_table", "column_mapping", "selected_columns",
                             "updated_at"])
     return job
+
+
+# --------------------------------------------------------------------------- members
+
+
+class MembershipError(Exception):
+    """A membership change that would leave the workspace without an admin, or names no such user."""
+
+
+def _admins_left(workspace: Workspace, *, without: Membership) -> bool:
+    return Membership.objects.filter(workspace=workspace, role=Membership.Role.ADMIN).exclude(pk=without.pk).exists()
+
+
+@transaction.atomic
+def member_add(*, workspace: Workspace, actor: AbstractBaseUser | None, username: str, role: str) -> Membership:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username.strip()).first()
+    if user is None:
+        raise MembershipError(f"No user named {username.strip()!r}.")
+    membership, created = Membership.objects.get_or_create(workspace=workspace, user=user, defaults={"role": role})
+    if not created:
+        raise MembershipError(f"{user.get_username()} is already a member ({membership.role}).")
+    audit(workspace=workspace, actor=actor, action="member added", target=membership,
+          changes={"role": {"before": None, "after": role}})
+    return membership
+
+
+@transaction.atomic
+def member_set_role(*, membership: Membership, role: str, actor: AbstractBaseUser | None) -> Membership:
+    if membership.role == Membership.Role.ADMIN and role != Membership.Role.ADMIN and not _admins_left(
+            membership.workspace, without=membership):
+        raise MembershipError("A workspace needs at least one admin.")
+    before, membership.role = membership.role, role
+    membership.save(update_fields=["role"])
+    audit(workspace=membership.workspace, actor=actor, action="member role changed", target=membership,
+          changes={"role": {"before": before, "after": role}})
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, actor: AbstractBaseUser | None) -> None:
+    if membership.role == Membership.Role.ADMIN and not _admins_left(membership.workspace, without=membership):
+        raise MembershipError("A workspace needs at least one admin.")
+    audit(workspace=membership.workspace, actor=actor, action="member removed", target=membership)
+    membership.delete()
+
+
+def dataset_create(*, workspace: Workspace, dataset: str, actor: AbstractBaseUser | None) -> WorkspaceDataset:
+    """A new BigQuery dataset for the workspace. An existing one is assigned only by a site administrator."""
+    from ml_platform.warehouse import warehouse
+
+    bq = warehouse()
+    if WorkspaceDataset.objects.filter(dataset=dataset).exists() or dataset in bq.list_datasets():
+        raise DatasetTaken(f"Dataset {dataset!r} exists already: a site administrator assigns existing datasets "
+                           "(manage.py workspace_dataset).")
+    bq.create_dataset(dataset, exists_ok=False)
+    assigned = WorkspaceDataset.objects.create(workspace=workspace, dataset=dataset)
+    audit(workspace=workspace, actor=actor, action="dataset created", target=assigned)
+    return assigned

@@ -136,6 +136,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "ml_platform.middleware.ApiAwareLoginRequiredMiddleware",
+    "ml_platform.middleware.WorkspaceMiddleware",
     "ml_platform.sources.SourceCallScope",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

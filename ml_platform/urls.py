@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from ml_platform import api_etl, job_pages, pages, views
+from ml_platform import api_etl, job_pages, pages, views, workspace_pages
 
 api_patterns = [
     path("connections/", views.api_connections, name="api_connections"),
@@ -41,6 +41,13 @@ urlpatterns = [
     path("connections/<int:connection_id>/edit/", pages.connection_edit, name="connection_edit"),
     path("connections/<int:connection_id>/delete/", pages.connection_delete, name="connection_delete"),
     path("connections/<int:connection_id>/test/", pages.connection_test, name="connection_test"),
+    path("workspaces/none/", workspace_pages.workspace_none, name="workspace_none"),
+    path("workspaces/switch/", workspace_pages.workspace_switch, name="workspace_switch"),
+    path("workspace/members/", workspace_pages.workspace_members, name="workspace_members"),
+    path("workspace/members/add/", workspace_pages.member_add, name="member_add"),
+    path("workspace/members/<int:membership_id>/role/", workspace_pages.member_role, name="member_role"),
+    path("workspace/members/<int:membership_id>/remove/", workspace_pages.member_remove, name="member_remove"),
+    path("workspace/datasets/new/", workspace_pages.dataset_create, name="dataset_create"),
     path("etl/", include("wizard.urls")),
     path("api/etl/", include(api_patterns)),
     path("admin/", admin.site.urls),

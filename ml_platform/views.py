@@ -91,20 +91,20 @@ def _form_data(body: dict, base: dict | None = None) -> dict:
 @api_view
 def api_connections(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
-        items = [connection_to_dict(c) for c in selectors.connections_for_user(user=request.user)]
+        items = [connection_to_dict(c) for c in selectors.connections_in(scope=request.scope)]
         return JsonResponse({"status": "ok", "connections": items})
-    form = ConnectionForm(_form_data(json_body(request)), owner=request.user)
+    form = ConnectionForm(_form_data(json_body(request)), workspace=request.scope.workspace)
     if not form.is_valid():
         return json_error("Invalid connection", status=400, details=form_errors(form))
     fields = {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
-    connection = services.connection_create(owner=request.user, password=form.cleaned_data["password"], **fields)
+    connection = services.connection_create(owner=request.user, workspace=request.scope.workspace, password=form.cleaned_data["password"], **fields)
     return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)}, status=201)
 
 
 @require_http_methods(["GET", "PATCH", "DELETE"])
 @api_view
 def api_connection_detail(request: HttpRequest, connection_id: int) -> JsonResponse:
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     if request.method == "GET":
         return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
     if request.method == "DELETE":
@@ -116,7 +116,7 @@ def api_connection_detail(request: HttpRequest, connection_id: int) -> JsonRespo
     current = {k: getattr(connection, k) for k in services.CONNECTION_FIELDS}
     current["options"] = json.dumps(current["options"] or {})
     current = {k: ("" if v is None else v) for k, v in current.items()}
-    form = ConnectionForm(_form_data(json_body(request), current), instance=connection, owner=request.user)
+    form = ConnectionForm(_form_data(json_body(request), current), instance=connection, workspace=request.scope.workspace)
     if not form.is_valid():
         return json_error("Invalid connection", status=400, details=form_errors(form))
     fields = {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
@@ -127,7 +127,7 @@ def api_connection_detail(request: HttpRequest, connection_id: int) -> JsonRespo
 @require_POST
 @api_view
 def api_connection_test(request: HttpRequest, connection_id: int) -> JsonResponse:
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     result = sources.test_connection(connection)
     services.connection_record_test(connection=connection, ok=result.ok,
                                     message=result.server_version or result.error or "")
@@ -139,7 +139,7 @@ def api_connection_test(request: HttpRequest, connection_id: int) -> JsonRespons
 @require_GET
 @api_view
 def api_connection_tables(request: HttpRequest, connection_id: int) -> JsonResponse:
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     try:
         tables = sources.list_tables(connection)
     except SourceError as exc:
@@ -160,7 +160,7 @@ def column_to_dict(c) -> dict:
 @require_GET
 @api_view
 def api_connection_columns(request: HttpRequest, connection_id: int, table: str) -> JsonResponse:
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     schema, name = sources.split_table(table)
     try:
         columns = sources.get_columns(connection, schema, name)
@@ -172,7 +172,7 @@ def api_connection_columns(request: HttpRequest, connection_id: int, table: str)
 @require_GET
 @api_view
 def api_connection_preview(request: HttpRequest, connection_id: int, table: str) -> JsonResponse:
-    connection = selectors.connection_for_user(user=request.user, connection_id=connection_id)
+    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     try:
         limit = int(request.GET.get("limit", "20"))
     except ValueError:
@@ -198,12 +198,12 @@ def api_jobs(request: HttpRequest) -> JsonResponse:
         from ml_platform.api_etl import api_etl_create_job
 
         return api_etl_create_job(request)
-    jobs = selectors.jobs_for_user(user=request.user)
+    jobs = selectors.jobs_in(scope=request.scope)
     return JsonResponse({"status": "ok", "jobs": [job_to_dict(j) for j in jobs]})
 
 
 @require_GET
 @api_view
 def api_job_detail(request: HttpRequest, job_id: int) -> JsonResponse:
-    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
     return JsonResponse({"status": "ok", "job": job_to_dict(job)})

@@ -32,7 +32,7 @@ def test_it_serves_the_login_page(client) -> None:
 @pytest.mark.django_db
 def test_it_hides_another_users_job(client, user, other_user) -> None:
     conn = services.connection_create(owner=user, name="c", engine="sqlite", database="/tmp/x.sqlite3")
-    job = EtlJob.objects.create(owner=user, name="j", connection=conn, source_table="t",
+    job = EtlJob.objects.create(workspace=conn.workspace, owner=user, name="j", connection=conn, source_table="t",
                                 destination_dataset="d", destination_table="t")
     client.force_login(other_user)
     response = client.get(reverse("api_job_detail", args=[job.pk]))

@@ -30,7 +30,7 @@ def test_it_lists_datasets_and_tables_with_counts_and_jobs(alice_client, user, d
     assert dest in alice_client.get(reverse("api_datasets")).json()["datasets"]
     sqlite_source.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
     conn = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
-    job = EtlJob.objects.create(owner=user, name="j", connection=conn, source_table="t", destination_dataset=dest,
+    job = EtlJob.objects.create(workspace=conn.workspace, owner=user, name="j", connection=conn, source_table="t", destination_dataset=dest,
                                 destination_table="orders")
     body = alice_client.get(reverse("api_dataset_tables", args=[dest])).json()
     assert body["tables"] == [{"table_id": "orders", "row_count": 2, "column_count": 3, "table_type": "TABLE",

@@ -81,7 +81,7 @@ def test_it_reports_an_unreachable_host_quickly(alice_client) -> None:
 
 
 def test_it_refuses_to_delete_a_connection_used_by_jobs(alice_client, user, pg_conn) -> None:
-    EtlJob.objects.create(owner=user, name="nightly orders", connection=pg_conn, source_table="t",
+    EtlJob.objects.create(workspace=pg_conn.workspace, owner=user, name="nightly orders", connection=pg_conn, source_table="t",
                           destination_dataset="d", destination_table="t")
     html = alice_client.post(reverse("connection_delete", args=[pg_conn.pk]), headers=HX).content.decode()
     assert "nightly orders" in html and Connection.objects.filter(pk=pg_conn.pk).exists()

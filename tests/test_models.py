@@ -56,7 +56,7 @@ def test_it_rotates_the_encryption_key(conn: Connection, settings) -> None:
 
 @pytest.mark.django_db
 def test_it_allows_one_active_run_per_job(conn: Connection, user) -> None:
-    job = EtlJob.objects.create(owner=user, name="j", connection=conn, source_table="t",
+    job = EtlJob.objects.create(workspace=conn.workspace, owner=user, name="j", connection=conn, source_table="t",
                                 destination_dataset="d", destination_table="t")
     JobRun.objects.create(job=job, status=JobRun.Status.RUNNING)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -70,7 +70,7 @@ def test_it_allows_one_active_run_per_job(conn: Connection, user) -> None:
 def test_it_refuses_to_delete_a_connection_that_jobs_use(conn: Connection, user) -> None:
     from django.db.models import ProtectedError
 
-    EtlJob.objects.create(owner=user, name="j", connection=conn, source_table="t",
+    EtlJob.objects.create(workspace=conn.workspace, owner=user, name="j", connection=conn, source_table="t",
                           destination_dataset="d", destination_table="t")
     with pytest.raises(ProtectedError):
         conn.delete()

@@ -78,7 +78,7 @@ def owned(user, sqlite_source, bq, bq_dataset, bq_settings) -> Owned:
                                             **{k: v for k, v in sqlite_source.as_connection_fields().items()
                                                if k != "password"})
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "FLOAT64")])
-    job = EtlJob.objects.create(
+    job = EtlJob.objects.create(workspace=connection.workspace, 
         owner=user, name=ALICE_JOB, connection=connection, source_table="orders", selected_columns=["id", "amount"],
         column_mapping={"id": "id", "amount": "amount"}, destination_dataset=bq_dataset, destination_table="orders",
         destination_mode="existing", load_strategy="append", schedule="0 * * * *",
@@ -180,7 +180,7 @@ def test_it_refuses_another_users_ids_inside_request_bodies(client, other_user, 
     mine_db = tmp_path / "mallory.sqlite3"
     sqlite3.connect(mine_db).execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)").connection.close()
     mine = services.connection_create(owner=other_user, name="mallory-conn", engine="sqlite", database=str(mine_db))
-    my_job = EtlJob.objects.create(owner=other_user, name="mallory-job", connection=mine, source_table="orders",
+    my_job = EtlJob.objects.create(workspace=mine.workspace, owner=other_user, name="mallory-job", connection=mine, source_table="orders",
                                    selected_columns=["id"], column_mapping={"id": "id"},
                                    destination_dataset=owned.values["dataset"], destination_table="orders")
     client.force_login(other_user)

@@ -97,7 +97,7 @@ def test_it_refuses_mysql_options_that_read_server_files(alice_client, mysql_sou
 
 def test_it_refuses_file_options_saved_before_the_policy_at_use(alice_client, user, mysql_source, key_text) -> None:
     """A connection stored with a hostile option (an old row, an admin edit) is refused when used."""
-    conn = Connection.objects.create(
+    conn = Connection.objects.create(workspace=services.personal_workspace(user), 
         owner=user, name="old", engine="mysql", host=mysql_source.host, port=mysql_source.port,
         database=mysql_source.database, username=mysql_source.username,
         options={"read_default_file": str(Path(settings.DATA_DIR) / "field_encryption_key")})
@@ -161,7 +161,7 @@ def test_it_refuses_a_symlink_or_dotdot_out_of_the_sqlite_root(alice_client, use
         assert created.status_code == 400, path
         assert "SQLite source directory" in json.dumps(created.json())
     # Saved before the policy (or the link swapped in later): refused at use, the table never shown.
-    conn = Connection.objects.create(owner=user, name="old", engine="sqlite", database="innocent.sqlite3")
+    conn = Connection.objects.create(workspace=services.personal_workspace(user), owner=user, name="old", engine="sqlite", database="innocent.sqlite3")
     preview = alice_client.get(reverse("api_connection_preview", args=[conn.pk, "django_session"]))
     assert preview.status_code == 502 and "victim-session-key" not in preview.content.decode()
 

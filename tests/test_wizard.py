@@ -164,7 +164,7 @@ def test_it_requires_a_distinct_tag_when_another_job_loads_the_table(wiz, bq, us
                                             BigQueryField("note", "STRING"), BigQueryField("code", "STRING"),
                                             BigQueryField("created_at", "TIMESTAMP"),
                                             BigQueryField("_source_tag", "STRING")])
-    EtlJob.objects.create(owner=user, name="eu job", connection=connection, source_table="orders",
+    EtlJob.objects.create(workspace=connection.workspace, owner=user, name="eu job", connection=connection, source_table="orders",
                           destination_dataset=wiz.dataset, destination_table="shared", source_tag="eu")
     form = {"destination_mode": "existing", "dataset": wiz.dataset, "existing_table": "shared",
             "load_strategy": "append"}

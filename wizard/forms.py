@@ -141,14 +141,14 @@ class ScheduleStepForm(forms.Form):
     timezone = forms.ChoiceField(label="Time zone", initial="UTC")
     run_now = forms.BooleanField(label="Run now after creating the job", required=False)
 
-    def __init__(self, *args, owner, **kwargs) -> None:
+    def __init__(self, *args, workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.owner = owner
+        self.workspace = workspace
         self.fields["timezone"].choices = timezone_choices()
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if EtlJob.objects.filter(owner=self.owner, name=name).exists():
+        if EtlJob.objects.filter(workspace=self.workspace, name=name).exists():
             raise forms.ValidationError("You already have a job with this name.")
         return name
 

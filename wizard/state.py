@@ -43,10 +43,10 @@ def reset(draft: WizardDraft) -> None:
     draft.save(update_fields=["data", "updated_at"])
 
 
-def first_incomplete_step(draft: WizardDraft, user) -> int:
+def first_incomplete_step(draft: WizardDraft, scope: selectors.Scope) -> int:
     data = draft.data
     connection_id = data.get("connection_id")
-    if not connection_id or not selectors.connections_for_user(user=user).filter(pk=connection_id).exists():
+    if not connection_id or not selectors.connections_in(scope=scope).filter(pk=connection_id).exists():
         return 1
     if not data.get("source_table"):
         return 2

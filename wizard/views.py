@@ -77,7 +77,7 @@ def advance(request: HttpRequest, n: int) -> HttpResponse:
 @require_GET
 def start(request: HttpRequest) -> HttpResponse:
     draft = state.load(request.user)
-    return redirect(step_url(state.first_incomplete_step(draft, request.user)))
+    return redirect(step_url(state.first_incomplete_step(draft, request.scope)))
 
 
 @require_POST
@@ -92,7 +92,7 @@ def reset(request: HttpRequest) -> HttpResponse:
 def guard(request: HttpRequest, n: int) -> HttpResponse | None:
     """Refuse a step whose earlier steps are not complete: send the user back to the first gap."""
     draft = state.load(request.user)
-    first = state.first_incomplete_step(draft, request.user)
+    first = state.first_incomplete_step(draft, request.scope)
     if first < n:
         messages.warning(request, f"Complete step {first} ({state.STEPS[first]}) first.")
         if request.htmx:
@@ -102,7 +102,7 @@ def guard(request: HttpRequest, n: int) -> HttpResponse | None:
 
 
 def current_connection(request: HttpRequest, draft):
-    return selectors.connection_for_user(user=request.user, connection_id=draft.data["connection_id"])
+    return selectors.connection_in(scope=request.scope, connection_id=draft.data["connection_id"])
 
 
 # --------------------------------------------------------------------------- step 1
@@ -110,7 +110,7 @@ def current_connection(request: HttpRequest, draft):
 
 def step1(request: HttpRequest, force_get: bool = False) -> HttpResponse:
     draft = state.load(request.user)
-    connections = list(selectors.connections_for_user(user=request.user))
+    connections = list(selectors.connections_in(scope=request.scope))
     if request.method == "POST" and not force_get:
         form = ConnectionStepForm(request.POST, connections=connections)
         if form.is_valid():
@@ -207,8 +207,9 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
     source = selected_source_columns(request, draft)
     names = [c.name for c in source]
     bq = warehouse()
+    mine = selectors.datasets_in(scope=request.scope)
     try:
-        datasets = bq.list_datasets()
+        datasets = [d for d in bq.list_datasets() if d in mine]
         bq_error = ""
     except BigQueryError as exc:
         datasets, bq_error = [], str(exc)
@@ -224,6 +225,8 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
                                 partition_candidates=[], other_tags=None, can_add=[])
     mode = probe["destination_mode"].value()
     dataset = probe["dataset"].value()
+    if dataset:
+        selectors.dataset_in(scope=request.scope, dataset=dataset)
     table = probe["existing_table"].value() if mode == "existing" else ""
     report_ctx = None
     report_error = ""
@@ -237,7 +240,7 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
             validation=validation_results(draft, dataset, table),
         )
         try:
-            report_ctx = compat.report_for(user=request.user, source_columns=source, dataset=dataset, table=table,
+            report_ctx = compat.report_for(workspace=request.scope.workspace, source_columns=source, dataset=dataset, table=table,
                                            options=options)
         except BigQueryError as exc:
             report_error = str(exc)
@@ -302,7 +305,7 @@ def step4(request: HttpRequest, force_get: bool = False) -> HttpResponse:
 def report(request: HttpRequest) -> HttpResponse:
     """The live compatibility report for the existing-table choice (HTMX swaps it in)."""
     draft = state.load(request.user)
-    if state.first_incomplete_step(draft, request.user) < 4:
+    if state.first_incomplete_step(draft, request.scope) < 4:
         return TemplateResponse(request, "wizard/partials/report.html",
                                 {"report_error": "Complete the earlier steps first."}, status=400)
     params = request.POST if request.method == "POST" else request.GET
@@ -316,6 +319,7 @@ def run_validation(request: HttpRequest, draft, params) -> None:
     dataset, table = params.get("dataset", ""), params.get("existing_table", "")
     if not dataset or not table:
         return
+    selectors.dataset_in(scope=request.scope, dataset=dataset)
     source = selected_source_columns(request, draft)
     options = compat.options_from(
         load_strategy=params.get("load_strategy") or "append",
@@ -347,6 +351,7 @@ def tables(request: HttpRequest) -> HttpResponse:
     error = ""
     listed = []
     if dataset:
+        selectors.dataset_in(scope=request.scope, dataset=dataset)
         try:
             listed = warehouse().list_tables(dataset)
         except BigQueryError as exc:
@@ -372,7 +377,7 @@ def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:
     default_name = f"{data['source_table'].split('.')[-1]} → {data['destination'].get('dataset')}."
     default_name += data["destination"].get("new_table") or data["destination"].get("existing_table") or ""
     if posting:
-        form = ScheduleStepForm(request.POST, owner=request.user)
+        form = ScheduleStepForm(request.POST, workspace=request.scope.workspace)
         if form.is_valid():
             try:
                 job = create_job_from_draft(request, draft, form.cleaned_data)
@@ -385,7 +390,7 @@ def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:
                     return HttpResponseClientRedirect(reverse("jobs"))
                 return redirect("jobs")
     else:
-        form = ScheduleStepForm(initial={"name": default_name, "timezone": "UTC"}, owner=request.user)
+        form = ScheduleStepForm(initial={"name": default_name, "timezone": "UTC"}, workspace=request.scope.workspace)
     return render_step(request, 5, {"form": form, "draft": data}, status=400 if form.errors else 200)
 
 
@@ -398,6 +403,7 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
     existing = dest["destination_mode"] == "existing"
     return services.job_create(
         owner=request.user,
+        workspace=request.scope.workspace,
         name=schedule["name"],
         connection=connection,
         source_schema=schema or "",

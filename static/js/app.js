@@ -18,3 +18,10 @@ document.addEventListener("click", (event) => {
     box.checked = checked;
   });
 });
+
+// A <select data-autosubmit> submits its form on change (the workspace switcher); the form keeps
+// its submit button for keyboard users and for browsers without JavaScript.
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select[data-autosubmit]");
+  if (select && select.form) select.form.requestSubmit();
+});

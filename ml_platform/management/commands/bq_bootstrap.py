@@ -43,12 +43,20 @@ class Command(BaseCommand):
         from ml_platform.models import Connection, EtlJob
 
         connection = Connection.objects.filter(owner__username=DEMO_USER, name=DEMO_CONNECTION).first()
-        if connection is None or EtlJob.objects.filter(owner=connection.owner, name=DEMO_JOB).exists():
+        if connection is None:
+            return
+        # The demo dataset belongs to the demo workspace (a site administrator's assignment in production).
+        try:
+            services.dataset_assign(workspace=connection.workspace, dataset=dataset)
+        except services.DatasetTaken as exc:
+            self.stdout.write(self.style.WARNING(f"No demo job: {exc}"))
+            return
+        if EtlJob.objects.filter(workspace=connection.workspace, name=DEMO_JOB).exists():
             return
         if warehouse().table_exists(dataset, "demo_transactions"):
             return  # the user deleted the demo job; keep their table and do not recreate the job
         services.job_create(
-            owner=connection.owner, name=DEMO_JOB, connection=connection, source_schema="",
+            owner=connection.owner, workspace=connection.workspace, name=DEMO_JOB, connection=connection, source_schema="",
             source_table="transactions", source_columns=sources.get_columns(connection, None, "transactions"),
             destination_dataset=dataset, destination_table="demo_transactions", use_existing_table=False,
             load_strategy="incremental", cursor_column="id", schedule="* * * * *", schedule_timezone="UTC",

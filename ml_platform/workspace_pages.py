@@ -1,0 +1,141 @@
+"""Workspace pages: the empty state, the switcher, members and roles, the workspace's datasets."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from ml_platform import selectors, services
+from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.middleware import requires_role
+from ml_platform.models import Membership
+
+ADMIN = Membership.Role.ADMIN
+
+
+class WorkspaceForm(forms.Form):
+    name = forms.CharField(max_length=90, label="Workspace name")
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150, label="User name")
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.EDITOR)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class DatasetForm(forms.Form):
+    dataset = forms.RegexField(regex=r"^[A-Za-z0-9_]{1,1024}$", label="New dataset",
+                               error_messages={"invalid": "Letters, digits and underscores only."})
+
+
+@require_http_methods(["GET", "POST"])
+def workspace_none(request: HttpRequest) -> HttpResponse:
+    """The empty state: a user in no workspace can create one, or ask a workspace admin to be added."""
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        workspace = services.workspace_create(name=form.cleaned_data["name"], admin=request.user)
+        request.session["workspace_id"] = workspace.pk
+        messages.success(request, f"Created workspace {workspace.name!r}: you are its admin.")
+        return redirect("workspace_members")
+    memberships = list(selectors.memberships_of(user=request.user))
+    return TemplateResponse(request, "ml_platform/workspace_none.html",
+                            {"form": form, "memberships": memberships}, status=400 if form.errors else 200)
+
+
+@require_POST
+def workspace_switch(request: HttpRequest) -> HttpResponse:
+    try:
+        workspace_id = int(request.POST.get("workspace", ""))
+    except ValueError:
+        raise Http404("No such workspace") from None
+    membership = get_object_or_404(selectors.memberships_of(user=request.user), workspace_id=workspace_id)
+    request.session["workspace_id"] = membership.workspace_id
+    messages.info(request, f"Now in workspace {membership.workspace.name!r} ({membership.role}).")
+    return redirect("jobs")
+
+
+def _members_page(request: HttpRequest, *, member_form=None, dataset_form=None, status: int = 200) -> HttpResponse:
+    scope = request.scope
+    return TemplateResponse(request, "ml_platform/workspace_members.html", {
+        "members": selectors.members_of(scope=scope), "datasets": selectors.datasets_in(scope=scope),
+        "member_form": member_form or MemberForm(), "dataset_form": dataset_form or DatasetForm(),
+        "role_choices": Membership.Role.choices, "is_admin": scope.allows(ADMIN), "nav": "workspace",
+    }, status=status)
+
+
+@require_GET
+def workspace_members(request: HttpRequest) -> HttpResponse:
+    return _members_page(request)
+
+
+@require_POST
+@requires_role(ADMIN)
+def member_add(request: HttpRequest) -> HttpResponse:
+    form = MemberForm(request.POST)
+    if form.is_valid():
+        try:
+            membership = services.member_add(workspace=request.scope.workspace, actor=request.user,
+                                             username=form.cleaned_data["username"], role=form.cleaned_data["role"])
+        except services.MembershipError as exc:
+            form.add_error("username", str(exc))
+        else:
+            messages.success(request, f"Added {membership.user.get_username()} as {membership.role}.")
+            return redirect("workspace_members")
+    return _members_page(request, member_form=form, status=400)
+
+
+def _membership(request: HttpRequest, membership_id: int) -> Membership:
+    return get_object_or_404(selectors.members_of(scope=request.scope), pk=membership_id)
+
+
+@require_POST
+@requires_role(ADMIN)
+def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = _membership(request, membership_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose viewer, editor or admin.")
+        return redirect("workspace_members")
+    try:
+        services.member_set_role(membership=membership, role=form.cleaned_data["role"], actor=request.user)
+    except services.MembershipError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{membership.user.get_username()} is now {membership.role}.")
+    return redirect("workspace_members")
+
+
+@require_POST
+@requires_role(ADMIN)
+def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = _membership(request, membership_id)
+    try:
+        services.member_remove(membership=membership, actor=request.user)
+    except services.MembershipError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Removed {membership.user.get_username()} from the workspace.")
+    return redirect("workspace_members")
+
+
+@require_POST
+@requires_role(ADMIN)
+def dataset_create(request: HttpRequest) -> HttpResponse:
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        try:
+            services.dataset_create(workspace=request.scope.workspace, dataset=form.cleaned_data["dataset"],
+                                    actor=request.user)
+        except (services.DatasetTaken, BigQueryError) as exc:
+            form.add_error("dataset", str(exc))
+        else:
+            messages.success(request, f"Created dataset {form.cleaned_data['dataset']!r} for this workspace.")
+            return redirect("workspace_members")
+    return _members_page(request, dataset_form=form, status=400)
