@@ -262,6 +262,9 @@ ETL_CHUNK_ROWS = env_int("ETL_CHUNK_ROWS", 100_000)
 ETL_CHECKPOINT_ROWS = env_int("ETL_CHECKPOINT_ROWS", 5_000_000)
 ETL_VALIDATION_SAMPLE_ROWS = env_int("ETL_VALIDATION_SAMPLE_ROWS", 1_000_000)
 ETL_SPOOL_DIR = Path(os.environ.get("ETL_SPOOL_DIR", DATA_DIR / "spool"))
+# TEST ONLY: delay (ms) added to every live compatibility-report answer (wizard report, Edit refresh),
+# to widen the window in which a report is still in flight while the user goes on. Never set it in production.
+ETL_TEST_REPORT_DELAY_MS = env_int("ETL_TEST_REPORT_DELAY_MS", 0)
 
 # --- where a saved connection may go (README "Security model") ---------------------
 # SQLite sources: only files below this directory (resolved real path), never the data directory itself.
