@@ -23,6 +23,7 @@ from e2e.helpers import (
     choose_existing_table,
     create_connection,
     finish_wizard,
+    htmx_idle,
     job_row,
     login,
     run_now_and_wait,
@@ -31,6 +32,7 @@ from e2e.helpers import (
     wizard_to_destination,
 )
 from ml_platform import services
+from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob, JobRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -314,6 +316,8 @@ def test_scenario_d_schema_evolution(page: Page, live_server, user, pg_source, b
     can_alter.get_by_label("channel").check()
     can_alter.get_by_label("discount").check()
     page.get_by_role("button", name="Save").click()
+    # What the user sees before going on: the jobs page with the confirmation (the edit is committed).
+    expect(page.get_by_text("Saved job 'shop'.")).to_be_visible()
     fields = {f.name: f.field_type for f in bq.get_table_schema(bq_dataset, "transactions").fields}
     assert fields["channel"] == "STRING" and fields["discount"] == "NUMERIC"
     run_now_and_wait(page, base, "shop")
@@ -333,6 +337,8 @@ def test_scenario_d_schema_evolution(page: Page, live_server, user, pg_source, b
     can_alter = page.get_by_test_id("can-alter")
     expect(can_alter).to_contain_text("region")
     can_alter.get_by_label("region").check()
+    htmx_idle(page)  # the reports asked for by the strategy, the cursor and the tick have answered
+    expect(can_alter.get_by_label("region")).to_be_checked()
     expect(page.get_by_test_id("report-verdict")).to_have_text("Compatible")
     finish_wizard(page, name="shop again")
     assert "region" in [f.name for f in bq.get_table_schema(bq_dataset, "transactions").fields]
@@ -341,3 +347,55 @@ def test_scenario_d_schema_evolution(page: Page, live_server, user, pg_source, b
     assert run.status == "succeeded" and run.rows_loaded == 100, run.error
     assert bq.query(f"SELECT COUNTIF(region = 'eu') AS n FROM `{bq_dataset}.transactions`")[0]["n"] == 100
     assert bq_checksum(bq, bq_dataset, "transactions") == source_checksum(pg_source)
+
+
+def test_add_columns_ticks_survive_reports_in_flight(page: Page, live_server, user, pg_source, bq, bq_dataset,
+                                                    bq_settings, task_worker, settings) -> None:
+    """Tick "Add these columns" and go on at once while slow reports are in flight: nothing is lost.
+
+    The report endpoints answer late (test-only ETL_TEST_REPORT_DELAY_MS), so every report asked
+    for by the strategy, the cursor or a column change is still in flight when the user ticks
+    and presses Next or Save, as a quick user on a loaded server does.
+    """
+    settings.ETL_TEST_REPORT_DELAY_MS = 1500
+    pg_source.execute("CREATE TABLE items (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, region text)",
+                      "INSERT INTO items SELECT g, g, 'eu' FROM generate_series(1, 300) g")
+    bq.create_table(bq_dataset, "items", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC")])
+    services.connection_create(owner=user, name="items_db", **pg_source.as_connection_fields())
+    base = live_server.url
+    login(page, base)
+
+    # Wizard: the strategy and cursor reports are in flight; tick, then Next immediately.
+    wizard_to_destination(page, base, connection="items_db", table="public.items")
+    choose_existing_table(page, bq_dataset, "items")
+    can_alter = page.get_by_test_id("can-alter")
+    expect(can_alter).to_contain_text("region")
+    set_strategy(page, "Incremental", cursor="id")
+    can_alter.get_by_label("region").check()
+    finish_wizard(page, name="items")
+    assert "region" in [f.name for f in bq.get_table_schema(bq_dataset, "items").fields]
+    assert EtlJob.objects.get(name="items").selected_columns == ["id", "amount", "region"]
+    run_now_and_wait(page, base, "items")
+    assert bq.query(f"SELECT COUNTIF(region = 'eu') AS n FROM `{bq_dataset}.items`")[0]["n"] == 300
+
+    # Edit: a tick made while the report for another column is in flight stays ticked.
+    pg_source.execute("ALTER TABLE items ADD COLUMN channel text, ADD COLUMN discount numeric(5,2)",
+                      "INSERT INTO items SELECT g, g, 'eu', 'app', 1.5 FROM generate_series(301, 400) g")
+    job_row(page, "items").get_by_role("link", name="Edit").click()
+    page.get_by_label("channel", exact=True).check()
+    can_alter = page.get_by_test_id("can-alter")
+    expect(can_alter.get_by_label("channel")).to_be_visible()
+    page.get_by_label("discount", exact=True).check()  # its report is in flight...
+    can_alter.get_by_label("channel").check()  # ...while this box is ticked
+    htmx_idle(page)
+    expect(can_alter.get_by_label("channel")).to_be_checked()
+    can_alter.get_by_label("discount").check()
+    page.get_by_role("button", name="Save").click()  # at once: the tick's own report is still in flight
+    expect(page.get_by_text("Saved job 'items'.")).to_be_visible()
+    job = EtlJob.objects.get(name="items")
+    assert job.selected_columns == ["id", "amount", "region", "channel", "discount"]
+    fields = [f.name for f in bq.get_table_schema(bq_dataset, "items").fields]
+    assert fields == ["id", "amount", "region", "channel", "discount"]
+    run_now_and_wait(page, base, "items")
+    filled = bq.query(f"SELECT COUNTIF(channel = 'app') AS app, SUM(discount) AS d FROM `{bq_dataset}.items`")[0]
+    assert (filled["app"], Decimal(str(filled["d"]))) == (100, Decimal("150"))

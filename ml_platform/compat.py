@@ -6,6 +6,7 @@ place shows the same verdict for the same input.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +53,9 @@ def column_mapping(report: engine.CompatibilityReport, destination: TableSchema,
                    added: list[BigQueryField]) -> dict[str, str]:
     """Source name -> destination name for every source column that lands in an existing (or added) column.
 
-    The engine decides the matching (case-insensitive, or by the normalised name);
-    a column neither present nor approved for adding is not loaded.
+    The engine decides the matching (case-insensitive, or by the normalised name).
+    A selected column neither present nor approved for adding has no entry: callers refuse
+    such a selection (`check_new_columns`) rather than drop the column silently.
     """
     present = {f.name.lower() for f in destination.fields} | {f.name.lower() for f in added}
     return {row.source_name: row.destination_name for row in report.columns
@@ -168,3 +170,38 @@ def validate_data(
                                             sample_above=settings.ETL_VALIDATION_SAMPLE_ROWS),
         timeout=settings.ETL_VALIDATION_TIMEOUT, what="The data validation",
     )
+
+
+def new_columns(report: engine.CompatibilityReport) -> list[str]:
+    """The destination names of the selected source columns the table lacks (offered for adding)."""
+    return [a.column for a in report.can_alter if a.kind == "add_column" and a.column != TAG_COLUMN]
+
+
+def check_new_columns(report: engine.CompatibilityReport, add_columns: list[str] | tuple[str, ...]) -> list[str]:
+    """What is wrong with the "Add these columns" choice, in the user's terms (empty: consistent).
+
+    Every selected column the table lacks must be ticked for adding (or unselected), and only
+    such columns can be ticked: the job's selected columns and the table's columns then agree,
+    so no selected column is silently left out of the loads.
+    """
+    offered = new_columns(report)
+    ticked = {c.lower() for c in add_columns}
+    problems = []
+    unticked = [c for c in offered if c.lower() not in ticked]
+    if unticked:
+        problems.append(
+            "Selected column(s) " + ", ".join(repr(c) for c in unticked) + " are not in the table: tick them "
+            "under \"Add these columns to the table\", or unselect them."
+        )
+    unknown = sorted(ticked - {c.lower() for c in offered})
+    if unknown:
+        problems.append("Cannot add " + ", ".join(repr(c) for c in unknown) + ": not a selected source column "
+                        "missing from the table.")
+    return problems
+
+
+def report_delay() -> None:
+    """TEST ONLY (settings.ETL_TEST_REPORT_DELAY_MS): hold a live report answer back to widen races."""
+    delay = getattr(settings, "ETL_TEST_REPORT_DELAY_MS", 0)
+    if delay > 0:
+        time.sleep(delay / 1000)

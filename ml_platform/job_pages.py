@@ -109,14 +109,19 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
                                            options=options, exclude_job=job)
         except BigQueryError as exc:
             error = str(exc)
-    can_add = [a.column for a in report_ctx.report.can_alter if a.kind == "add_column"] if report_ctx else []
+    can_add = compat.new_columns(report_ctx.report) if report_ctx else []
     form = EditJobForm(data, initial=initial_for(job), job=job, source_names=names, can_add=can_add)
     context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "nav": "jobs"}
     if request.method == "POST" and request.POST.get("refresh"):
+        # The report echoes the submitted ticks; the page sends one refresh at a time (hx-sync replace).
+        compat.report_delay()
         return TemplateResponse(request, "ml_platform/job_edit.html#edit-report", context)
     if request.method == "POST" and form.is_valid():
         if report_ctx is None or not report_ctx.report.compatible:
             form.add_error(None, "The selected columns are not compatible with the table: see the report.")
+        elif problems := compat.check_new_columns(report_ctx.report, form.cleaned_data["add_columns"]):
+            for problem in problems:
+                form.add_error("add_columns", problem)
         else:
             try:
                 services.job_update(job=job, source_columns=selected, report=report_ctx.report,
@@ -126,7 +131,7 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
                                     merge_key=form.cleaned_data["merge_key"],
                                     schedule=form.cleaned_data["schedule"],
                                     schedule_timezone=form.cleaned_data["timezone"])
-            except (services.JobCreateError, BigQueryError) as exc:
+            except (services.JobCreateError, services.JobBusy, BigQueryError) as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"Saved job {job.name!r}.")

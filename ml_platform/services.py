@@ -181,6 +181,8 @@ def run_enqueue_record(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> 
     """Create the queued run row (the database allows one active run per job)."""
     try:
         with transaction.atomic():
+            # Waits for an Edit of this job being saved (it holds the row): the run then loads its columns.
+            EtlJob.objects.select_for_update().filter(pk=job.pk).first()
             return JobRun.objects.create(
                 job=job,
                 trigger=trigger,
@@ -345,6 +347,9 @@ def job_create(
                     "Other jobs load into this table: this job needs a source tag of its own.",
                     details=[f"job {j.name!r} uses tag {j.source_tag or '(none)'!r}" for j in ctx.other_jobs],
                 )
+        problems = compat.check_new_columns(ctx.report, add_columns or [])
+        if problems:
+            raise JobCreateError(" ".join(problems), details=problems)
         wanted = {c.lower() for c in (add_columns or [])}
         for action in ctx.report.can_alter:
             if action.kind == "add_column" and (action.column.lower() in wanted or action.column == compat.TAG_COLUMN):
@@ -352,9 +357,11 @@ def job_create(
             elif action.kind == "relax_required" and relax_required:
                 relax.append(action.column)
         mapping = compat.column_mapping(ctx.report, ctx.destination, add_fields)
-        loaded_columns = [c.name for c in source_columns if c.name in mapping]
-        if not loaded_columns:
-            raise JobCreateError("None of the selected columns exists in the table; approve adding them.")
+        unmapped = [c.name for c in source_columns if c.name not in mapping]
+        if unmapped:  # never a selected column silently left out of the loads
+            raise JobCreateError("Selected column(s) " + ", ".join(repr(c) for c in unmapped)
+                                 + " have no column in the table: approve adding them, or unselect them.")
+        loaded_columns = [c.name for c in source_columns]
     else:
         if bq.table_exists(destination_dataset, destination_table):
             raise JobCreateError(f"Table {destination_dataset}.{destination_table} already exists.")
@@ -434,23 +441,39 @@ def job_update(
     schedule: str,
     schedule_timezone: str,
 ) -> EtlJob:
-    """Save an Edit: approved new columns are added to the BigQuery table (NULLABLE), the rest is job config."""
+    """Save an Edit: approved new columns are added to the BigQuery table (NULLABLE), the rest is job config.
+
+    The selection and the table agree or nothing is saved: every selected column the table lacks
+    must be approved for adding, and only such columns are added; a selected column is never
+    silently left out. The job row stays locked until the edit is committed, so a run enqueued
+    meanwhile (Run Now, the scheduler) waits for it and loads with the new columns; a job with
+    an active run is not edited (that run would load the new columns' rows as NULL for good).
+    """
     from ml_platform import compat
     from ml_platform.etl.types import BigQueryField
     from ml_platform.warehouse import warehouse
 
+    problems = compat.check_new_columns(report, add_columns)
+    if problems:
+        raise JobCreateError(" ".join(problems), details=problems)
     wanted = {c.lower() for c in add_columns}
     add_fields = [BigQueryField(a.column, a.field_type, a.mode) for a in report.can_alter
                   if a.kind == "add_column" and a.column.lower() in wanted]
-    table = warehouse().get_table_schema(job.destination_dataset, job.destination_table)
-    mapping = compat.column_mapping(report, table, add_fields)
-    loaded = [c for c in source_columns if c.name in mapping]
-    if not loaded:
-        raise JobCreateError("None of the selected columns exists in the table; approve adding them.")
     with transaction.atomic():
+        EtlJob.objects.select_for_update().filter(pk=job.pk).first()
+        if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
+            raise JobBusy(f"Job {job.name!r} has a run in progress: save the edit after the run.")
+        table = warehouse().get_table_schema(job.destination_dataset, job.destination_table)
+        mapping = compat.column_mapping(report, table, add_fields)
+        unmapped = [c.name for c in source_columns if c.name not in mapping]
+        if unmapped:  # e.g. the table changed since the report
+            raise JobCreateError("Selected column(s) " + ", ".join(repr(c) for c in unmapped)
+                                 + " have no column in the table: approve adding them, or unselect them.")
+        if not source_columns:
+            raise JobCreateError("Select at least one source column.")
         job.name = name
-        job.selected_columns = [c.name for c in loaded]
-        job.column_mapping = {c.name: mapping[c.name] for c in loaded}
+        job.selected_columns = [c.name for c in source_columns]
+        job.column_mapping = {c.name: mapping[c.name] for c in source_columns}
         job.load_strategy = load_strategy
         job.cursor_column = cursor_column
         job.merge_key = merge_key
@@ -459,7 +482,10 @@ def job_update(
         job.schedule = schedule
         job.schedule_timezone = schedule_timezone
         job.full_clean()
-        job.save()
+        # Only the edited fields: the watermark a run committed since the page was loaded stays.
+        job.save(update_fields=["name", "selected_columns", "column_mapping", "load_strategy", "cursor_column",
+                                "merge_key", "next_run_at", "schedule", "schedule_timezone", "updated_at"])
+        # BigQuery last: if it refuses, the job row rolls back with the exception.
         if add_fields:
             warehouse().add_columns(job.destination_dataset, job.destination_table, add_fields)
     return job

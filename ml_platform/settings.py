@@ -263,6 +263,9 @@ ETL_CHUNK_ROWS = env_int("ETL_CHUNK_ROWS", 100_000)
 ETL_CHECKPOINT_ROWS = env_int("ETL_CHECKPOINT_ROWS", 5_000_000)
 ETL_VALIDATION_SAMPLE_ROWS = env_int("ETL_VALIDATION_SAMPLE_ROWS", 1_000_000)
 ETL_SPOOL_DIR = Path(os.environ.get("ETL_SPOOL_DIR", DATA_DIR / "spool"))
+# TEST ONLY: delay (ms) added to every live compatibility-report answer (wizard report, Edit refresh),
+# to widen the window in which a report is still in flight while the user goes on. Never set it in production.
+ETL_TEST_REPORT_DELAY_MS = env_int("ETL_TEST_REPORT_DELAY_MS", 0)
 
 # --- where a saved connection may go (README "Security model") ---------------------
 # SQLite sources: only files below this directory (resolved real path), never the data directory itself.
@@ -285,7 +288,7 @@ except ValueError as exc:
 # web thread (keep ETL_SOURCE_CALLS_PER_PROCESS below the web server's threads per process).
 ETL_SOURCE_CALL_TIMEOUT = float(env_int("ETL_SOURCE_CALL_TIMEOUT", 15))
 ETL_VALIDATION_TIMEOUT = float(env_int("ETL_VALIDATION_TIMEOUT", 120))
-ETL_SOURCE_CALLS_PER_USER = env_int("ETL_SOURCE_CALLS_PER_USER", 2)
+ETL_SOURCE_CALLS_PER_USER = env_int("ETL_SOURCE_CALLS_PER_USER", 3)
 ETL_SOURCE_CALLS_PER_PROCESS = env_int("ETL_SOURCE_CALLS_PER_PROCESS", 3)
 
 SESSION_COOKIE_HTTPONLY = True

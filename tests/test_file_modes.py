@@ -46,7 +46,8 @@ def test_make_run_set_up_writes_only_owner_only_files(tmp_path: Path) -> None:
     manage(data, "migrate", "--noinput")
     manage(data, "seed_demo", "--transactions", "2000")
     names = {p.name for p in data.iterdir()}
-    assert {"ml_platform.sqlite3", "secret_key", "field_encryption_key", "demo_shop.sqlite3"} <= names
+    assert {"ml_platform.sqlite3", "secret_key", "field_encryption_key", "sources"} <= names
+    assert (data / "sources" / "demo_shop.sqlite3").is_file()
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert loose(data) == []
 

@@ -114,6 +114,33 @@ def test_it_edits_a_job_and_adds_an_approved_column(alice_client, job, bq) -> No
 
 
 @pytest.mark.integration
+def test_it_never_drops_a_selected_column_the_table_lacks(alice_client, job, bq) -> None:
+    before = (job.selected_columns, job.column_mapping)
+    form = {"name": "orders", "columns": ["id", "amount", "note"], "load_strategy": "incremental",
+            "cursor_column": "id", "preset": "manual", "cron": "", "timezone": "UTC"}
+    unticked = alice_client.post(reverse("job_edit", args=[job.pk]), form)
+    assert unticked.status_code == 400
+    assert "are not in the table: tick them" in unticked.content.decode()
+    stale = alice_client.post(reverse("job_edit", args=[job.pk]), {**form, "columns": ["id", "amount"],
+                                                                    "add_columns": ["note"]})
+    assert stale.status_code == 400  # a tick for a column that is no longer selected is refused too
+    job.refresh_from_db()
+    assert (job.selected_columns, job.column_mapping) == before
+    assert "note" not in [f.name for f in bq.get_table_schema(job.destination_dataset, "orders").fields]
+
+
+@pytest.mark.integration
+def test_it_refuses_an_edit_while_a_run_is_active(alice_client, job) -> None:
+    JobRun.objects.create(job=job, status=JobRun.Status.RUNNING)
+    form = {"name": "renamed", "columns": ["id", "amount"], "load_strategy": "incremental",
+            "cursor_column": "id", "preset": "manual", "cron": "", "timezone": "UTC"}
+    busy = alice_client.post(reverse("job_edit", args=[job.pk]), form)
+    assert busy.status_code == 400 and "has a run in progress" in busy.content.decode()
+    job.refresh_from_db()
+    assert job.name != "renamed"
+
+
+@pytest.mark.integration
 def test_it_rejects_an_invalid_edit_in_place(alice_client, job) -> None:
     bad = alice_client.post(reverse("job_edit", args=[job.pk]), {
         "name": "", "columns": [], "load_strategy": "incremental", "cursor_column": "", "preset": "custom",

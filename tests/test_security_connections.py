@@ -424,7 +424,8 @@ def test_it_keeps_serving_while_one_user_lists_tables_on_a_silent_listener(user,
     assert login.status == 200 and login_seconds < 1.0, f"login page took {login_seconds:.2f} s"
     statuses = sorted(status for status, _ in results)
     # Every listing ended with an answer: refused at once over the per-user cap, or timed out.
-    assert set(statuses) <= {429, 502} and statuses.count(429) >= 4, statuses
+    # 2 web processes x 3 source slots: at least 2 of the 8 refused at once, none left hanging.
+    assert set(statuses) <= {429, 502} and statuses.count(429) >= 2, statuses
     assert max(seconds for _, seconds in results) < settings.ETL_SOURCE_CALL_TIMEOUT + 5
 
 

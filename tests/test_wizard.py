@@ -150,6 +150,8 @@ def test_it_accepts_a_compatible_existing_table_without_creating_one(wiz, bq) ->
     report = wiz.post(reverse("wizard:report"), form, headers=HX).content.decode()
     assert "Compatible" in report and "created_at" in report  # offered as a column to add
     assert "Resumes after id 25" in report
+    unticked = wiz.post(step(4), form, headers=HX)  # created_at is selected but not in the table
+    assert unticked.status_code == 400 and b"are not in the table: tick them" in unticked.content
     ok = wiz.post(step(4), {**form, "add_columns": ["created_at"]}, headers=HX)
     assert ok.status_code == 200, ok.content.decode()[:2000]
     wiz.post(step(5), {"name": "into existing", "preset": "manual", "timezone": "UTC"}, headers=HX)

@@ -244,7 +244,7 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
                                            options=options)
         except BigQueryError as exc:
             report_error = str(exc)
-    can_add = [a.column for a in report_ctx.report.can_alter if a.kind == "add_column"] if report_ctx else []
+    can_add = compat.new_columns(report_ctx.report) if report_ctx else []
     form = DestinationStepForm(
         values, initial=initial, datasets=datasets, columns=names,
         partition_candidates=[c.name for c in source if c.type.family in PARTITION_FAMILIES],
@@ -295,6 +295,10 @@ def step4(request: HttpRequest, force_get: bool = False) -> HttpResponse:
                 form.add_error("existing_table", context["report_error"] or "Choose an existing table.")
             elif not report_ctx.report.compatible:
                 form.add_error(None, "The source is not compatible with this table: fix the errors in the report.")
+            else:
+                # The ticks are part of this submit: every selected column the table lacks is ticked.
+                for problem in compat.check_new_columns(report_ctx.report, data.get("add_columns") or []):
+                    form.add_error("add_columns", problem)
         if not form.errors:
             state.update(draft, 4, {"destination": {k: v for k, v in data.items()}})
             return advance(request, 5)
@@ -312,6 +316,7 @@ def report(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and params.get("validate"):
         run_validation(request, draft, params)
     _form, context = destination_form(request, draft, params, report_only=True)
+    compat.report_delay()
     return TemplateResponse(request, "wizard/partials/report.html", context)
 
 
