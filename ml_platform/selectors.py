@@ -6,6 +6,7 @@ never a 403 that would confirm it exists. What a role may do is checked by `ml_p
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,6 +15,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from ml_platform.models import Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
+
+_DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,14 @@ def datasets_in(*, scope: Scope) -> list[str]:
 
 def dataset_in(*, scope: Scope, dataset: str) -> str:
     """`dataset` if the workspace owns it, else Http404: another workspace's dataset does not exist here."""
-    if not WorkspaceDataset.objects.filter(workspace=scope.workspace, dataset=dataset).exists():
+    if not workspace_owns_dataset(workspace=scope.workspace, dataset=dataset):
         raise Http404("No such dataset")
     return dataset
 
 
 def workspace_owns_dataset(*, workspace: Workspace, dataset: str) -> bool:
+    if not isinstance(dataset, str) or not _DATASET_ID.match(dataset):
+        return False  # not a dataset id at all (and never a NUL byte in a query)
     return WorkspaceDataset.objects.filter(workspace=workspace, dataset=dataset).exists()
 
 

@@ -13,9 +13,9 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
 
+from ml_platform import selectors
 from ml_platform.etl.schedule import cron_error, is_valid_timezone, next_runs
 from ml_platform.etl.types import SourceColumn
-from ml_platform import selectors
 from ml_platform.models import AuditEvent, Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
 
 logger = logging.getLogger(__name__)

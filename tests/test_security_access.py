@@ -33,16 +33,19 @@ OBJECT_SCOPED = {
     "job_detail", "job_row", "job_run_now", "job_pause", "job_resume", "job_delete", "job_edit", "job_reconnect",
     "connection_edit", "connection_delete", "connection_test",
     "api_connection_detail", "api_connection_test", "api_connection_tables", "api_connection_columns",
-    "api_connection_preview", "api_job_detail",
+    "api_connection_preview", "api_job_detail", "member_role", "member_remove",
 }
 # No object in the URL: they list, create or preview the requesting user's own things.
 USER_SCOPED = {
     "route:/", "jobs", "connections", "connection_create", "connection_test_unsaved",
     "wizard:start", "wizard:reset", "wizard:step", "wizard:report", "wizard:tables", "wizard:cron_preview",
     "api_connections", "api_datasets", "api_dataset_tables", "api_validate_schema_compatibility", "api_jobs",
+    "workspace_members", "member_add", "dataset_create",
 }
+# Reached by any signed-in user, in or out of a workspace: the empty state and the switcher.
+ANY_USER = {"workspace_none", "workspace_switch"}
 # URL parameters that name a user-owned object.
-OBJECT_KWARGS = {"connection_id", "job_id", "run_id"}
+OBJECT_KWARGS = {"connection_id", "job_id", "run_id", "membership_id"}
 
 ALICE_CONNECTION = "alice-private-connection"
 ALICE_JOB = "alice-private-job"

@@ -106,7 +106,7 @@ def conn_fields(source, **overrides) -> dict:
 # The connection form's invalid values (form-encoded, as a browser sends them), with a word of the error.
 BAD_CONNECTION_FIELDS = [
     ("name", "", "required"), ("name", MB, "at most"), ("name", "a\x00b", "Null characters"),
-    ("name", "shop", "already have"),
+    ("name", "shop", "already has"),
     ("engine", "oracle", "valid choice"), ("engine", "", "required"),
     ("host", MB, "at most"), ("host", "postgres://u:pw@db/x", "not a connection URL"), ("host", "", "host"),
     ("port", "-1", "Port"), ("port", "0", "Port"), ("port", "65536", "Port"), ("port", str(HUGE_INT), None),

@@ -91,7 +91,7 @@ def test_it_never_shows_a_connection_password_in_any_page_partial_or_api_respons
     assert conn.password == password
     invalid = check("invalid create", alice_client.post(reverse("connection_create"),
                                                         connection_form(pg_source, role_name, password)))
-    assert invalid.status_code == 400 and b"already have a connection" in invalid.content
+    assert invalid.status_code == 400 and b"already has a connection" in invalid.content
     api_created = check("api create", alice_client.post(reverse("api_connections"), {
         **connection_form(pg_source, role_name, password, name="api-src"), "options": {}},
         content_type="application/json"))

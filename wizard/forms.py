@@ -149,7 +149,7 @@ class ScheduleStepForm(forms.Form):
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         if EtlJob.objects.filter(workspace=self.workspace, name=name).exists():
-            raise forms.ValidationError("You already have a job with this name.")
+            raise forms.ValidationError("This workspace already has a job with this name.")
         return name
 
     def clean(self) -> dict:

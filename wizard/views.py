@@ -14,7 +14,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -225,8 +225,10 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
                                 partition_candidates=[], other_tags=None, can_add=[])
     mode = probe["destination_mode"].value()
     dataset = probe["dataset"].value()
-    if dataset:
-        selectors.dataset_in(scope=request.scope, dataset=dataset)
+    if dataset and dataset not in datasets and not bq_error:
+        if report_only:
+            raise Http404("No such dataset")  # another workspace's table: no schema, no count, no MAX()
+        dataset = ""  # the form refuses the choice with an error in place
     table = probe["existing_table"].value() if mode == "existing" else ""
     report_ctx = None
     report_error = ""
