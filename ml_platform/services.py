@@ -179,7 +179,9 @@ CONNECTION_FIELDS = ("name", "engine", "host", "port", "database", "username", "
 def connection_update(*, connection: Connection, password: str = "", actor: AbstractBaseUser | None = None,
                       **fields: Any) -> Connection:
     """Update a connection; a blank password keeps the stored one (the UI never shows it)."""
-    before, password_before = connection_snapshot(connection), connection.password
+    # The stored row, not the instance: a ModelForm's validation has already set the new values on it.
+    stored = Connection.objects.select_for_update().get(pk=connection.pk)
+    before, password_before = connection_snapshot(stored), stored.password
     for key, value in fields.items():
         if key not in CONNECTION_FIELDS:
             raise TypeError(f"unknown connection field {key!r}")
