@@ -150,6 +150,15 @@ def test_run_now_records_who_ran_it_and_the_scheduler_records_a_system_run(alice
     assert scheduled.changes["run"]["after"] == enqueued[0].pk
 
 
+def test_a_command_line_run_is_recorded_as_system(job) -> None:
+    from ml_platform.runs import run_sync
+
+    run = run_sync(job=job)
+    assert run.status == "succeeded", run.error
+    e = event("command-line run", job)
+    assert (e.actor, e.actor_name) == (None, "system") and e.changes["run"]["after"] == run.pk
+
+
 def test_a_deleted_job_keeps_its_trail_in_the_admin(alice_client, user, job, django_user_model) -> None:
     job_id = job.pk
     alice_client.post(reverse("job_delete", args=[job_id]))
