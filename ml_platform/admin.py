@@ -40,6 +40,8 @@ class WorkspaceAdmin(admin.ModelAdmin):
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "workspace", "actor_name", "action", "target_type", "target_name"]
     list_filter = ["workspace", "action", "target_type"]
+    # Deleted objects keep their events: find them by the name they had.
+    search_fields = ["target_name", "actor_name", "action"]
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
 
     def has_add_permission(self, request) -> bool:

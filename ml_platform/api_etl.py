@@ -211,7 +211,7 @@ def api_etl_create_job(request: HttpRequest) -> JsonResponse:
             load_strategy=body.load_strategy, cursor_column=body.cursor_column or "", merge_key=body.merge_key,
             source_tag=body.source_tag or "", add_columns=body.add_columns, relax_required=body.relax_required,
             partition_field=body.partition_field or "", clustering=body.clustering, schedule=body.schedule,
-            schedule_timezone=body.schedule_timezone, run_now=body.run_now,
+            schedule_timezone=body.schedule_timezone, run_now=body.run_now, actor=request.user,
         )
     except services.JobCreateError as exc:
         return json_error(str(exc), status=422, details=exc.details)

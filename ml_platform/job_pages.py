@@ -130,7 +130,8 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
                                     cursor_column=form.cleaned_data["cursor_column"],
                                     merge_key=form.cleaned_data["merge_key"],
                                     schedule=form.cleaned_data["schedule"],
-                                    schedule_timezone=form.cleaned_data["timezone"])
+                                    schedule_timezone=form.cleaned_data["timezone"],
+                                    actor=request.user)
             except (services.JobCreateError, services.JobBusy, BigQueryError) as exc:
                 form.add_error(None, str(exc))
             else:
@@ -199,7 +200,7 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
         else:
             schema, name = sources.split_table(table)
             services.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=name,
-                                   source_columns=selected)
+                                   source_columns=selected, actor=request.user)
             messages.success(request, f"Reconnected {job.name!r} to {connection.name} · {table}. The BigQuery "
                                       "table, its rows and the job's watermark are unchanged.")
             return redirect("jobs")

@@ -52,7 +52,7 @@ def job_action_done(request: HttpRequest, job_id: int, message: str, *, level: i
 def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     try:
-        services.run_enqueue(job=job)
+        services.run_enqueue(job=job, actor=request.user)
     except services.RunAlreadyActive as exc:
         return job_action_done(request, job_id, str(exc), level=messages.ERROR, status=409)
     return job_action_done(request, job_id, f"Run of {job.name!r} queued.")
@@ -61,14 +61,14 @@ def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def job_pause(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    services.job_pause(job=job)
+    services.job_pause(job=job, actor=request.user)
     return job_action_done(request, job_id, f"Paused {job.name!r}: scheduled runs stop until you resume it.")
 
 
 @require_POST
 def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    services.job_resume(job=job)
+    services.job_resume(job=job, actor=request.user)
     return job_action_done(request, job_id, f"Resumed {job.name!r}.")
 
 
@@ -78,7 +78,7 @@ def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
     if request.method == "GET":
         return TemplateResponse(request, "ml_platform/job_delete.html", {"job": job, "nav": "jobs"})
     try:
-        services.job_delete(job=job)
+        services.job_delete(job=job, actor=request.user)
     except services.JobBusy as exc:
         messages.error(request, str(exc))
         return redirect("jobs")
@@ -93,9 +93,29 @@ def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_detail(request: HttpRequest, job_id: int) -> TemplateResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     runs = list(job.runs.all()[:50])
+    trail = audit_rows(selectors.audit_trail_of(scope=request.scope, target=job))
     return TemplateResponse(request, "ml_platform/job_detail.html",
                             {"job": job, "runs": runs, "chart": charts.runs_chart(list(reversed(runs[:30]))),
-                             "nav": "jobs"})
+                             "trail": trail, "nav": "jobs"})
+
+
+def _shown(value) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items())
+    return str(value)
+
+
+def audit_rows(events) -> list[dict]:
+    """Audit events as the page shows them: each change as `field: before → after` (a new value alone)."""
+    return [{"event": e, "changes": [{"field": field, "created": (change or {}).get("before") is None,
+                                      "before": _shown((change or {}).get("before")),
+                                      "after": _shown((change or {}).get("after"))}
+                                     for field, change in (e.changes or {}).items()]}
+            for e in events]
 
 
 # --------------------------------------------------------------------------- connections
@@ -119,7 +139,8 @@ def connection_create(request: HttpRequest) -> HttpResponse:
     form = ConnectionForm(request.POST or None, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
         connection = services.connection_create(
-            owner=request.user, workspace=request.scope.workspace, password=form.cleaned_data["password"], **_connection_fields(form)
+            owner=request.user, workspace=request.scope.workspace, password=form.cleaned_data["password"],
+            actor=request.user, **_connection_fields(form)
         )
         messages.success(request, f"Saved connection {connection.name!r}.")
         return redirect("connections")
@@ -134,7 +155,7 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     form = ConnectionForm(request.POST or None, instance=connection, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
-        services.connection_update(connection=connection, password=form.cleaned_data["password"],
+        services.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
                                    **_connection_fields(form))
         messages.success(request, f"Saved connection {connection.name!r}.")
         return redirect("connections")
@@ -148,7 +169,7 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
 def connection_delete(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     try:
-        services.connection_delete(connection=connection)
+        services.connection_delete(connection=connection, actor=request.user)
     except services.ConnectionInUse as exc:
         messages.error(request, str(exc))
     else:

@@ -260,7 +260,10 @@ def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
 
 def run_sync(*, job: EtlJob, echo: Callable[[RunProgress], None] | None = None) -> JobRun:
     """Run a job in the foreground (manage.py etl_run): the same path as the worker, minus the queue."""
-    from ml_platform.services import run_enqueue_record
+    from ml_platform.services import audit, run_enqueue_record
 
     run = run_enqueue_record(job=job)
+    audit(workspace=job.workspace, actor=None, action="command-line run", target=job,
+          changes={"run": {"before": None, "after": run.pk},
+                   "connection": {"before": None, "after": run.connection_name}})
     return execute_run(run_id=run.pk, echo=echo)

@@ -14,7 +14,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from ml_platform.models import Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
+from ml_platform.models import AuditEvent, Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
 
 _DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 
@@ -94,3 +94,9 @@ def last_runs_by_job(*, job_ids: list[int]) -> dict[int, JobRun]:
 
 def members_of(*, scope: Scope) -> QuerySet[Membership]:
     return Membership.objects.filter(workspace=scope.workspace).select_related("user").order_by("user__username")
+
+
+def audit_trail_of(*, scope: Scope, target, limit: int = 200) -> list[AuditEvent]:
+    """The workspace's audit events about `target` (a job, a connection), newest first."""
+    return list(AuditEvent.objects.filter(workspace=scope.workspace, target_type=target._meta.model_name,
+                                          target_id=target.pk).order_by("-created_at", "-id")[:limit])

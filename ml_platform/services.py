@@ -40,6 +40,64 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, d
     return {k: {"before": before.get(k), "after": after.get(k)} for k in after if before.get(k) != after.get(k)}
 
 
+# Option keys that may hold a credential: their values never reach an audit event (nor the API).
+SECRET_OPTION_WORDS = ("pass", "pwd", "secret", "key", "token", "credential", "auth", "cert")
+
+
+def is_secret_option(key: Any) -> bool:
+    return any(word in str(key).lower() for word in SECRET_OPTION_WORDS)
+
+
+def masked_options(options: Any, compare_to: Any = None) -> Any:
+    """`options` with every secret-looking key's value masked (recursively).
+
+    With `compare_to` (the other side of a change), a secret value that differs says "*** (changed)".
+    """
+    if not isinstance(options, dict):
+        return options
+    other = compare_to if isinstance(compare_to, dict) else {}
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if is_secret_option(key):
+            out[key] = "*** (changed)" if compare_to is not None and other.get(key) != value else "***"
+        else:
+            out[key] = masked_options(value, other.get(key) if compare_to is not None else None)
+    return out
+
+
+def connection_snapshot(connection: Connection) -> dict[str, Any]:
+    """The audited fields of a connection, secrets masked; never the password."""
+    return {"name": connection.name, "engine": connection.engine, "host": connection.host,
+            "port": connection.port, "database": connection.database, "username": connection.username,
+            "options": connection.options or {}}
+
+
+def _connection_changes(before: dict[str, Any], after: dict[str, Any], *, password_before: str,
+                        password_after: str) -> dict[str, dict[str, Any]]:
+    changes = changed_fields(before, after)
+    if "options" in changes:
+        changes["options"] = {"before": masked_options(before["options"], None),
+                              "after": masked_options(after["options"], before["options"])}
+    if password_after != password_before:
+        # Only that it changed: never the password, its length or any part of it.
+        changes["password"] = {"before": "***" if password_before else None,
+                               "after": "*** (changed)" if password_after else None}
+    return changes
+
+
+def job_snapshot(job: EtlJob) -> dict[str, Any]:
+    """The audited fields of a job (the connection by name: the event outlives it)."""
+    return {"name": job.name, "connection": job.connection.name if job.connection_id else None,
+            "source_table": job.source_display, "selected_columns": list(job.selected_columns or []),
+            "load_strategy": job.load_strategy, "cursor_column": job.cursor_column,
+            "merge_key": list(job.merge_key or []), "source_tag": job.source_tag, "schedule": job.schedule,
+            "schedule_timezone": job.schedule_timezone, "status": job.status}
+
+
+def _created(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: {"before": None, "after": v} for k, v in snapshot.items() if v not in (None, "", [], {})}
+
+
 
 def personal_workspace(user: AbstractBaseUser) -> Workspace:
     """The user's first workspace; a user with none gets a personal one (admin) — for commands and scripts.
@@ -89,6 +147,7 @@ def connection_create(
     username: str = "",
     password: str = "",
     options: dict[str, Any] | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> Connection:
     connection = Connection(
         workspace=workspace or personal_workspace(owner),
@@ -104,6 +163,12 @@ def connection_create(
     )
     connection.full_clean()
     connection.save()
+    changes = _created(connection_snapshot(connection))
+    if "options" in changes:
+        changes["options"]["after"] = masked_options(connection.options)
+    if password:
+        changes["password"] = {"before": None, "after": "*** (set)"}
+    audit(workspace=connection.workspace, actor=actor, action="created", target=connection, changes=changes)
     return connection
 
 
@@ -111,8 +176,12 @@ CONNECTION_FIELDS = ("name", "engine", "host", "port", "database", "username", "
 
 
 @transaction.atomic
-def connection_update(*, connection: Connection, password: str = "", **fields: Any) -> Connection:
+def connection_update(*, connection: Connection, password: str = "", actor: AbstractBaseUser | None = None,
+                      **fields: Any) -> Connection:
     """Update a connection; a blank password keeps the stored one (the UI never shows it)."""
+    # The stored row, not the instance: a ModelForm's validation has already set the new values on it.
+    stored = Connection.objects.select_for_update().get(pk=connection.pk)
+    before, password_before = connection_snapshot(stored), stored.password
     for key, value in fields.items():
         if key not in CONNECTION_FIELDS:
             raise TypeError(f"unknown connection field {key!r}")
@@ -121,6 +190,9 @@ def connection_update(*, connection: Connection, password: str = "", **fields: A
         connection.password = password
     connection.full_clean()
     connection.save()
+    audit(workspace=connection.workspace, actor=actor, action="edited", target=connection,
+          changes=_connection_changes(before, connection_snapshot(connection), password_before=password_before,
+                                      password_after=connection.password))
     # A changed host or credential must not reuse a pooled session of the old one.
     from ml_platform.utils.connection_manager import dispose_engines
 
@@ -138,10 +210,12 @@ class ConnectionInUse(Exception):
 
 
 @transaction.atomic
-def connection_delete(*, connection: Connection) -> None:
+def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None = None) -> None:
     jobs = list(connection.jobs.order_by("name").values_list("name", flat=True))
     if jobs:
         raise ConnectionInUse(jobs)
+    # Recorded first: the event keeps the name and id of the object that is gone.
+    audit(workspace=connection.workspace, actor=actor, action="deleted", target=connection)
     connection.delete()
 
 
@@ -195,12 +269,21 @@ def run_enqueue_record(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> 
         raise RunAlreadyActive(f"Job {job.name!r} already has a run in progress") from None
 
 
-def run_enqueue(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL) -> JobRun:
-    """Create a queued run and hand its id to the task backend once the row is committed."""
+def run_enqueue(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL,
+                actor: AbstractBaseUser | None = None) -> JobRun:
+    """Create a queued run and hand its id to the task backend once the row is committed.
+
+    Audited as "ran" (Run Now, by `actor`) or "scheduled run" (the scheduler, actor None = system).
+    """
     from ml_platform.tasks import run_etl_job
 
-    run = run_enqueue_record(job=job, trigger=trigger)
-    transaction.on_commit(lambda: run_etl_job.enqueue(run.pk))
+    with transaction.atomic():
+        run = run_enqueue_record(job=job, trigger=trigger)
+        audit(workspace=job.workspace, actor=actor, target=job,
+              action="scheduled run" if trigger == JobRun.Trigger.SCHEDULE else "ran",
+              changes={"run": {"before": None, "after": run.pk},
+                       "connection": {"before": None, "after": run.connection_name}})
+        transaction.on_commit(lambda: run_etl_job.enqueue(run.pk))
     return run
 
 
@@ -303,6 +386,7 @@ def job_create(
     schedule_timezone: str = "UTC",
     run_now: bool = False,
     validation: dict | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> EtlJob:
     """Create a job; for a new table create it from the mapped schema, for an existing one check and alter it.
 
@@ -386,6 +470,7 @@ def job_create(
         except ValidationError as exc:
             raise JobCreateError("; ".join(exc.messages)) from None
         job.save()
+        audit(workspace=workspace, actor=actor, action="created", target=job, changes=_created(job_snapshot(job)))
         # BigQuery last: if it refuses, the job row rolls back with the exception.
         if use_existing_table:
             if add_fields:
@@ -398,21 +483,29 @@ def job_create(
                             clustering=tuple(mapping[c] for c in (clustering or []) if c in mapping),
                             description=f"Loaded by ETL job {name!r} from {connection.name}")
         if run_now:
-            run_enqueue(job=job)
+            run_enqueue(job=job, actor=actor)
     return job
 
 
-def job_pause(*, job: EtlJob) -> EtlJob:
+@transaction.atomic
+def job_pause(*, job: EtlJob, actor: AbstractBaseUser | None = None) -> EtlJob:
+    before = job.status
     job.status = EtlJob.Status.PAUSED
     job.save(update_fields=["status", "updated_at"])
+    audit(workspace=job.workspace, actor=actor, action="paused", target=job,
+          changes={"status": {"before": before, "after": job.status}})
     return job
 
 
-def job_resume(*, job: EtlJob) -> EtlJob:
+@transaction.atomic
+def job_resume(*, job: EtlJob, actor: AbstractBaseUser | None = None) -> EtlJob:
+    before = job.status
     job.status = EtlJob.Status.ACTIVE
     # A resumed job continues from now: missed slots are not replayed in a burst.
     job.next_run_at = next_run_time(schedule=job.schedule, timezone_name=job.schedule_timezone, after=timezone.now())
     job.save(update_fields=["status", "next_run_at", "updated_at"])
+    audit(workspace=job.workspace, actor=actor, action="resumed", target=job,
+          changes={"status": {"before": before, "after": job.status}})
     return job
 
 
@@ -421,10 +514,14 @@ class JobBusy(Exception):
 
 
 @transaction.atomic
-def job_delete(*, job: EtlJob) -> None:
-    """Delete the job and its run history; the BigQuery table and its rows stay."""
+def job_delete(*, job: EtlJob, actor: AbstractBaseUser | None = None) -> None:
+    """Delete the job and its run history; the BigQuery table and its rows stay (and so does its audit trail)."""
     if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
         raise JobBusy(f"Job {job.name!r} is running: wait for the run to finish before deleting it.")
+    # Recorded first: the event keeps the name and id of the job that is gone.
+    audit(workspace=job.workspace, actor=actor, action="deleted", target=job,
+          changes={k: {"before": v, "after": None} for k, v in job_snapshot(job).items()
+                   if k in ("connection", "source_table") and v})
     job.delete()
 
 
@@ -440,6 +537,7 @@ def job_update(
     merge_key: list[str],
     schedule: str,
     schedule_timezone: str,
+    actor: AbstractBaseUser | None = None,
 ) -> EtlJob:
     """Save an Edit: approved new columns are added to the BigQuery table (NULLABLE), the rest is job config.
 
@@ -471,6 +569,7 @@ def job_update(
                                  + " have no column in the table: approve adding them, or unselect them.")
         if not source_columns:
             raise JobCreateError("Select at least one source column.")
+        before = job_snapshot(job)
         job.name = name
         job.selected_columns = [c.name for c in source_columns]
         job.column_mapping = {c.name: mapping[c.name] for c in source_columns}
@@ -485,6 +584,8 @@ def job_update(
         # Only the edited fields: the watermark a run committed since the page was loaded stays.
         job.save(update_fields=["name", "selected_columns", "column_mapping", "load_strategy", "cursor_column",
                                 "merge_key", "next_run_at", "schedule", "schedule_timezone", "updated_at"])
+        audit(workspace=job.workspace, actor=actor, action="edited", target=job,
+              changes=changed_fields(before, job_snapshot(job)))
         # BigQuery last: if it refuses, the job row rolls back with the exception.
         if add_fields:
             warehouse().add_columns(job.destination_dataset, job.destination_table, add_fields)
@@ -493,12 +594,14 @@ def job_update(
 
 @transaction.atomic
 def job_reconnect(
-    *, job: EtlJob, connection: Connection, source_schema: str, source_table: str, source_columns: list[SourceColumn]
+    *, job: EtlJob, connection: Connection, source_schema: str, source_table: str, source_columns: list[SourceColumn],
+    actor: AbstractBaseUser | None = None,
 ) -> EtlJob:
     """Point the job at a new connection/source table. The BigQuery table, its rows and the watermark stay."""
     if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
         raise JobBusy(f"Job {job.name!r} is running: reconnect it after the run.")
     by_lower = {c.name.lower(): c.name for c in source_columns}
+    before = job_snapshot(job)
     job.connection = connection
     job.source_schema = source_schema
     job.source_table = source_table
@@ -507,6 +610,9 @@ def job_reconnect(
     job.selected_columns = [by_lower[c.lower()] for c in job.selected_columns if c.lower() in by_lower]
     job.save(update_fields=["connection", "source_schema", "source_table", "column_mapping", "selected_columns",
                             "updated_at"])
+    changes = changed_fields(before, job_snapshot(job))
+    changes.setdefault("connection", {"before": before["connection"], "after": connection.name})
+    audit(workspace=job.workspace, actor=actor, action="reconnected", target=job, changes=changes)
     return job
 
 

@@ -97,7 +97,8 @@ def api_connections(request: HttpRequest) -> JsonResponse:
     if not form.is_valid():
         return json_error("Invalid connection", status=400, details=form_errors(form))
     fields = {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
-    connection = services.connection_create(owner=request.user, workspace=request.scope.workspace, password=form.cleaned_data["password"], **fields)
+    connection = services.connection_create(owner=request.user, workspace=request.scope.workspace,
+                                             password=form.cleaned_data["password"], actor=request.user, **fields)
     return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)}, status=201)
 
 
@@ -109,7 +110,7 @@ def api_connection_detail(request: HttpRequest, connection_id: int) -> JsonRespo
         return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
     if request.method == "DELETE":
         try:
-            services.connection_delete(connection=connection)
+            services.connection_delete(connection=connection, actor=request.user)
         except services.ConnectionInUse as exc:
             return json_error(str(exc), status=409, details=[{"job": j} for j in exc.jobs])
         return JsonResponse({"status": "ok"})
@@ -120,7 +121,8 @@ def api_connection_detail(request: HttpRequest, connection_id: int) -> JsonRespo
     if not form.is_valid():
         return json_error("Invalid connection", status=400, details=form_errors(form))
     fields = {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
-    services.connection_update(connection=connection, password=form.cleaned_data["password"], **fields)
+    services.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
+                               **fields)
     return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
 
 

@@ -410,6 +410,7 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
     existing = dest["destination_mode"] == "existing"
     return services.job_create(
         owner=request.user,
+        actor=request.user,
         workspace=request.scope.workspace,
         name=schedule["name"],
         connection=connection,
