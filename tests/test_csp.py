@@ -54,7 +54,7 @@ def test_every_page_has_a_strict_policy(alice_client, user, sqlite_source) -> No
         "CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)", "INSERT INTO orders VALUES (1, 2.5)"
     )
     conn = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
-    job = EtlJob.objects.create(workspace=conn.workspace, 
+    job = EtlJob.objects.create(workspace=conn.workspace,
         owner=user,
         name="j",
         connection=conn,

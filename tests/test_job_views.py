@@ -31,7 +31,7 @@ def connection(user, source):
 @pytest.fixture
 def job(user, connection, bq_settings, bq, bq_dataset):
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC")])
-    return EtlJob.objects.create(workspace=connection.workspace, 
+    return EtlJob.objects.create(workspace=connection.workspace,
         owner=user, name="orders", connection=connection, source_schema="public", source_table="orders",
         selected_columns=["id", "amount"], column_mapping={"id": "id", "amount": "amount"},
         destination_dataset=bq_dataset, destination_table="orders", load_strategy="incremental",

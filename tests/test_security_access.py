@@ -81,7 +81,7 @@ def owned(user, sqlite_source, bq, bq_dataset, bq_settings) -> Owned:
                                             **{k: v for k, v in sqlite_source.as_connection_fields().items()
                                                if k != "password"})
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "FLOAT64")])
-    job = EtlJob.objects.create(workspace=connection.workspace, 
+    job = EtlJob.objects.create(workspace=connection.workspace,
         owner=user, name=ALICE_JOB, connection=connection, source_table="orders", selected_columns=["id", "amount"],
         column_mapping={"id": "id", "amount": "amount"}, destination_dataset=bq_dataset, destination_table="orders",
         destination_mode="existing", load_strategy="append", schedule="0 * * * *",

@@ -97,7 +97,7 @@ def test_it_refuses_mysql_options_that_read_server_files(alice_client, mysql_sou
 
 def test_it_refuses_file_options_saved_before_the_policy_at_use(alice_client, user, mysql_source, key_text) -> None:
     """A connection stored with a hostile option (an old row, an admin edit) is refused when used."""
-    conn = Connection.objects.create(workspace=services.personal_workspace(user), 
+    conn = Connection.objects.create(workspace=services.personal_workspace(user),
         owner=user, name="old", engine="mysql", host=mysql_source.host, port=mysql_source.port,
         database=mysql_source.database, username=mysql_source.username,
         options={"read_default_file": str(Path(settings.DATA_DIR) / "field_encryption_key")})

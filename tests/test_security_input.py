@@ -81,7 +81,7 @@ def dest(bq, bq_dataset, bq_settings) -> str:
 
 @pytest.fixture
 def job(user, connection, dest) -> EtlJob:
-    return EtlJob.objects.create(workspace=connection.workspace, 
+    return EtlJob.objects.create(workspace=connection.workspace,
         owner=user, name="orders", connection=connection, source_schema="public", source_table="orders",
         selected_columns=["id", "amount"], column_mapping={"id": "id", "amount": "amount"},
         destination_dataset=dest, destination_table="orders", destination_mode="existing", load_strategy="append",

@@ -203,7 +203,7 @@ def test_it_keeps_passwords_out_of_run_errors_logs_and_the_task_queue(
             assert alice_client.post(reverse("connection_create"), form).status_code == 302, label
             conn = Connection.objects.get(name=form["name"])
             alice_client.post(reverse("connection_test", args=[conn.pk]), headers=HX)
-            job = EtlJob.objects.create(workspace=conn.workspace, 
+            job = EtlJob.objects.create(workspace=conn.workspace,
                 owner=conn.owner, name=f"job {label}", connection=conn, source_schema="public", source_table="items",
                 selected_columns=["id", "name"], column_mapping={"id": "id", "name": "name"},
                 destination_dataset=bq_dataset, destination_table="items", load_strategy="replace")
