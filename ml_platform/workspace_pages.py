@@ -95,6 +95,17 @@ def _membership(request: HttpRequest, membership_id: int) -> Membership:
     return get_object_or_404(selectors.members_of(scope=request.scope), pk=membership_id)
 
 
+def _change_member(request: HttpRequest, change, done: str) -> HttpResponse:
+    """Apply one membership change; a refusal (the last admin) is shown as an error on the members page."""
+    try:
+        change()
+    except services.MembershipError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+    return redirect("workspace_members")
+
+
 @require_POST
 @requires_role(ADMIN)
 def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
@@ -103,26 +114,18 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose viewer, editor or admin.")
         return redirect("workspace_members")
-    try:
-        services.member_set_role(membership=membership, role=form.cleaned_data["role"], actor=request.user)
-    except services.MembershipError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{membership.user.get_username()} is now {membership.role}.")
-    return redirect("workspace_members")
+    role = form.cleaned_data["role"]
+    return _change_member(
+        request, lambda: services.member_set_role(membership=membership, role=role, actor=request.user),
+        f"{membership.user.get_username()} is now {role}.")
 
 
 @require_POST
 @requires_role(ADMIN)
 def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = _membership(request, membership_id)
-    try:
-        services.member_remove(membership=membership, actor=request.user)
-    except services.MembershipError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Removed {membership.user.get_username()} from the workspace.")
-    return redirect("workspace_members")
+    return _change_member(request, lambda: services.member_remove(membership=membership, actor=request.user),
+                          f"Removed {membership.user.get_username()} from the workspace.")
 
 
 @require_POST
