@@ -81,7 +81,7 @@ def dest(bq, bq_dataset, bq_settings) -> str:
 
 @pytest.fixture
 def job(user, connection, dest) -> EtlJob:
-    return EtlJob.objects.create(workspace=connection.workspace, 
+    return EtlJob.objects.create(workspace=connection.workspace,
         owner=user, name="orders", connection=connection, source_schema="public", source_table="orders",
         selected_columns=["id", "amount"], column_mapping={"id": "id", "amount": "amount"},
         destination_dataset=dest, destination_table="orders", destination_mode="existing", load_strategy="append",
@@ -354,10 +354,14 @@ def test_it_shows_inline_errors_for_invalid_wizard_steps(wiz, connection, dest) 
         if "dataset" in case:  # the mode-switch GET reads the raw dataset choice
             assert wiz.get(step(4), data, headers=HX).status_code == 200, f"GET {where}"
         report = wiz.post(reverse("wizard:report"), {**data, "validate": "1"}, headers=HX)
-        assert report.status_code == 200, f"report {where}: {report.status_code}"
+        # A dataset id the workspace does not own (malformed or not) is a 404, like any foreign dataset.
+        expected = 404 if "dataset" in case else 200
+        assert report.status_code == expected, f"report {where}: {report.status_code}"
     for dataset in BAD_DATASET_IDS + [MB]:
         options = wiz.get(reverse("wizard:tables"), {"dataset": dataset}, headers=HX)
-        assert options.status_code == 200 and "<option" in options.content.decode(), f"tables {dataset[:20]!r}"
+        assert options.status_code == 404, f"tables {dataset[:20]!r}: {options.status_code}"
+    options = wiz.get(reverse("wizard:tables"), {"dataset": dest}, headers=HX)
+    assert options.status_code == 200 and "<option" in options.content.decode()
     assert wiz.post(step(4), new).status_code == 302
 
     base = {"name": "a job", "preset": "manual", "timezone": "UTC"}

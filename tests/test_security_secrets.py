@@ -22,7 +22,7 @@ from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
 from conftest import PG_HOST, PG_PORT, ROOT
-from ml_platform.models import Connection, EtlJob, JobRun
+from ml_platform.models import Connection, EtlJob, JobRun, Membership
 from tests.urlwalk import all_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -156,7 +156,8 @@ def test_it_never_shows_a_connection_password_in_any_page_partial_or_api_respons
 
     # Then every URL pattern, as a page and as an HTMX partial.
     values = {"connection_id": conn.pk, "job_id": job.pk, "run_id": run.pk, "table": "public.items",
-              "dataset": bq_dataset}
+              "dataset": bq_dataset, "membership_id": Membership.objects.filter(workspace=conn.workspace).first().pk,
+              "token_id": 999_999}
     for route in all_routes():
         for n in (range(1, 6) if "n" in route.kwargs else [None]):
             path = route.path({**values, "n": n})
@@ -202,7 +203,7 @@ def test_it_keeps_passwords_out_of_run_errors_logs_and_the_task_queue(
             assert alice_client.post(reverse("connection_create"), form).status_code == 302, label
             conn = Connection.objects.get(name=form["name"])
             alice_client.post(reverse("connection_test", args=[conn.pk]), headers=HX)
-            job = EtlJob.objects.create(workspace=conn.workspace, 
+            job = EtlJob.objects.create(workspace=conn.workspace,
                 owner=conn.owner, name=f"job {label}", connection=conn, source_schema="public", source_table="items",
                 selected_columns=["id", "name"], column_mapping={"id": "id", "name": "name"},
                 destination_dataset=bq_dataset, destination_table="items", load_strategy="replace")
