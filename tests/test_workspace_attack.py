@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
-from ml_platform.models import EtlJob, JobRun
+from ml_platform.models import EtlJob, JobRun, WorkspaceDataset
 from wizard.models import WizardDraft
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -95,6 +95,28 @@ def test_another_workspace_gets_404_on_the_dataset_and_the_table_is_unchanged(
     assert step4.status_code == 400
     assert_hidden(step4, "POST step 4")
     assert "destination" not in WizardDraft.objects.get(owner=other_user).data
+
+    # A new table in her dataset, through step 4, or a tampered draft submitted at step 5.
+    step4_new = client.post(reverse("wizard:step", args=[4]), {
+        "destination_mode": "new", "dataset": dataset, "new_table": "planted", "load_strategy": "replace"},
+        headers={"HX-Request": "true"})
+    assert step4_new.status_code == 400
+    assert "destination" not in WizardDraft.objects.get(owner=other_user).data
+    for destination in ({"destination_mode": "existing", "dataset": dataset, "existing_table": table,
+                         "load_strategy": "replace", "add_columns": ["note"]},
+                        {"destination_mode": "new", "dataset": dataset, "new_table": "planted",
+                         "load_strategy": "replace"}):
+        WizardDraft.objects.filter(owner=other_user).update(data={
+            "connection_id": mallory.pk, "source_table": "orders", "columns": ["id", "amount", "note"],
+            "destination": destination})
+        step5 = client.post(reverse("wizard:step", args=[5]), {"name": "wipe", "preset": "manual",
+                                                                "timezone": "UTC", "run_now": "1"})
+        assert step5.status_code == 404, step5.status_code
+        assert_hidden(step5, "POST step 5")
+    # Her own workspace's admin page cannot claim the dataset either.
+    claim = client.post(reverse("dataset_create"), {"dataset": dataset})
+    assert claim.status_code == 400 and "alice" not in claim.content.decode()
+    assert WorkspaceDataset.objects.get(dataset=dataset).workspace.name == "alice"
 
     # The API's compatibility check, with the columns in the body and with her connection (and data validation).
     for body in (
