@@ -194,16 +194,22 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
     compatible = bool(report_ctx and report_ctx.report.compatible and not missing)
     context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "missing": missing,
                "compatible": compatible, "connection": connection, "table": table, "nav": "jobs"}
+    status = 200
     if request.method == "POST" and request.POST.get("confirm"):
         if not compatible:
             messages.error(request, "Reconnect refused: the new source is not compatible with the table.")
         else:
             schema, name = sources.split_table(table)
-            services.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=name,
-                                   source_columns=selected, actor=request.user)
-            messages.success(request, f"Reconnected {job.name!r} to {connection.name} · {table}. The BigQuery "
-                                      "table, its rows and the job's watermark are unchanged.")
-            return redirect("jobs")
+            try:
+                services.job_reconnect(job=job, connection=connection, source_schema=schema or "",
+                                       source_table=name, source_columns=selected, actor=request.user)
+            except services.JobBusy as exc:  # a run is queued or running: refuse, never a 500
+                messages.error(request, str(exc))
+                status = 409
+            else:
+                messages.success(request, f"Reconnected {job.name!r} to {connection.name} · {table}. The BigQuery "
+                                          "table, its rows and the job's watermark are unchanged.")
+                return redirect("jobs")
     if request.htmx:
-        return TemplateResponse(request, "ml_platform/job_reconnect.html#reconnect-body", context)
-    return TemplateResponse(request, "ml_platform/job_reconnect.html", context)
+        return TemplateResponse(request, "ml_platform/job_reconnect.html#reconnect-body", context, status=status)
+    return TemplateResponse(request, "ml_platform/job_reconnect.html", context, status=status)

@@ -282,7 +282,7 @@ def test_it_retries_a_run_whose_bigquery_goes_away_mid_load(user, pg_source, set
     bq = BigQuery(project="test-project", emulator_host=own_emulator.host)
     dataset = unique_name("ds")
     bq.create_dataset(dataset)
-    services.dataset_assign(workspace=services.personal_workspace(user), dataset=dataset)
+    services.dataset_assign(workspace=services.personal_workspace(user), dataset=dataset)  # alice's dataset
     conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, dataset)
     before = checksum(bq, dataset)

@@ -156,8 +156,8 @@ def test_it_never_shows_a_connection_password_in_any_page_partial_or_api_respons
 
     # Then every URL pattern, as a page and as an HTMX partial.
     values = {"connection_id": conn.pk, "job_id": job.pk, "run_id": run.pk, "table": "public.items",
-              "dataset": bq_dataset, "token_id": 1,
-              "membership_id": Membership.objects.filter(user=conn.owner).values_list("pk", flat=True).first()}
+              "dataset": bq_dataset, "membership_id": Membership.objects.filter(workspace=conn.workspace).first().pk,
+              "token_id": 999_999}
     for route in all_routes():
         for n in (range(1, 6) if "n" in route.kwargs else [None]):
             path = route.path({**values, "n": n})
