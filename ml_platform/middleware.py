@@ -15,6 +15,44 @@ class ApiAwareLoginRequiredMiddleware(LoginRequiredMiddleware):
         return super().handle_no_permission(request, view_func)
 
 
+class ApiTokenMiddleware:
+    """`Authorization: Bearer etl_...` on /api/: the request acts as the token's user in the token's workspace.
+
+    Placed right after AuthenticationMiddleware. A valid token replaces the session user (the login-required
+    and workspace middleware then see that user), pins the workspace (`request.token_workspace_id`) and turns
+    CSRF off for this request: a browser never attaches the header by itself, so a forged cross-site request
+    cannot carry it. Any other Bearer value (malformed, unknown, revoked, a user who left the workspace) is a
+    401 at once, never a fall-back to the session. This is not a login: django-axes and the session are not
+    involved. A Bearer header anywhere outside /api/ is ignored.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, credentials = header.strip().partition(" ")
+        if request.path.startswith("/api/") and scheme.lower() == "bearer":
+            from ml_platform import services
+
+            token = services.token_authenticate(credentials.strip())
+            if token is None:
+                response = JsonResponse({"status": "error", "message": "Invalid or revoked API token",
+                                         "details": []}, status=401)
+                response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                return response
+            user = token.user
+
+            async def auser():
+                return user
+
+            request.user = user
+            request.auser = auser
+            request.token_workspace_id = token.workspace_id
+            request._dont_enforce_csrf_checks = True
+        return self.get_response(request)
+
+
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Paths any signed-in user reaches without a workspace or role: signing in and out, choosing or creating a
 # workspace, the site admin (staff only, by Django's own checks).

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +20,7 @@ from django.utils import timezone
 from ml_platform import selectors
 from ml_platform.etl.schedule import cron_error, is_valid_timezone, next_runs
 from ml_platform.etl.types import SourceColumn
-from ml_platform.models import AuditEvent, Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
+from ml_platform.models import ApiToken, AuditEvent, Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
 
 logger = logging.getLogger(__name__)
 
@@ -674,3 +678,59 @@ def dataset_create(*, workspace: Workspace, dataset: str, actor: AbstractBaseUse
     assigned = WorkspaceDataset.objects.create(workspace=workspace, dataset=dataset)
     audit(workspace=workspace, actor=actor, action="dataset created", target=assigned)
     return assigned
+
+
+# --------------------------------------------------------------------------- API tokens
+
+# etl_<12 hex: the stored, displayed prefix>_<secrets.token_urlsafe(32)>. The prefix finds the row, the
+# SHA-256 digest of the whole text proves it: 256 random bits need no slow hash.
+_TOKEN_FORMAT = re.compile(r"^(etl_[0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def _token_digest(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+@transaction.atomic
+def token_create(*, user: AbstractBaseUser, workspace: Workspace, name: str) -> tuple[ApiToken, str]:
+    """A new token of `user` in `workspace`; the plaintext is returned here once and stored nowhere."""
+    while True:
+        prefix = f"etl_{secrets.token_hex(6)}"
+        plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
+        if _TOKEN_FORMAT.match(plaintext) and not ApiToken.objects.filter(prefix=prefix).exists():
+            break
+    token = ApiToken.objects.create(user=user, workspace=workspace, name=name.strip()[:100], prefix=prefix,
+                                    digest=_token_digest(plaintext))
+    audit(workspace=workspace, actor=user, action="token created", target=token,
+          changes={"name": {"before": None, "after": token.name}})
+    return token, plaintext
+
+
+@transaction.atomic
+def token_revoke(*, token: ApiToken, actor: AbstractBaseUser | None) -> ApiToken:
+    """Revoke for good (idempotent): the token answers 401 from the next request on."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit(workspace=token.workspace, actor=actor, action="token revoked", target=token)
+    return token
+
+
+def token_authenticate(plaintext: str) -> ApiToken | None:
+    """The live token for `plaintext`, else None (malformed, unknown, revoked, inactive user, or a user who is
+    no longer a member of the token's workspace). Records the use at most once a minute."""
+    match = _TOKEN_FORMAT.match(plaintext) if isinstance(plaintext, str) else None
+    if match is None:
+        return None
+    digest = _token_digest(plaintext)
+    candidates = ApiToken.objects.filter(prefix=match.group(1), revoked_at__isnull=True,
+                                         user__is_active=True).select_related("user", "workspace")
+    token = next((t for t in candidates if hmac.compare_digest(t.digest, digest)), None)
+    if token is None or not Membership.objects.filter(workspace=token.workspace, user=token.user).exists():
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

@@ -135,6 +135,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Bearer tokens on /api/ (after the session user is known, before login-required and CSRF checks run).
+    "ml_platform.middleware.ApiTokenMiddleware",
     "ml_platform.middleware.ApiAwareLoginRequiredMiddleware",
     "ml_platform.middleware.WorkspaceMiddleware",
     "ml_platform.sources.SourceCallScope",

@@ -47,6 +47,8 @@ urlpatterns = [
     path("workspace/members/add/", workspace_pages.member_add, name="member_add"),
     path("workspace/members/<int:membership_id>/role/", workspace_pages.member_role, name="member_role"),
     path("workspace/members/<int:membership_id>/remove/", workspace_pages.member_remove, name="member_remove"),
+    path("workspace/tokens/", workspace_pages.api_tokens, name="api_tokens"),
+    path("workspace/tokens/<int:token_id>/revoke/", workspace_pages.api_token_revoke, name="api_token_revoke"),
     path("workspace/datasets/new/", workspace_pages.dataset_create, name="dataset_create"),
     path("etl/", include("wizard.urls")),
     path("api/etl/", include(api_patterns)),

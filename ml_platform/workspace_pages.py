@@ -1,4 +1,4 @@
-"""Workspace pages: the empty state, the switcher, members and roles, the workspace's datasets."""
+"""Workspace pages: the empty state, the switcher, members and roles, the workspace's datasets, API tokens."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml_platform import selectors, services
 from ml_platform.etl.bigquery import BigQueryError
 from ml_platform.middleware import requires_role
-from ml_platform.models import Membership
+from ml_platform.models import ApiToken, Membership
 
 ADMIN = Membership.Role.ADMIN
+VIEWER = Membership.Role.VIEWER
 
 
 class WorkspaceForm(forms.Form):
@@ -28,6 +30,11 @@ class MemberForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Token name",
+                           help_text="What it is for, e.g. \"CI credential rotation\".")
 
 
 class DatasetForm(forms.Form):
@@ -142,3 +149,42 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Created dataset {form.cleaned_data['dataset']!r} for this workspace.")
             return redirect("workspace_members")
     return _members_page(request, dataset_form=form, status=400)
+
+
+# Every member manages their own tokens, viewers included: the explicit marker replaces the middleware's
+# "unsafe method needs editor" default. A token acts with its owner's current role in its workspace.
+
+
+def _tokens_page(request: HttpRequest, *, form=None, plaintext: str = "", created=None, status: int = 200):
+    tokens = ApiToken.objects.filter(user=request.user, workspace=request.scope.workspace)
+    response = TemplateResponse(request, "ml_platform/api_tokens.html", {
+        "tokens": tokens, "form": form or TokenForm(), "plaintext": plaintext, "created": created, "nav": "tokens",
+    }, status=status)
+    add_never_cache_headers(response)  # the one answer holding a plaintext token must not be cached
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@requires_role(VIEWER)
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _tokens_page(request)
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _tokens_page(request, form=form, status=400)
+    token, plaintext = services.token_create(user=request.user, workspace=request.scope.workspace,
+                                             name=form.cleaned_data["name"])
+    # Shown in this response only: not in a message, the session or a redirect.
+    return _tokens_page(request, plaintext=plaintext, created=token, status=201)
+
+
+@require_POST
+@requires_role(VIEWER)
+def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.user, workspace=request.scope.workspace)
+    if token.revoked_at is not None:
+        messages.info(request, f"Token {token.name!r} was already revoked.")
+    else:
+        services.token_revoke(token=token, actor=request.user)
+        messages.success(request, f"Revoked token {token.name!r} ({token.prefix}…): it no longer works.")
+    return redirect("api_tokens")

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
 from conftest import PG_HOST, PG_PORT, ROOT
+from ml_platform import services
 from ml_platform.models import Connection, EtlJob, JobRun, Membership
 from tests.urlwalk import all_routes
 
@@ -74,7 +75,7 @@ def connection_form(pg_source, role: str, password: str, **overrides) -> dict:
 
 
 def test_it_never_shows_a_connection_password_in_any_page_partial_or_api_response(
-        alice_client, pg_source, role, bq_settings, bq_dataset) -> None:
+        alice_client, user, pg_source, role, bq_settings, bq_dataset) -> None:
     role_name, password = role
     wrong = new_password()
     hidden = spellings(password, wrong)
@@ -154,10 +155,14 @@ def test_it_never_shows_a_connection_password_in_any_page_partial_or_api_respons
     check("reconnect", alice_client.get(reverse("job_reconnect", args=[job.pk]),
                                         {"connection": api_id, "table": "public.items"}, headers=HX))
 
+    # An API token: after the one answer that creates it, it is as hidden as a password.
+    token, plaintext = services.token_create(user=user, workspace=conn.workspace, name="ci")
+    hidden |= spellings(plaintext)
+
     # Then every URL pattern, as a page and as an HTMX partial.
     values = {"connection_id": conn.pk, "job_id": job.pk, "run_id": run.pk, "table": "public.items",
-              "dataset": bq_dataset, "membership_id": Membership.objects.filter(workspace=conn.workspace).first().pk,
-              "token_id": 999_999}
+              "dataset": bq_dataset, "token_id": token.pk,
+              "membership_id": Membership.objects.get(user=user, workspace=conn.workspace).pk}
     for route in all_routes():
         for n in (range(1, 6) if "n" in route.kwargs else [None]):
             path = route.path({**values, "n": n})
