@@ -25,8 +25,7 @@ def connection_to_dict(c: Connection) -> dict:
         "database": c.database,
         "username": c.username,
         "has_password": bool(c.password),
-        "options": {k: ("***" if any(s in k.lower() for s in ("pass", "secret", "key", "token")) else v)
-                    for k, v in (c.options or {}).items()},
+        "options": services.masked_options(c.options or {}),
         "last_test_ok": c.last_test_ok,
         "last_tested_at": c.last_tested_at.isoformat() if c.last_tested_at else None,
     }
