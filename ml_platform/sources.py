@@ -42,6 +42,7 @@ def policy() -> source_policy.SourcePolicy:
     return source_policy.SourcePolicy(
         sqlite_root=settings.ETL_SQLITE_ROOT,
         forbidden_files=tuple(forbidden),
+        forbidden_dirs=(Path(settings.DATA_DIR),),
         ssl_dir=settings.ETL_SSL_DIR,
         allow_unix_sockets=settings.ETL_ALLOW_UNIX_SOCKETS,
         host_rules=settings.ETL_SOURCE_HOSTS,

@@ -227,6 +227,8 @@ class SourcePolicy:
     sqlite_root: Path | None = None
     # Files no SQLite source may be (the product's own database), wherever the root is.
     forbidden_files: tuple[Path, ...] = ()
+    # Directories no SQLite source may be in (the data directory), unless the root itself is inside them.
+    forbidden_dirs: tuple[Path, ...] = ()
     ssl_dir: Path | None = None
     allow_unix_sockets: bool = False
     host_rules: tuple[HostRule, ...] = ()
@@ -279,9 +281,20 @@ def _sqlite_path(database: str, policy: SourcePolicy) -> Path:
                                           f"({policy.sqlite_root}).")
     if any(os.path.realpath(own) == str(resolved) for own in policy.forbidden_files):
         raise PolicyViolation("database", "That is the product's own database: it cannot be a source.")
+    for data_dir in policy.forbidden_dirs:
+        # The data directory (keys, the app database) is never a source, even under a wide root; only the
+        # root's own files are, when the root itself lives there (the default .data/sources).
+        if _is_within(resolved, data_dir) and not _is_within(policy.sqlite_root, data_dir):
+            raise PolicyViolation("database", "That path is in the product's own data directory, not in the SQLite "
+                                              "source directory.")
     if not resolved.is_file():
         raise PolicyViolation("database", "No SQLite file at that path inside the SQLite source directory.")
     return resolved
+
+
+def _is_within(path: Path | str, directory: Path | str) -> bool:
+    real_dir = os.path.realpath(directory)
+    return os.path.commonpath([real_dir, os.path.realpath(path)]) == real_dir
 
 
 def _check_server(engine: str, params: Any, policy: SourcePolicy) -> None:
