@@ -602,6 +602,8 @@ def job_reconnect(
     actor: AbstractBaseUser | None = None,
 ) -> EtlJob:
     """Point the job at a new connection/source table. The BigQuery table, its rows and the watermark stay."""
+    if connection.workspace_id != job.workspace_id:
+        raise Http404("No such connection")  # another workspace's connection does not exist for this job
     if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
         raise JobBusy(f"Job {job.name!r} is running: reconnect it after the run.")
     by_lower = {c.name.lower(): c.name for c in source_columns}

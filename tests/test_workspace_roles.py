@@ -222,3 +222,20 @@ def test_switching_to_a_workspace_the_user_is_not_in_is_a_404(client, team, othe
     Membership.objects.filter(workspace=theirs, user=team.users[ADMIN]).delete()
     jobs = client.get(reverse("jobs"))
     assert jobs.status_code == 200 and "orders job" in jobs.content.decode()
+
+
+def test_reconnect_never_takes_another_workspaces_connection(user, other_user) -> None:
+    """The service itself refuses, whatever a view forgets: a job only reads through its own workspace's connections."""
+    from django.http import Http404
+
+    mine = services.connection_create(owner=user, name="mine", engine="postgresql", host="127.0.0.1", port=5432,
+                                      database="db", username="u")
+    theirs = services.connection_create(owner=other_user, name="theirs", engine="postgresql", host="127.0.0.1",
+                                        port=5432, database="db", username="u")
+    job = EtlJob.objects.create(workspace=mine.workspace, owner=user, name="j", connection=mine, source_table="t",
+                                destination_dataset="d", destination_table="t")
+    with pytest.raises(Http404):
+        services.job_reconnect(job=job, connection=theirs, source_schema="", source_table="t", source_columns=[],
+                               actor=user)
+    job.refresh_from_db()
+    assert job.connection_id == mine.pk
