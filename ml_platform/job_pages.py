@@ -143,9 +143,12 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
 class ReconnectForm(forms.Form):
     connection = forms.TypedChoiceField(coerce=int, label="New connection")
     table = forms.ChoiceField(label="Source table", required=False)
+    # Not a choice here: the job's cursor, which the shared report names in "MAX(cursor) = …".
+    cursor_column = forms.CharField(required=False, disabled=True, widget=forms.HiddenInput)
 
-    def __init__(self, *args, connections, tables: list[str], **kwargs) -> None:
+    def __init__(self, *args, connections, tables: list[str], cursor_column: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["cursor_column"].initial = cursor_column
         self.fields["connection"].choices = [(c.pk, c.name) for c in connections]
         self.fields["table"].choices = [("", "— choose a table —")] + [(t, t) for t in tables]
 
@@ -174,7 +177,7 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
         same_name = [t for t in tables if sources.split_table(t)[1].lower() == job.source_table.lower()]
         table = current if current in tables else (same_name[0] if len(same_name) == 1 else None)
     form = ReconnectForm({"connection": connection.pk, "table": table or ""}, connections=connections,
-                         tables=tables)
+                         tables=tables, cursor_column=job.cursor_column)
     report_ctx = None
     missing: list[str] = []
     if table and table in tables:
