@@ -114,8 +114,10 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
     context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "nav": "jobs"}
     if request.method == "POST" and request.POST.get("refresh"):
         # The report echoes the submitted ticks; the page sends one refresh at a time (hx-sync replace).
+        # A strategy change also brings the fields that strategy uses (the report rides out of band).
         compat.report_delay()
-        return TemplateResponse(request, "ml_platform/job_edit.html#edit-report", context)
+        part = "strategy-refresh" if request.POST["refresh"] == "strategy" else "edit-report"
+        return TemplateResponse(request, f"ml_platform/job_edit.html#{part}", context)
     if request.method == "POST" and form.is_valid():
         if report_ctx is None or not report_ctx.report.compatible:
             form.add_error(None, "The selected columns are not compatible with the table: see the report.")
