@@ -114,8 +114,10 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
     context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "nav": "jobs"}
     if request.method == "POST" and request.POST.get("refresh"):
         # The report echoes the submitted ticks; the page sends one refresh at a time (hx-sync replace).
+        # A strategy change also brings the fields that strategy uses (the report rides out of band).
         compat.report_delay()
-        return TemplateResponse(request, "ml_platform/job_edit.html#edit-report", context)
+        part = "strategy-refresh" if request.POST["refresh"] == "strategy" else "edit-report"
+        return TemplateResponse(request, f"ml_platform/job_edit.html#{part}", context)
     if request.method == "POST" and form.is_valid():
         if report_ctx is None or not report_ctx.report.compatible:
             form.add_error(None, "The selected columns are not compatible with the table: see the report.")
@@ -143,9 +145,12 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
 class ReconnectForm(forms.Form):
     connection = forms.TypedChoiceField(coerce=int, label="New connection")
     table = forms.ChoiceField(label="Source table", required=False)
+    # Not a choice here: the job's cursor, which the shared report names in "MAX(cursor) = …".
+    cursor_column = forms.CharField(required=False, disabled=True, widget=forms.HiddenInput)
 
-    def __init__(self, *args, connections, tables: list[str], **kwargs) -> None:
+    def __init__(self, *args, connections, tables: list[str], cursor_column: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["cursor_column"].initial = cursor_column
         self.fields["connection"].choices = [(c.pk, c.name) for c in connections]
         self.fields["table"].choices = [("", "— choose a table —")] + [(t, t) for t in tables]
 
@@ -174,7 +179,7 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
         same_name = [t for t in tables if sources.split_table(t)[1].lower() == job.source_table.lower()]
         table = current if current in tables else (same_name[0] if len(same_name) == 1 else None)
     form = ReconnectForm({"connection": connection.pk, "table": table or ""}, connections=connections,
-                         tables=tables)
+                         tables=tables, cursor_column=job.cursor_column)
     report_ctx = None
     missing: list[str] = []
     if table and table in tables:

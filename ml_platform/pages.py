@@ -180,20 +180,39 @@ def connection_delete(request: HttpRequest, connection_id: int) -> HttpResponse:
     return redirect("connections")
 
 
+def _test_message(result: cm.TestResult, name: str) -> tuple[int, str]:
+    if result.ok:
+        return messages.SUCCESS, (f"Connection {name!r} works: {result.server_version} · "
+                                  f"{result.round_trip_ms or 0:.1f} ms round trip.")
+    return messages.ERROR, f"Connection {name!r} failed: {result.error}"
+
+
 @require_POST
 def connection_test(request: HttpRequest, connection_id: int) -> TemplateResponse:
-    """Test a saved connection; the result partial replaces the button's target."""
+    """Test a saved connection; the result partial replaces the button's target.
+
+    Without JavaScript the form posts here as a page: the connection list comes back with the result on top.
+    """
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     result = sources.test_connection(connection)
     services.connection_record_test(
         connection=connection, ok=result.ok, message=result.server_version or result.error or ""
     )
+    if not request.htmx:
+        messages.add_message(request, *_test_message(result, connection.name))
+        return TemplateResponse(request, "ml_platform/connections.html",
+                                {"connections": selectors.connections_in(scope=request.scope),
+                                 "nav": "connections"})
     return TemplateResponse(request, "ml_platform/partials/test_result.html", {"result": result})
 
 
 @require_POST
 def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
-    """Test the values in the create/edit form before saving (blank password = the saved one when editing)."""
+    """Test the values in the create/edit form before saving (blank password = the saved one when editing).
+
+    Without JavaScript the Test button submits the whole form here: the form page comes back as typed (the
+    password is never rendered back) with the result below it.
+    """
     instance = None
     if request.POST.get("connection_id"):
         try:
@@ -207,12 +226,18 @@ def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
     if needed & set(form.errors):
         messages_ = [f"{form.fields[k].label if k in form.fields else 'Connection'}: {' '.join(v)}"
                      for k, v in form.errors.items() if k in needed]
-        return TemplateResponse(request, "ml_platform/partials/test_result.html",
-                                {"result": cm.TestResult(ok=False, error="; ".join(messages_))})
-    data = form.cleaned_data
-    password = data.get("password") or (instance.password if instance else "")
-    params = cm.ConnectionParams(engine=data["engine"], host=data.get("host", ""), port=data.get("port"),
-                                 database=data["database"], username=data.get("username", ""), password=password,
-                                 options=data.get("options") or {})
-    return TemplateResponse(request, "ml_platform/partials/test_result.html",
-                            {"result": sources.test_params(params)})
+        result = cm.TestResult(ok=False, error="; ".join(messages_))
+    else:
+        data = form.cleaned_data
+        password = data.get("password") or (instance.password if instance else "")
+        params = cm.ConnectionParams(engine=data["engine"], host=data.get("host", ""), port=data.get("port"),
+                                     database=data["database"], username=data.get("username", ""),
+                                     password=password, options=data.get("options") or {})
+        result = sources.test_params(params)
+    if not request.htmx:
+        for name in set(form.errors) - needed:
+            del form.errors[name]  # a missing name is no reason to fail a test: say it on Save
+        return TemplateResponse(request, "ml_platform/connection_form.html",
+                                {"form": form, "connection": instance, "nav": "connections", "result": result,
+                                 "password_dropped": bool(request.POST.get("password"))})
+    return TemplateResponse(request, "ml_platform/partials/test_result.html", {"result": result})

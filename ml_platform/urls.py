@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -24,6 +26,9 @@ api_patterns = [
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs", permanent=False)),
+    # Browsers ask for /favicon.ico on their own, signed in or not: point them at the static icon.
+    path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+         name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", pages.jobs, name="jobs"),

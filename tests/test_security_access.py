@@ -72,6 +72,7 @@ ACCESS: dict[str, Access] = {
     # anyone
     "login": _a("public"),
     "logout": _a("public"),
+    "favicon": _a("public"),  # /favicon.ico: a redirect to the static icon, asked for by every browser
     # signed in, in or out of a workspace
     "workspace_none": _a("any_user", GET=(VIEWER, PAGE), POST=(VIEWER, FORM)),
     "workspace_switch": _a("any_user", POST=(VIEWER, {404})),  # an empty body names no workspace of theirs
