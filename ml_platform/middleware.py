@@ -56,7 +56,7 @@ class ApiTokenMiddleware:
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Paths any signed-in user reaches without a workspace or role: signing in and out, choosing or creating a
 # workspace, the site admin (staff only, by Django's own checks).
-WORKSPACE_FREE_PREFIXES = ("/accounts/", "/workspaces/", "/admin/", "/static/")
+WORKSPACE_FREE_PREFIXES = ("/accounts/", "/workspaces/", "/admin/", "/static/", "/favicon.ico")
 
 
 def requires_role(role: str):
