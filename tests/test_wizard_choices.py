@@ -201,3 +201,16 @@ def test_it_offers_only_geographic_time_zones() -> None:
     assert choices[0] == "UTC" and "Europe/Berlin" in choices and "America/Argentina/Buenos_Aires" in choices
     for alias in ("Factory", "localtime", "posixrules", "Etc/GMT+5", "EST5EDT", "GMT0", "UCT"):
         assert alias not in choices
+
+
+def test_it_answers_422_to_an_unconfirmed_replace_through_the_api(wiz, bq, connection) -> None:
+    bq.create_table(wiz.dataset, "orders_bq", FULL_ORDERS)
+    bq.query(f"INSERT INTO `{wiz.dataset}.orders_bq` (id) VALUES (1), (2), (3)")
+    body = {"name": "api replacer", "connection_id": connection.pk, "source_table": "public.orders",
+            "use_existing_table": True, "existing_table_name": f"{wiz.dataset}.orders_bq", "load_strategy": "replace"}
+    url = reverse("api_jobs")
+    refused = wiz.post(url, body, content_type="application/json")
+    assert refused.status_code == 422
+    assert "Replace deletes the 3 rows" in refused.json()["message"]
+    confirmed = wiz.post(url, {**body, "confirm_replace": True}, content_type="application/json")
+    assert confirmed.status_code == 201, confirmed.content
