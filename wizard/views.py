@@ -245,9 +245,25 @@ def settle_snapshot(draft, values: dict, *, mode_switch: bool = False) -> dict:
     return values
 
 
+DRAFT_VALUE_MAX = 1024  # the longest table name: anything longer (or with a NUL) is no choice worth keeping
+
+
+def keepable(value: str) -> str:
+    return value if len(value) <= DRAFT_VALUE_MAX and "\x00" not in value else ""
+
+
 def save_destination_draft(draft, values: dict) -> None:
+    """Store the choices as the draft's `destination_draft`; the form validates them when shown or submitted."""
+    kept: dict = {}
+    for key, value in values.items():
+        if isinstance(value, list):
+            kept[key] = [v for v in map(keepable, value[:DRAFT_VALUE_MAX]) if v]
+        elif isinstance(value, str):
+            kept[key] = keepable(value)
+        else:
+            kept[key] = value
     data = dict(draft.data)
-    data["destination_draft"] = values
+    data["destination_draft"] = kept
     draft.data = data
     draft.save(update_fields=["data", "updated_at"])
 
@@ -285,15 +301,14 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
     saved = {**(draft.data.get("destination") or {}), **(draft.data.get("destination_draft") or {})}
     initial = {"destination_mode": "new", **saved}
     initial.setdefault("load_strategy", default_strategy(initial["destination_mode"]))
+    to_save = None
     if overrides and "destination_mode" in overrides:
         # A GET that switches mode or strategy: show the choice without validating yet, and keep it.
-        initial = settle_snapshot(draft, snapshot_of(overrides), mode_switch=True)
-        save_destination_draft(draft, initial)
+        initial = to_save = settle_snapshot(draft, snapshot_of(overrides), mode_switch=True)
     values = data
     if data is not None and report_only:
-        settled = settle_snapshot(draft, snapshot_of(data))
-        save_destination_draft(draft, settled)
-        values = as_querydict(settled)
+        to_save = settle_snapshot(draft, snapshot_of(data))
+        values = as_querydict(to_save)
     probe = DestinationStepForm(values, initial=initial, datasets=datasets, columns=names,
                                 partition_candidates=[], other_tags=None, can_add=[])
     mode = probe["destination_mode"].value()
@@ -302,6 +317,8 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
         if report_only:
             raise Http404("No such dataset")  # another workspace's table: no schema, no count, no MAX()
         dataset = ""  # the form refuses the choice with an error in place
+    if to_save is not None:
+        save_destination_draft(draft, to_save)  # never a foreign dataset: that answered 404 above
     table = probe["existing_table"].value() if mode == "existing" else ""
     strategy = probe["load_strategy"].value() or default_strategy(mode)
     source_tag = (probe["source_tag"].value() or "").strip()
