@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from playwright.sync_api import Page, expect
@@ -84,13 +85,19 @@ def choose_existing_table(page: Page, dataset: str, table: str) -> None:
     expect(page.get_by_test_id("compatibility-report")).to_be_visible()
 
 
+SOURCE_TAG = re.compile(r"^Source tag \((optional|required)\)$")
+
+
 def set_strategy(page: Page, strategy: str, *, cursor: str | None = None, tag: str | None = None) -> None:
+    """Choose a strategy; the step re-renders with the fields it uses (the cursor only for Incremental)."""
     page.get_by_label(strategy, exact=True).check()
+    expect(page.get_by_label(strategy, exact=True)).to_be_checked()
+    htmx_idle(page)  # the re-rendered step is in place and its inputs are wired
     if cursor:
         page.get_by_label("Cursor column (incremental)").select_option(cursor)
     if tag is not None:
-        page.get_by_label("Source tag (optional)").fill(tag)
-        page.get_by_label("Source tag (optional)").press("Tab")
+        page.get_by_label(SOURCE_TAG).fill(tag)
+        page.get_by_label(SOURCE_TAG).press("Tab")
 
 
 def finish_wizard(page: Page, *, name: str, run_now: bool = False) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.helpers import choose_existing_table, login
+from e2e.helpers import choose_existing_table, login, set_strategy
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
@@ -53,8 +53,7 @@ def test_it_creates_a_job_into_a_new_table(page: Page, live_server, shop, bq, bq
     page.get_by_role("button", name="Next").click()
     expect(page.locator("#id_new_table_errors")).to_be_visible()  # invalid identifier, shown in place
     page.get_by_label("New table name").fill("orders_copy")
-    page.get_by_label("Incremental", exact=True).check()
-    page.get_by_label("Cursor column (incremental)").select_option("id")
+    set_strategy(page, "Incremental", cursor="id")
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_test_id("step-title")).to_contain_text("Schedule")
     page.get_by_label("Schedule", exact=True).select_option("custom")
@@ -80,8 +79,8 @@ def test_it_uses_a_compatible_existing_table_with_a_live_report(page: Page, live
     report = page.get_by_test_id("compatibility-report")
     expect(report).to_be_visible()
     expect(page.get_by_test_id("report-verdict")).to_have_text("Compatible")
-    page.get_by_label("Incremental", exact=True).check()
-    page.get_by_label("Cursor column (incremental)").select_option("id")
+    expect(page.get_by_label("Append", exact=True)).to_be_checked()  # never Replace by default
+    set_strategy(page, "Incremental", cursor="id")
     expect(page.get_by_test_id("table-state")).to_contain_text("Resumes after id 2")
     assert page.evaluate("window.__marker") == "same page"  # no page load happened
     expect(page.locator("#wizard-next")).to_be_enabled()
@@ -112,7 +111,7 @@ def test_it_validates_a_narrowing_column_on_demand(page: Page, live_server, shop
     bq.create_table(bq_dataset, "typed", [BigQueryField("id", "INT64"), BigQueryField("code", "INT64")])
     through_step_three(page, live_server.url, columns=["id", "code"])
     choose_existing_table(page, bq_dataset, "typed")
-    expect(page.locator('#report-columns tr[data-column="code"]')).to_contain_text("needs_validation")
+    expect(page.locator('#report-columns tr[data-column="code"]')).to_contain_text("Needs data check")
     page.get_by_role("button", name="Validate data").click()
     expect(page.get_by_test_id("report-errors")).to_contain_text("5")  # x10, x20, ... x50 fail the cast
     expect(page.get_by_test_id("report-errors")).to_contain_text("x10")

@@ -70,6 +70,8 @@ class JobIn(CompatibilityIn):
     schedule: Annotated[str, StringConstraints(max_length=100)] = ""
     schedule_timezone: Annotated[str, StringConstraints(max_length=64)] = "UTC"
     run_now: bool = False
+    # Replace into an existing table with rows in this job's tag scope deletes them: the caller confirms it.
+    confirm_replace: bool = False
 
     @field_validator("schedule")
     @classmethod
@@ -212,6 +214,7 @@ def api_etl_create_job(request: HttpRequest) -> JsonResponse:
             source_tag=body.source_tag or "", add_columns=body.add_columns, relax_required=body.relax_required,
             partition_field=body.partition_field or "", clustering=body.clustering, schedule=body.schedule,
             schedule_timezone=body.schedule_timezone, run_now=body.run_now, actor=request.user,
+            confirm_replace=body.confirm_replace,
         )
     except services.JobCreateError as exc:
         return json_error(str(exc), status=422, details=exc.details)

@@ -366,6 +366,30 @@ def check_column_choices(*, source_columns: list[SourceColumn], load_strategy: s
                                       for field, name in unknown])
 
 
+def tag_taken(tag: str, others: list[str]) -> bool:
+    """Whether `tag` is already used by one of `others`: tags compare case-insensitively (EU is eu)."""
+    return bool(tag) and tag.casefold() in {(t or "").casefold() for t in others}
+
+
+def replace_deletes(*, dataset: str, table: str, source_tag: str = "") -> int:
+    """How many rows a replace job with `source_tag` deletes from the table: its tag's rows, or all when untagged."""
+    from ml_platform import compat
+    from ml_platform.etl.bigquery import quote_identifier
+    from ml_platform.warehouse import warehouse
+
+    bq = warehouse()
+    if not source_tag:
+        return bq.row_count(dataset, table)
+    schema = bq.get_table_schema(dataset, table)
+    tag_field = schema.field_by_name(compat.TAG_COLUMN)
+    if tag_field is None:
+        return 0  # the tag column is added with the job: no row holds this tag yet
+    sql = (f"SELECT COUNT(*) AS n FROM {bq.sql_table(dataset, table)} "  # noqa: S608 - validated ids
+           f"WHERE {quote_identifier(tag_field.name)} = @tag")
+    rows = bq.query(sql, {"tag": source_tag})
+    return int(rows[0]["n"]) if rows else 0
+
+
 def job_create(
     *,
     owner: AbstractBaseUser,
@@ -391,8 +415,12 @@ def job_create(
     run_now: bool = False,
     validation: dict | None = None,
     actor: AbstractBaseUser | None = None,
+    confirm_replace: bool = False,
 ) -> EtlJob:
     """Create a job; for a new table create it from the mapped schema, for an existing one check and alter it.
+
+    Replace into an existing table that holds rows of this job's tag scope deletes them on the
+    first run: refused unless `confirm_replace` says the caller asked the user.
 
     The compatibility check is repeated here (not trusted from the page) because
     it is the last moment before the table is touched.
@@ -429,8 +457,7 @@ def job_create(
         if not ctx.report.compatible:
             raise JobCreateError("Schema incompatible", details=list(ctx.report.errors))
         if ctx.other_jobs:
-            tags = {j.source_tag for j in ctx.other_jobs}
-            if not source_tag or source_tag in tags:
+            if not source_tag or tag_taken(source_tag, [j.source_tag for j in ctx.other_jobs]):
                 raise JobCreateError(
                     "Other jobs load into this table: this job needs a source tag of its own.",
                     details=[f"job {j.name!r} uses tag {j.source_tag or '(none)'!r}" for j in ctx.other_jobs],
@@ -438,6 +465,15 @@ def job_create(
         problems = compat.check_new_columns(ctx.report, add_columns or [])
         if problems:
             raise JobCreateError(" ".join(problems), details=problems)
+        if load_strategy == EtlJob.LoadStrategy.REPLACE and not confirm_replace:
+            doomed = replace_deletes(dataset=destination_dataset, table=destination_table, source_tag=source_tag)
+            if doomed:
+                raise JobCreateError(
+                    f"Replace deletes the {doomed:,} rows this job loads into {destination_dataset}."
+                    f"{destination_table} on its first run: confirm it (confirm_replace) or choose another "
+                    "load strategy.",
+                    details=[{"field": "confirm_replace", "error": f"{doomed} rows would be deleted"}],
+                )
         wanted = {c.lower() for c in (add_columns or [])}
         for action in ctx.report.can_alter:
             if action.kind == "add_column" and (action.column.lower() in wanted or action.column == compat.TAG_COLUMN):

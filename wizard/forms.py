@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from zoneinfo import available_timezones
 
 from django import forms
 
 from ml_platform.etl.bigquery import validate_table_id
-from ml_platform.etl.schedule import cron_error
+from ml_platform.etl.schedule import cron_error, timezone_names
 from ml_platform.models import EtlJob
+from ml_platform.services import tag_taken
 
 SCHEDULE_PRESETS = [
     ("manual", "Manual (Run Now only)"),
@@ -23,7 +23,7 @@ TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 def timezone_choices() -> list[tuple[str, str]]:
-    return [(tz, tz) for tz in sorted(available_timezones())]
+    return [(tz, tz) for tz in timezone_names()]
 
 
 class ConnectionStepForm(forms.Form):
@@ -72,6 +72,7 @@ class DestinationStepForm(forms.Form):
     merge_key = forms.MultipleChoiceField(label="Merge key columns", required=False,
                                           widget=forms.SelectMultiple(attrs={"size": 4}))
     source_tag = forms.CharField(label="Source tag (optional)", required=False, max_length=64)
+    confirm_replace = forms.BooleanField(required=False, label="Delete the rows this job loads into the table")
     add_columns = forms.MultipleChoiceField(label="Add these columns to the table", required=False,
                                             widget=forms.CheckboxSelectMultiple)
     relax_required = forms.BooleanField(
@@ -79,10 +80,16 @@ class DestinationStepForm(forms.Form):
     )
 
     def __init__(self, *args, datasets: list[str], columns: list[str], partition_candidates: list[str],
-                 other_tags: list[str] | None, can_add: list[str], **kwargs) -> None:
+                 other_tags: list[str] | None, can_add: list[str], replace_deletes: int = 0,
+                 replace_target: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Tags of the other jobs loading into the chosen existing table; None when there are none.
         self.other_tags = other_tags
+        if other_tags is not None:
+            self.fields["source_tag"].label = "Source tag (required)"
+        # Rows a Replace job would delete from the chosen existing table (its tag scope).
+        self.replace_deletes = replace_deletes
+        self.fields["confirm_replace"].label = f"Delete the {replace_deletes:,} rows this job loads into {replace_target}"
         self.fields["dataset"].choices = [("", "— choose a dataset —")] + [(d, d) for d in datasets]
         column_choices = [(c, c) for c in columns]
         self.fields["partition_field"].choices = [("", "— none —")] + [(c, c) for c in partition_candidates]
@@ -128,8 +135,14 @@ class DestinationStepForm(forms.Form):
         if self.other_tags is not None and mode == EtlJob.DestinationMode.EXISTING:
             if not tag:
                 self.add_error("source_tag", "Other jobs load into this table: give this source its own tag.")
-            elif tag in self.other_tags:
-                self.add_error("source_tag", f"The tag {tag!r} is already used by another job on this table.")
+            elif tag_taken(tag, self.other_tags):
+                self.add_error("source_tag", f"The tag {tag!r} is already used by another job on this table "
+                                             "(tags are compared ignoring case).")
+        if (mode == EtlJob.DestinationMode.EXISTING and strategy == EtlJob.LoadStrategy.REPLACE
+                and self.replace_deletes and not data.get("confirm_replace")):
+            self.add_error("confirm_replace", f"Replace deletes the {self.replace_deletes:,} rows this job loads into "
+                                              "the table on its first run: tick the box to confirm, or choose "
+                                              "Append or Incremental.")
         return data
 
 

@@ -16,8 +16,8 @@ STEPS = {
 }
 # What each step owns in the draft; changing a step clears what depends on it.
 DEPENDENTS = {
-    1: ["source_table", "columns", "destination", "validation"],
-    2: ["columns", "destination", "validation"],
+    1: ["source_table", "columns", "destination", "destination_draft", "validation"],
+    2: ["columns", "destination", "destination_draft", "validation"],
     3: ["validation"],
 }
 

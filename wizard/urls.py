@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/reset/", views.reset, name="reset"),
     path("new/step/<int:n>/", views.step, name="step"),
     path("new/report/", views.report, name="report"),
+    path("new/draft/", views.save_draft, name="draft"),
     path("new/tables/", views.tables, name="tables"),
     path("new/cron-preview/", views.cron_preview, name="cron_preview"),
 ]

@@ -14,7 +14,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ml_platform import compat, selectors, services, sources
+from ml_platform.etl import compatibility as engine
 from ml_platform.etl.bigquery import BigQueryError
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
@@ -199,11 +200,95 @@ def step3(request: HttpRequest, force_get: bool = False) -> HttpResponse:
 
 
 MULTI_VALUE_FIELDS = {"clustering", "merge_key", "add_columns"}
+BOOLEAN_FIELDS = {"relax_required", "confirm_replace"}
+# Every step-4 input: the in-progress choices saved as the user makes them (`destination_draft`).
+DRAFT_FIELDS = ("destination_mode", "dataset", "new_table", "existing_table", "partition_field", "clustering",
+                "load_strategy", "cursor_column", "merge_key", "source_tag", "add_columns", "relax_required",
+                "confirm_replace")
+# Choices that belong to one existing table: they reset when the user picks another table.
+PER_TABLE_FIELDS = ("add_columns", "relax_required", "confirm_replace")
+
+
+def default_strategy(mode: str) -> str:
+    # A new table holds only this job's rows, so Replace loses nothing. An existing table holds
+    # rows someone else put there: Append never deletes and needs no cursor guess (a wrong guessed
+    # cursor would silently skip rows), so it is the safe default; Replace asks for a confirmation.
+    return EtlJob.LoadStrategy.APPEND if mode == EtlJob.DestinationMode.EXISTING else EtlJob.LoadStrategy.REPLACE
+
+
+def snapshot_of(params) -> dict:
+    """The step-4 choices a request carries (the whole form is included in every step-4 request)."""
+    values: dict = {}
+    for key in DRAFT_FIELDS:
+        if key in MULTI_VALUE_FIELDS:
+            values[key] = params.getlist(key)
+        elif key in BOOLEAN_FIELDS:
+            values[key] = bool(params.get(key))
+        else:
+            values[key] = params.get(key, "")
+    return values
+
+
+def settle_snapshot(draft, values: dict, *, mode_switch: bool = False) -> dict:
+    """Apply the rules between the last saved choices and these: per-table choices, safe default strategy."""
+    before = draft.data.get("destination_draft") or {}
+    values = dict(values)
+    same_table = (before.get("dataset"), before.get("existing_table")) == (values.get("dataset"),
+                                                                          values.get("existing_table"))
+    if before and not same_table:
+        # The relax and add-columns choices were made for the table shown then, not this one.
+        values.update(add_columns=[], relax_required=False, confirm_replace=False)
+    switched_to_existing = (mode_switch and values.get("destination_mode") == EtlJob.DestinationMode.EXISTING
+                            and before.get("destination_mode") != EtlJob.DestinationMode.EXISTING)
+    if switched_to_existing and values.get("load_strategy") == EtlJob.LoadStrategy.REPLACE:
+        values["load_strategy"] = default_strategy(EtlJob.DestinationMode.EXISTING)
+    return values
+
+
+DRAFT_VALUE_MAX = 1024  # the longest table name: anything longer (or with a NUL) is no choice worth keeping
+
+
+def keepable(value: str) -> str:
+    return value if len(value) <= DRAFT_VALUE_MAX and "\x00" not in value else ""
+
+
+def save_destination_draft(draft, values: dict) -> None:
+    """Store the choices as the draft's `destination_draft`; the form validates them when shown or submitted."""
+    kept: dict = {}
+    for key, value in values.items():
+        if isinstance(value, list):
+            kept[key] = [v for v in map(keepable, value[:DRAFT_VALUE_MAX]) if v]
+        elif isinstance(value, str):
+            kept[key] = keepable(value)
+        else:
+            kept[key] = value
+    data = dict(draft.data)
+    data["destination_draft"] = kept
+    draft.data = data
+    draft.save(update_fields=["data", "updated_at"])
+
+
+def as_querydict(values: dict) -> QueryDict:
+    bound = QueryDict(mutable=True)
+    for key, value in values.items():
+        if isinstance(value, list):
+            bound.setlist(key, value)
+        elif isinstance(value, bool):
+            if value:
+                bound[key] = "on"
+        elif value is not None:
+            bound[key] = value
+    return bound
 
 
 def destination_form(request: HttpRequest, draft, data=None, overrides=None,
                      report_only: bool = False) -> tuple[DestinationStepForm, dict]:
-    """Build the step-4 form with its choices, and (for an existing table) the live report."""
+    """Build the step-4 form with its choices, and (for an existing table) the live report.
+
+    `overrides` (a GET that switches mode or strategy) and `data` of a report request are the
+    user's in-progress choices: they are saved as the draft's `destination_draft`, so a reload
+    shows them. A plain GET (reload, Back) shows the saved choices.
+    """
     source = selected_source_columns(request, draft)
     names = [c.name for c in source]
     bq = warehouse()
@@ -213,14 +298,17 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
         bq_error = ""
     except BigQueryError as exc:
         datasets, bq_error = [], str(exc)
-    saved = draft.data.get("destination") or {}
-    initial = {"destination_mode": "new", "load_strategy": "replace", **saved}
-    if overrides:
-        # A GET that switches mode or dataset: show the choice without validating yet.
-        for key in overrides:
-            multi = key in MULTI_VALUE_FIELDS
-            initial[key] = overrides.getlist(key) if multi else overrides.get(key)
-    values = data if data is not None else None
+    saved = {**(draft.data.get("destination") or {}), **(draft.data.get("destination_draft") or {})}
+    initial = {"destination_mode": "new", **saved}
+    initial.setdefault("load_strategy", default_strategy(initial["destination_mode"]))
+    to_save = None
+    if overrides and "destination_mode" in overrides:
+        # A GET that switches mode or strategy: show the choice without validating yet, and keep it.
+        initial = to_save = settle_snapshot(draft, snapshot_of(overrides), mode_switch=True)
+    values = data
+    if data is not None and report_only:
+        to_save = settle_snapshot(draft, snapshot_of(data))
+        values = as_querydict(to_save)
     probe = DestinationStepForm(values, initial=initial, datasets=datasets, columns=names,
                                 partition_candidates=[], other_tags=None, can_add=[])
     mode = probe["destination_mode"].value()
@@ -229,21 +317,29 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
         if report_only:
             raise Http404("No such dataset")  # another workspace's table: no schema, no count, no MAX()
         dataset = ""  # the form refuses the choice with an error in place
+    if to_save is not None:
+        save_destination_draft(draft, to_save)  # never a foreign dataset: that answered 404 above
     table = probe["existing_table"].value() if mode == "existing" else ""
+    strategy = probe["load_strategy"].value() or default_strategy(mode)
+    source_tag = (probe["source_tag"].value() or "").strip()
     report_ctx = None
     report_error = ""
+    replace_deletes = 0
     if mode == "existing" and dataset and table:
         options = compat.options_from(
-            load_strategy=probe["load_strategy"].value() or "append",
+            load_strategy=strategy,
             cursor_column=probe["cursor_column"].value() or "",
             merge_key=probe["merge_key"].value() or [],
-            source_tag=(probe["source_tag"].value() or "").strip(),
+            source_tag=source_tag,
             relax_required=bool(probe["relax_required"].value()),
             validation=validation_results(draft, dataset, table),
         )
         try:
             report_ctx = compat.report_for(workspace=request.scope.workspace, source_columns=source, dataset=dataset, table=table,
                                            options=options)
+            if strategy == EtlJob.LoadStrategy.REPLACE:
+                replace_deletes = (report_ctx.state.row_count or 0) if not source_tag else \
+                    services.replace_deletes(dataset=dataset, table=table, source_tag=source_tag)
         except BigQueryError as exc:
             report_error = str(exc)
     can_add = compat.new_columns(report_ctx.report) if report_ctx else []
@@ -251,8 +347,11 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
         values, initial=initial, datasets=datasets, columns=names,
         partition_candidates=[c.name for c in source if c.type.family in PARTITION_FAMILIES],
         other_tags=report_ctx.other_tags if report_ctx else None, can_add=can_add,
+        replace_deletes=replace_deletes, replace_target=f"{dataset}.{table}",
     )
-    schema_preview = [(c.name, *bigquery_type_for(c.type)) for c in source]
+    # The names the new table gets (normalised as job creation does), not the source names.
+    schema_preview = [(c.name, f.name, f.field_type, f.mode)
+                      for c, f in zip(source, engine.schema_for_new_table(source), strict=True)]
     existing_tables = []
     if mode == "existing" and dataset and not bq_error and not report_only:
         # The table <select> is not part of the report partial: skip counting every table's rows.
@@ -262,7 +361,8 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
             report_error = report_error or str(exc)
     context = {"existing_tables": existing_tables, "form": form, "datasets": datasets, "bq_error": bq_error, "report_ctx": report_ctx,
                "report_error": report_error, "schema_preview": schema_preview, "source_columns": source,
-               "mode": mode, "dataset": dataset, "existing_table": table}
+               "mode": mode, "dataset": dataset, "existing_table": table, "strategy": strategy,
+               "replace_deletes": replace_deletes, "report_only": report_only}
     return form, context
 
 
@@ -302,7 +402,8 @@ def step4(request: HttpRequest, force_get: bool = False) -> HttpResponse:
                 for problem in compat.check_new_columns(report_ctx.report, data.get("add_columns") or []):
                     form.add_error("add_columns", problem)
         if not form.errors:
-            state.update(draft, 4, {"destination": {k: v for k, v in data.items()}})
+            state.update(draft, 4, {"destination": {k: v for k, v in data.items()},
+                                    "destination_draft": snapshot_of(request.POST)})
             return advance(request, 5)
     return render_step(request, 4, context, status=400 if form.errors else 200)
 
@@ -320,6 +421,16 @@ def report(request: HttpRequest) -> HttpResponse:
     _form, context = destination_form(request, draft, params, report_only=True)
     compat.report_delay()
     return TemplateResponse(request, "wizard/partials/report.html", context)
+
+
+@require_POST
+def save_draft(request: HttpRequest) -> HttpResponse:
+    """Keep the step-4 choices that ask for no report (new-table mode), so a reload shows them."""
+    draft = state.load(request.user)
+    if state.first_incomplete_step(draft, request.scope) < 4:
+        return HttpResponse(status=400)
+    save_destination_draft(draft, settle_snapshot(draft, snapshot_of(request.POST)))
+    return HttpResponse(status=204)
 
 
 def run_validation(request: HttpRequest, draft, params) -> None:
@@ -393,12 +504,18 @@ def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:
             else:
                 state.reset(draft)
                 messages.success(request, f"Created job {job.name!r}.")
+                # A real navigation to the jobs list, where the new job and its actions are: the
+                # address bar leaves /etl/new/step/5/.
+                target = reverse("jobs")
                 if request.htmx:
-                    return HttpResponseClientRedirect(reverse("jobs"))
-                return redirect("jobs")
+                    return HttpResponseClientRedirect(target)
+                return redirect(target)
     else:
         form = ScheduleStepForm(initial={"name": default_name, "timezone": "UTC"}, workspace=request.scope.workspace)
-    return render_step(request, 5, {"form": form, "draft": data}, status=400 if form.errors else 200)
+    # The preview of the schedule on screen, from the first render on (not only after a change).
+    preview = cron_preview_context(form["preset"].value() or "manual", form["cron"].value() or "",
+                                   form["timezone"].value() or "UTC")
+    return render_step(request, 5, {"form": form, "draft": data, **preview}, status=400 if form.errors else 200)
 
 
 def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob:
@@ -432,14 +549,19 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
         schedule_timezone=schedule["timezone"],
         run_now=schedule["run_now"],
         validation=validation_results(draft, dest["dataset"], dest.get("existing_table") or ""),
+        confirm_replace=bool(dest.get("confirm_replace")),
     )
 
 
 @require_GET
 def cron_preview(request: HttpRequest) -> HttpResponse:
-    preset = request.GET.get("preset", "")
-    cron = request.GET.get("cron", "").strip() if preset in ("", "custom") else preset
-    tz_name = request.GET.get("timezone") or "UTC"
+    context = cron_preview_context(request.GET.get("preset", ""), request.GET.get("cron", ""),
+                                   request.GET.get("timezone") or "UTC")
+    return TemplateResponse(request, "wizard/partials/cron_preview.html", context)
+
+
+def cron_preview_context(preset: str, cron: str, tz_name: str) -> dict:
+    cron = cron.strip() if preset in ("", "custom") else preset
     context: dict = {"cron": cron, "timezone": tz_name}
     if preset == "manual" or not cron:
         context["manual"] = True
@@ -450,7 +572,7 @@ def cron_preview(request: HttpRequest) -> HttpResponse:
             context["runs"] = next_runs(cron, tz_name)
         except (KeyError, ValueError):
             context["error"] = f"Unknown time zone {tz_name!r}."
-    return TemplateResponse(request, "wizard/partials/cron_preview.html", context)
+    return context
 
 
 STEP_VIEWS = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterError, croniter
 
@@ -38,6 +38,17 @@ def is_valid_timezone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+# Area/Location names only (plus UTC): "Factory", "localtime", "posixrules", "Etc/GMT+5" and the
+# POSIX-style leftovers ("EST5EDT", "GMT0") name no place a user lives in, and Etc/GMT+5 means UTC-5.
+_NON_GEOGRAPHIC_PREFIXES = ("Etc/", "posix/", "right/", "SystemV/")
+
+
+def timezone_names() -> list[str]:
+    """The time zones to offer: UTC and the geographic Area/Location names, sorted."""
+    names = {n for n in available_timezones() if "/" in n and not n.startswith(_NON_GEOGRAPHIC_PREFIXES)}
+    return ["UTC", *sorted(names)]
 
 
 def next_runs(expression: str, timezone_name: str, *, after: datetime, count: int = 1) -> list[datetime]:
