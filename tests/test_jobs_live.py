@@ -25,7 +25,7 @@ def make_job(user, connection, name: str = "orders") -> EtlJob:
     return EtlJob.objects.create(
         workspace=connection.workspace, owner=user, name=name, connection=connection, source_schema="public",
         source_table="orders", selected_columns=["id"], column_mapping={"id": "id"}, destination_dataset="ds",
-        destination_table=name, load_strategy="full_refresh", schedule="*/5 * * * *",
+        destination_table=name, load_strategy="replace", schedule="*/5 * * * *",
     )
 
 
