@@ -55,7 +55,7 @@ def test_it_shows_progress_then_the_finished_run(page: Page, live_server, orders
     row.get_by_role("button", name="Run Now").click()
     expect(row.get_by_role("progressbar")).to_be_visible()  # the row polls while the run is active
     expect(row.get_by_test_id("last-run-status")).to_have_text("Succeeded", timeout=180_000)
-    expect(row.get_by_test_id("last-run")).to_contain_text("300000 rows")
+    expect(row.get_by_test_id("last-run")).to_contain_text("300,000 rows")
     expect(row.get_by_role("button", name="Run Now")).to_be_enabled()
     assert checksum(bq, orders_job.destination_dataset, "orders") == source_checksum(pg_source)
 

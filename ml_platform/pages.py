@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -14,6 +15,16 @@ from ml_platform import charts, selectors, services, sources
 from ml_platform.forms import ConnectionForm
 from ml_platform.utils import connection_manager as cm
 
+# The jobs list and the job page poll their live region: fast while a run is queued or running (its progress
+# moves), slowly otherwise so that a run the scheduler starts still appears without a reload.
+POLL_ACTIVE_S = 2
+POLL_IDLE_S = 15
+
+
+def poll_every(active: bool) -> int:
+    return getattr(settings, "JOBS_POLL_ACTIVE_S", POLL_ACTIVE_S) if active else \
+        getattr(settings, "JOBS_POLL_IDLE_S", POLL_IDLE_S)
+
 
 def job_rows(user, jobs) -> list[dict]:
     jobs = list(jobs)
@@ -23,28 +34,36 @@ def job_rows(user, jobs) -> list[dict]:
 
 @require_GET
 def jobs(request: HttpRequest) -> TemplateResponse:
+    """The list; htmx polls its `job-list` region (which never reads the flash messages, so none are lost)."""
+    template = "ml_platform/jobs.html#job-list" if request.htmx else "ml_platform/jobs.html"
+    return TemplateResponse(request, template, jobs_context(request))
+
+
+def jobs_context(request: HttpRequest) -> dict:
     rows = job_rows(request.user, selectors.jobs_in(scope=request.scope))
-    return TemplateResponse(request, "ml_platform/jobs.html", {"rows": rows, "nav": "jobs"})
-
-
-def render_job_row(request: HttpRequest, job_id: int, *, status: int = 200) -> HttpResponse:
-    job = selectors.job_in(scope=request.scope, job_id=job_id)
-    row = job_rows(request.user, [job])[0]
-    return TemplateResponse(request, "ml_platform/jobs.html#job-row", {"row": row}, status=status)
+    active = any(r["run"] and r["run"].is_active for r in rows)
+    return {"rows": rows, "nav": "jobs", "poll_s": poll_every(active)}
 
 
 @require_GET
 def job_row(request: HttpRequest, job_id: int) -> HttpResponse:
-    """The row alone: polled while a run is active, so the progress bar moves."""
-    return render_job_row(request, job_id)
+    """One row alone (the list region is what polls)."""
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    row = job_rows(request.user, [job])[0]
+    return TemplateResponse(request, "ml_platform/jobs.html#job-row", {"row": row})
 
 
 def job_action_done(request: HttpRequest, job_id: int, message: str, *, level: int = messages.SUCCESS,
                     status: int = 200) -> HttpResponse:
-    if request.htmx:
-        messages.add_message(request, level, message)
-        return render_job_row(request, job_id, status=status)
+    """After Run Now / Pause / Resume: from the job page back to it; from the list, its row (htmx) with the
+    message swapped out of band into the list's message region, where the polling never replaces it."""
     messages.add_message(request, level, message)
+    if request.POST.get("next") == "detail":
+        return redirect("job_detail", job_id)
+    if request.htmx:
+        # The whole list, so that it polls fast as soon as a run is queued.
+        return TemplateResponse(request, "ml_platform/jobs.html#job-action-done", jobs_context(request),
+                                status=status)
     return redirect("jobs")
 
 
@@ -91,12 +110,16 @@ def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> TemplateResponse:
+    """The job page; htmx polls its `job-live` region (status, actions, chart, run history)."""
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    runs = list(job.runs.all()[:50])
-    trail = audit_rows(selectors.audit_trail_of(scope=request.scope, target=job))
-    return TemplateResponse(request, "ml_platform/job_detail.html",
-                            {"job": job, "runs": runs, "chart": charts.runs_chart(list(reversed(runs[:30]))),
-                             "trail": trail, "nav": "jobs"})
+    runs = selectors.runs_of(job=job)
+    run = runs[0] if runs else None
+    context = {"job": job, "runs": runs, "run": run, "chart": charts.runs_chart(list(reversed(runs[:30]))),
+               "poll_s": poll_every(bool(run and run.is_active)), "nav": "jobs"}
+    if request.htmx:
+        return TemplateResponse(request, "ml_platform/job_detail.html#job-live", context)
+    context["trail"] = audit_rows(selectors.audit_trail_of(scope=request.scope, target=job))
+    return TemplateResponse(request, "ml_platform/job_detail.html", context)
 
 
 def _shown(value) -> str:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from ml_platform.models import AuditEvent, Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
 
@@ -89,7 +92,9 @@ def last_runs_by_job(*, job_ids: list[int]) -> dict[int, JobRun]:
     """The newest run of each job, in two queries whatever the history length."""
     newest = JobRun.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-id").values("id")[:1]
     run_ids = EtlJob.objects.filter(pk__in=job_ids).annotate(last_run=Subquery(newest)).values_list("last_run", flat=True)
-    return {run.job_id: run for run in JobRun.objects.filter(pk__in=[r for r in run_ids if r])}
+    now = timezone.now()
+    return {run.job_id: run_shown(run, now=now)
+            for run in _runs_numbered(JobRun.objects.filter(pk__in=[r for r in run_ids if r]))}
 
 
 def members_of(*, scope: Scope) -> QuerySet[Membership]:
@@ -100,3 +105,43 @@ def audit_trail_of(*, scope: Scope, target, limit: int = 200) -> list[AuditEvent
     """The workspace's audit events about `target` (a job, a connection), newest first."""
     return list(AuditEvent.objects.filter(workspace=scope.workspace, target_type=target._meta.model_name,
                                           target_id=target.pk).order_by("-created_at", "-id")[:limit])
+
+
+# --------------------------------------------------------------------------- runs as the pages show them
+
+# The runner writes a heartbeat at least every 10 s (`etl.runner.HEARTBEAT_SECONDS`): three missed beats mean
+# the worker is gone or stuck, long before the scheduler's ETL_HEARTBEAT_TIMEOUT fails the run.
+UNRESPONSIVE_AFTER_S = 30
+
+
+def unresponsive_after() -> timedelta:
+    seconds = getattr(settings, "ETL_UNRESPONSIVE_AFTER", UNRESPONSIVE_AFTER_S)
+    return timedelta(seconds=min(seconds, settings.ETL_HEARTBEAT_TIMEOUT))
+
+
+def _runs_numbered(runs: QuerySet[JobRun]) -> QuerySet[JobRun]:
+    """Each run with `number`: its place in its own job's history (#1, #2…), not the global id."""
+    earlier = (JobRun.objects.filter(job=OuterRef("job"), id__lte=OuterRef("id")).order_by()
+               .values("job").annotate(n=Count("id")).values("n"))
+    return runs.annotate(number=Subquery(earlier))
+
+
+def run_shown(run: JobRun, *, now: datetime | None = None) -> JobRun:
+    """Set what the pages say about a run: the total never below what was read (the total is an estimate),
+    and `unresponsive_since` (the last heartbeat) when a running run's worker has gone quiet."""
+    total = run.progress_total
+    run.shown_total = max(total, run.progress_rows) if total else None
+    run.unresponsive_since = run.fails_at = None
+    if run.status == JobRun.Status.RUNNING:
+        beat = run.heartbeat_at or run.started_at or run.created_at
+        if beat and (now or timezone.now()) - beat > unresponsive_after():
+            run.unresponsive_since = beat
+            # When the scheduler's reaper fails it, and the job can run again.
+            run.fails_at = beat + timedelta(seconds=settings.ETL_HEARTBEAT_TIMEOUT)
+    return run
+
+
+def runs_of(*, job: EtlJob, limit: int = 50) -> list[JobRun]:
+    """The job's newest runs, numbered per job, as the job page shows them."""
+    now = timezone.now()
+    return [run_shown(r, now=now) for r in _runs_numbered(job.runs.all())[:limit]]
