@@ -289,11 +289,15 @@ _engine_lock = threading.Lock()
 
 
 def get_engine(params: ConnectionParams) -> Engine:
-    """A pooled engine for `params`, shared by every caller with the same parameters.
+    """The engine for `params`, shared by every caller with the same parameters.
 
-    The cache is keyed on where the connection goes; a change of password or options
-    for the same place disposes the old engine so no pooled session keeps using
-    rotated credentials.
+    Its connections are not pooled: every `connect()` logs in afresh, so a password
+    rotated on the server fails introspection, previews and runs alike at once
+    (a pooled session opened before the rotation would keep answering for the old
+    password). A log-in costs a few milliseconds next to the round trips of the
+    catalog queries (see README, "Errors"); what the cache saves is the dialect's
+    first-connect initialisation. The cache is keyed on where the connection goes;
+    a change of password or options for the same place replaces the engine.
     """
     identity = (params.dialect, params.host, params.port, params.database, params.username)
     fingerprint = _fingerprint(params)
@@ -313,7 +317,7 @@ def get_engine(params: ConnectionParams) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Close every pooled connection (shutdown, tests, before dropping a database)."""
+    """Close every engine (with NullPool only an in-memory SQLite database holds a connection) (shutdown, tests, before dropping a database)."""
     with _engine_lock:
         for _, engine in _engine_cache.values():
             engine.dispose()
@@ -329,13 +333,13 @@ def _fingerprint(params: ConnectionParams) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _create_engine(params: ConnectionParams, *, pooled: bool = True) -> Engine:
+def _create_engine(params: ConnectionParams) -> Engine:
     url = build_url(params)
     kwargs: dict[str, Any] = {"connect_args": connect_args(params)}
-    if not pooled:
+    if not (params.dialect == "sqlite" and url.database == ":memory:"):
+        # A fresh, authenticated session for every connect() (see get_engine); an in-memory
+        # SQLite database lives only as long as its one connection, so it keeps SQLAlchemy's default.
         kwargs["poolclass"] = NullPool
-    elif not (params.dialect == "sqlite" and url.database == ":memory:"):
-        kwargs.update(pool_size=2, max_overflow=3, pool_timeout=10, pool_pre_ping=True, pool_recycle=1800)
     engine = create_engine(url, **kwargs)
     if params.dialect == "mysql":
         # MySQL TIMESTAMP values are stored in UTC but handed back in the session zone;
@@ -397,7 +401,7 @@ _classify = run_errors.failure_headline
 
 @contextmanager
 def _connect(params: ConnectionParams) -> Iterator[Connection]:
-    """A pooled connection inside a read-only transaction, SQLAlchemy errors turned into SourceError."""
+    """A freshly authenticated connection inside a read-only transaction, SQLAlchemy errors turned into SourceError."""
     try:
         engine = get_engine(params)
         conn = engine.connect()
@@ -456,7 +460,7 @@ test_connection.__test__ = False  # type: ignore[attr-defined]  # keeps pytest f
 def _probe(params: ConnectionParams) -> TestResult:
     engine: Engine | None = None
     try:
-        engine = _create_engine(params, pooled=False)
+        engine = _create_engine(params)
         try:
             conn = engine.connect()
         except (SQLAlchemyError, OSError) as exc:
