@@ -32,9 +32,12 @@ def _emulator(bq_settings):
 def pg_login(pg_source, pg_password_role):
     """(source, role, password, rotate): a PostgreSQL role that must present its password."""
     role, password = pg_password_role
-    pg_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text)",
-                      "INSERT INTO orders SELECT g, g * 1.5, 'n' || g FROM generate_series(1, 500) g",
-                      f"GRANT SELECT ON orders TO {role}", "ANALYZE")
+    pg_source.execute(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text)",
+        "INSERT INTO orders SELECT g, g * 1.5, 'n' || g FROM generate_series(1, 500) g",
+        f"GRANT SELECT ON orders TO {role}",
+        "ANALYZE",
+    )
 
     def rotate() -> None:
         pg_source.execute(f"ALTER ROLE {role} PASSWORD 'rotated-{uuid.uuid4().hex[:12]}'")
@@ -46,10 +49,12 @@ def pg_login(pg_source, pg_password_role):
 def mysql_login(mysql_source):
     """(source, user, password, rotate): a MariaDB user that must present its password."""
     user, password = f"etl_{uuid.uuid4().hex[:10]}", "Pw-" + uuid.uuid4().hex[:16]
-    mysql_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount decimal(12,2), note text)",
-                         "INSERT INTO orders VALUES " + ", ".join(f"({i}, {i * 1.5}, 'n{i}')" for i in range(1, 501)),
-                         f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
-                         f"GRANT SELECT ON `{mysql_source.database}`.* TO '{user}'@'%'")
+    mysql_source.execute(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, amount decimal(12,2), note text)",
+        "INSERT INTO orders VALUES " + ", ".join(f"({i}, {i * 1.5}, 'n{i}')" for i in range(1, 501)),
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
+        f"GRANT SELECT ON `{mysql_source.database}`.* TO '{user}'@'%'",
+    )
 
     def rotate() -> None:
         mysql_source.execute(f"ALTER USER '{user}'@'%' IDENTIFIED BY 'rotated-{uuid.uuid4().hex[:12]}'")
@@ -66,16 +71,27 @@ def login(request):
 
 
 def saved_connection(user, source, username: str, password: str):
-    return services.connection_create(owner=user, name=f"src-{uuid.uuid4().hex[:6]}",
-                                      **{**source.as_connection_fields(), "username": username,
-                                         "password": password})
+    return services.connection_create(
+        owner=user,
+        name=f"src-{uuid.uuid4().hex[:6]}",
+        **{**source.as_connection_fields(), "username": username, "password": password},
+    )
 
 
 def make_job(user, connection, dataset: str, schema: str | None) -> EtlJob:
     columns = sources.get_columns(connection, schema, "orders")
-    return services.job_create(owner=user, name="orders", connection=connection, source_schema=schema or "",
-                               source_table="orders", source_columns=columns, destination_dataset=dataset,
-                               destination_table="orders", use_existing_table=False, load_strategy="replace")
+    return services.job_create(
+        owner=user,
+        name="orders",
+        connection=connection,
+        source_schema=schema or "",
+        source_table="orders",
+        source_columns=columns,
+        destination_dataset=dataset,
+        destination_table="orders",
+        use_existing_table=False,
+        load_strategy="replace",
+    )
 
 
 def schema_of(source) -> str | None:
@@ -87,7 +103,8 @@ def schema_of(source) -> str | None:
 
 @pytest.mark.parametrize("rotated", ["before the run", "after the run read the columns", "just before ADBC connects"])
 def test_a_run_after_a_password_rotation_fails_with_the_test_connection_sentence_and_the_fix(
-        user, login, bq, bq_dataset, monkeypatch, rotated) -> None:
+    user, login, bq, bq_dataset, monkeypatch, rotated
+) -> None:
     source, username, password, rotate = login
     if rotated == "just before ADBC connects" and source.engine != "postgresql":
         pytest.skip("the ADBC fast path is PostgreSQL's")
@@ -128,7 +145,8 @@ def test_a_run_after_a_password_rotation_fails_with_the_test_connection_sentence
 
 
 def test_a_run_that_cannot_reach_the_source_is_retried_with_the_test_connection_sentence(
-        user, pg_login, bq, bq_dataset, settings) -> None:
+    user, pg_login, bq, bq_dataset, settings
+) -> None:
     source, username, password, _ = pg_login
     conn = saved_connection(user, source, username, password)
     job = make_job(user, conn, bq_dataset, "public")
@@ -160,17 +178,32 @@ def socket_nobody_listens_on():
 
 def test_an_extraction_connect_failure_is_classified_by_the_same_rule_as_test_connection(pg_login) -> None:
     source, username, _, _ = pg_login
-    params = cm.ConnectionParams(engine="postgresql", host=source.host, port=source.port, database=source.database,
-                                 username=username, password="not-the-password")
+    params = cm.ConnectionParams(
+        engine="postgresql",
+        host=source.host,
+        port=source.port,
+        database=source.database,
+        username=username,
+        password="not-the-password",
+    )
     try:
-        psycopg.connect(host=source.host, port=source.port, dbname=source.database, user=username,
-                        password="not-the-password", connect_timeout=5)
+        psycopg.connect(
+            host=source.host,
+            port=source.port,
+            dbname=source.database,
+            user=username,
+            password="not-the-password",
+            connect_timeout=5,
+        )
     except psycopg.OperationalError as exc:
         driver_error = exc
     else:
         pytest.fail("the wrong password was accepted")
-    error = classify_source_error(driver_error, secrets=["not-the-password"],
-                                  connecting=ConnectTarget("postgresql", source.host, source.port, source.database))
+    error = classify_source_error(
+        driver_error,
+        secrets=["not-the-password"],
+        connecting=ConnectTarget("postgresql", source.host, source.port, source.database),
+    )
     assert isinstance(error, SourceReadError)
     assert (error.message, error.transient, error.fix) == (AUTH_FAILED, False, RECONNECT_FIX)
     assert cm.test_connection(params).error == error.message
@@ -191,8 +224,11 @@ def test_introspection_right_after_a_password_rotation_fails_like_a_run(user, lo
 
     rotate()
 
-    for call in (lambda: sources.list_tables(conn), lambda: sources.get_columns(conn, schema, "orders"),
-                 lambda: sources.preview(conn, schema, "orders", limit=2)):
+    for call in (
+        lambda: sources.list_tables(conn),
+        lambda: sources.get_columns(conn, schema, "orders"),
+        lambda: sources.preview(conn, schema, "orders", limit=2),
+    ):
         with pytest.raises(cm.SourceError) as failed:
             call()
         assert failed.value.message == AUTH_FAILED == sources.test_connection(conn).error

@@ -29,9 +29,15 @@ class Wrapper:
     """scripts/respawn.py NAME -- command, its log read line by line."""
 
     def __init__(self, name: str, command: list[str], env: dict | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, RESPAWN, name, "--", *command], cwd=ROOT,
-                                     env={**(env or os.environ), **FAST}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, RESPAWN, name, "--", *command],
+            cwd=ROOT,
+            env={**(env or os.environ), **FAST},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
