@@ -233,3 +233,24 @@ def test_introspection_right_after_a_password_rotation_fails_like_a_run(user, lo
             call()
         assert failed.value.message == AUTH_FAILED == sources.test_connection(conn).error
         assert not failed.value.transient and failed.value.fix == RECONNECT_FIX
+
+
+def test_a_connect_failure_is_transient_by_one_rule_in_introspection_and_extraction() -> None:
+    import sqlalchemy.exc
+
+    params = cm.ConnectionParams(engine="postgresql", host="db.example", port=5432, database="shop")
+    target = ConnectTarget("postgresql", "db.example", 5432, "shop")
+    cases = {
+        "server closed the connection unexpectedly": True,  # a restarting server
+        "FATAL:  sorry, too many clients already": True,
+        "FATAL:  the database system is starting up": True,
+        'FATAL:  password authentication failed for user "etl"': False,
+        "received invalid response to SSL negotiation: H": False,  # an HTTP server, not a database
+    }
+    for text, transient in cases.items():
+        driver = psycopg.OperationalError(text)
+        wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, driver)
+        extraction = classify_source_error(wrapped, connecting=target)
+        introspection = cm.connect_failed(wrapped, params)
+        assert (extraction.message, extraction.transient) == (introspection.message, introspection.transient)
+        assert extraction.transient is transient, text

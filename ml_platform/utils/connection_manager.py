@@ -379,9 +379,15 @@ def connect_target(params: ConnectionParams) -> run_errors.ConnectTarget:
 
 
 def connect_failed(exc: BaseException, params: ConnectionParams) -> run_errors.ConnectFailure:
-    """Why connecting failed: the one rule shared with runs (`etl.errors.connect_failure`)."""
+    """Why connecting failed: the one rule shared with runs (`etl.errors.connect_failure`).
+
+    A failure no sentence classifies is transient by the runs' rule (e.g. a server that
+    closed the connection while restarting), so a run failing at its first connect is
+    retried exactly when its extraction would be.
+    """
+    transient = run_errors.classify_source_error(exc).transient
     return run_errors.connect_failure(exc, connect_target(params), secrets=params.secrets(),
-                                      timeout_s=CONNECT_TIMEOUT_S)
+                                      timeout_s=CONNECT_TIMEOUT_S, transient=transient)
 
 
 def connect_failure(exc: BaseException, params: ConnectionParams) -> str:
