@@ -195,11 +195,21 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
         return run
     except (RunError, cm.SourceError) as exc:
         transient = getattr(exc, "transient", False)
-        return _fail(run, scrub(str(exc), secrets), transient=transient)
+        return _fail(run, scrub(run_error_text(exc), secrets), transient=transient)
     except Exception as exc:  # noqa: BLE001 - a run must end with a record, whatever broke
         logger.exception("run %s crashed", run_id)
         return _fail(run, f"Unexpected error: {scrub(str(exc), secrets) or type(exc).__name__}", transient=False)
     return _succeed(run, result)
+
+
+def run_error_text(exc: RunError | cm.SourceError) -> str:
+    """What the run history shows for a failure: the message, then what to do about it when known.
+
+    A source that refuses to connect reads exactly as "Test connection" says it (the
+    sentence comes from `etl.errors.connect_failure`, wherever the run was connecting).
+    """
+    fix = getattr(exc, "fix", "")
+    return f"{exc}. {fix}" if fix else str(exc)
 
 
 def _succeed(run: JobRun, result: RunResult) -> JobRun:

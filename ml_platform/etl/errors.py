@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 __all__ = [
+    "RECONNECT_FIX",
     "CastError",
+    "ConnectFailure",
+    "ConnectTarget",
     "RunError",
     "SchemaMismatchError",
     "SourceReadError",
     "WarehouseError",
     "classify_source_error",
     "classify_warehouse_error",
+    "connect_failure",
+    "failure_headline",
+    "plain_driver_message",
     "scrub",
 ]
 
@@ -31,9 +38,11 @@ class RunError(Exception):
 
     transient: bool = False
 
-    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+    def __init__(self, message: str, *, transient: bool | None = None, fix: str = "") -> None:
         super().__init__(message)
         self.message = message
+        # What the user should do about it (shown after the message in the run history).
+        self.fix = fix
         if transient is not None:
             self.transient = transient
 
@@ -168,8 +177,19 @@ def _driver_message(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def classify_source_error(exc: BaseException, *, secrets: Sequence[str] = (), context: str = "") -> SourceReadError:
-    """A `SourceReadError` for a driver/SQLAlchemy/ADBC failure, transient when retrying can help."""
+def classify_source_error(
+    exc: BaseException,
+    *,
+    secrets: Sequence[str] = (),
+    context: str = "",
+    connecting: ConnectTarget | None = None,
+) -> SourceReadError:
+    """A `SourceReadError` for a driver/SQLAlchemy/ADBC failure, transient when retrying can help.
+
+    A failure to connect (`connecting` given, or a refused login wherever it surfaces) is
+    reported with the same fixed sentence as "Test connection" (`connect_failure`), and the
+    fix for a refused login; anything else in the database's own words after `context`.
+    """
     innermost = exc
     for link in _chain(exc):
         innermost = link
@@ -179,7 +199,8 @@ def classify_source_error(exc: BaseException, *, secrets: Sequence[str] = (), co
     lowered = message.lower()
     state = _sqlstate(innermost) or ""
     code = innermost.args[0] if innermost.args and isinstance(innermost.args[0], int) else None
-    if state.startswith("28") or code in _AUTH_MYSQL_CODES or any(h in lowered for h in _AUTH):
+    refused_login = state.startswith("28") or code in _AUTH_MYSQL_CODES or any(h in lowered for h in _AUTH)
+    if refused_login:
         transient = False
     elif state[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_MYSQL_CODES:
         transient = True
@@ -189,8 +210,163 @@ def classify_source_error(exc: BaseException, *, secrets: Sequence[str] = (), co
         transient = any(h in lowered for h in _TRANSIENT_HINTS) or isinstance(
             innermost, (TimeoutError, ConnectionError)
         )
+    if connecting is not None or refused_login:
+        failure = connect_failure(innermost, connecting or ConnectTarget(""), secrets=secrets, transient=transient)
+        return SourceReadError(failure.message, transient=failure.transient, fix=failure.fix)
     prefix = f"{context}: " if context else ""
     return SourceReadError(scrub(f"{prefix}{message}", secrets), transient=transient)
+
+
+# --- connect failures: one rule for "Test connection", introspection and runs -----
+
+RECONNECT_FIX = "Reconnect the job to a connection with the new credentials."
+
+_ENGINE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
+_DIALECTS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "mariadb": "mysql",
+             "sqlite": "sqlite", "sqlite3": "sqlite"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ConnectTarget:
+    """Where a connection was going: enough to name it in a message, nothing secret."""
+
+    dialect: str  # postgresql | mysql | sqlite ("" when unknown)
+    host: str = ""
+    port: int | None = None
+    database: str = ""
+
+    @property
+    def where(self) -> str:
+        if _DIALECTS.get(self.dialect) == "sqlite":
+            return self.database
+        return f"{self.host or 'localhost'}:{self.port or 'default port'}"
+
+
+@dataclass(frozen=True)
+class ConnectFailure:
+    """Why connecting failed: a fixed sentence, whether retrying later can help, and what to do."""
+
+    message: str
+    transient: bool
+    fix: str = ""
+
+
+# The connection never reached a server (as opposed to reaching something that is not one).
+_REFUSED_HINTS = (
+    "connection refused",
+    "could not translate host name",
+    "failed to resolve host",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+    "nodename nor servname",
+)
+_AUTH_HINTS = (
+    "pg_hba.conf",
+    "password authentication failed",
+    "authentication failed",
+    "no password supplied",
+    "access denied for user",
+)
+_UNREACHABLE_HINTS = (
+    "connection refused",
+    "could not translate host name",
+    "name or service not known",
+    "no route to host",
+    "network is unreachable",
+    "timeout expired",
+    "timed out",
+    "can't connect to",
+    "lost connection",
+    "server closed the connection",
+)
+# The server is there but takes no new sessions for now.
+_BUSY_HINTS = (
+    "too many clients",
+    "too many connections",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+)
+
+
+def plain_driver_message(exc: BaseException) -> str:
+    """The driver's words for `exc` on one line, without SQLAlchemy's and libpq's wrapping."""
+    args = getattr(exc, "args", ())
+    # PyMySQL errors are (code, message) tuples; str() would print the tuple.
+    if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        raw = args[1]
+    else:
+        raw = str(exc) or type(exc).__name__
+    raw = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", raw)
+    # ADBC wraps libpq's words: "IO: [libpq] Failed to connect: connection to server ... failed: FATAL: ...".
+    raw = re.sub(r"^(?:[A-Z_]+: )?\[libpq\][^:]*:\s*", "", raw)
+    raw = re.sub(r"\b(FATAL|ERROR):\s+", "", raw)
+    raw = re.sub(r"^connection failed:\s*", "", raw)
+    return " ".join(raw.split())
+
+
+def failure_headline(exc: BaseException, message: str) -> str | None:
+    """The class of a database failure as a plain headline ("Authentication failed"...), or None."""
+    lowered = message.lower()
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if code in (1045, 1698) or sqlstate in ("28P01", "28000") or any(h in lowered for h in _AUTH_HINTS):
+        return "Authentication failed"
+    if code == 1049 or sqlstate == "3D000" or re.search(r"database .* does not exist", lowered):
+        return "Database not found"
+    if code in (1044, 1142, 1143) or sqlstate == "42501" or "permission denied" in lowered:
+        return "Permission denied"
+    if sqlstate == "57014" or "statement timeout" in lowered:
+        return "Timed out"
+    if code in (2002, 2003, 2005, 2006, 2013) or any(h in lowered for h in _UNREACHABLE_HINTS):
+        return "Cannot reach the database server"
+    if "unable to open database file" in lowered or "file is not a database" in lowered:
+        return "Cannot open the SQLite database file"
+    return None
+
+
+def connect_failure(
+    exc: BaseException, target: ConnectTarget, *, secrets: Sequence[str] = (), timeout_s: float = 5,
+    transient: bool = False,
+) -> ConnectFailure:
+    """Why connecting failed, in one of a few fixed sentences: never the peer's own bytes.
+
+    Whatever answers at host:port (a web server, Redis, a fake database) chooses the
+    bytes of a driver's error; echoing them would make "Test connection" a port scanner
+    and a banner grabber. Only the class of failure is reported. `transient` is the
+    caller's verdict for a failure no sentence here classifies.
+    """
+    original = getattr(exc, "orig", None) or exc
+    text = plain_driver_message(original).lower()
+    headline = failure_headline(original, text)
+    where = target.where
+    code = original.args[0] if original.args and isinstance(original.args[0], int) else None
+    if "cleartext" in text or "clear text" in text:
+        failure = ConnectFailure(f"Refused to send the password: the server at {where} asked for it in clear "
+                                 "text (use a server that asks for SCRAM or a hashed password)", False)
+    elif headline == "Authentication failed":
+        failure = ConnectFailure("Authentication failed: the server refused the user name or password", False,
+                                 RECONNECT_FIX)
+    elif headline == "Database not found":
+        failure = ConnectFailure(f"Database not found: the server has no database {target.database!r}", False)
+    elif headline == "Permission denied":
+        failure = ConnectFailure("Permission denied: the user may not connect to this database", False)
+    elif code == 1040 or any(hint in text for hint in _BUSY_HINTS):
+        failure = ConnectFailure(f"Server busy: {where} takes no new connections right now (too many "
+                                 "connections, or starting up or shutting down)", True)
+    elif "timeout expired" in text or "timed out" in text:
+        failure = ConnectFailure(f"Timed out: no answer from {where} within {timeout_s:g} s", True)
+    elif any(hint in text for hint in _REFUSED_HINTS):
+        failure = ConnectFailure(f"Cannot reach the database server at {where} (connection refused, or no "
+                                 "such host)", True)
+    elif headline == "Cannot open the SQLite database file":
+        failure = ConnectFailure("Cannot open the SQLite database file", False)
+    else:
+        engine = _ENGINE_NAMES.get(_DIALECTS.get(target.dialect, ""), "database")
+        failure = ConnectFailure(f"Not a {engine} server: {where} did not answer like one", transient)
+    return ConnectFailure(scrub(failure.message, secrets), failure.transient, failure.fix)
 
 
 # --- BigQuery errors --------------------------------------------------------------

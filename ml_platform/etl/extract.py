@@ -30,6 +30,7 @@ import pyarrow as pa
 from sqlalchemy import (
     TEXT,
     ColumnElement,
+    Connection,
     Date,
     DateTime,
     Engine,
@@ -48,7 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import ARRAY, TypeEngine
 
-from ml_platform.etl.errors import SourceReadError, classify_source_error
+from ml_platform.etl.errors import ConnectTarget, SourceReadError, classify_source_error
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 
 __all__ = [
@@ -133,8 +134,9 @@ def cursor_boundary(engine: Engine, query: ExtractQuery, offset: int) -> tuple[A
     base = select(cur).select_from(_table(query)).where(*_filters(engine, query)).order_by(cur)
     first_stmt = base.limit(1)
     nth_stmt = base.offset(offset).limit(1)
+    conn = _open(engine)
     try:
-        with engine.connect() as conn:
+        with conn:
             first = conn.execute(first_stmt).scalar()
             nth = conn.execute(nth_stmt).scalar()
     except SQLAlchemyError as exc:
@@ -275,16 +277,43 @@ def _statement(engine: Engine, query: ExtractQuery, *, fast: bool) -> Select[Any
 # --- the generic path -------------------------------------------------------------
 
 
+def _secrets(engine: Engine) -> list[str]:
+    return [str(engine.url.password)] if engine.url.password else []
+
+
 def _source_error(engine: Engine, exc: BaseException, context: str) -> SourceReadError:
-    secrets = [engine.url.password] if engine.url.password else []
-    return classify_source_error(exc, secrets=[str(s) for s in secrets], context=context)
+    return classify_source_error(exc, secrets=_secrets(engine), context=context)
+
+
+def _target(engine: Engine) -> ConnectTarget:
+    url = engine.url
+    database = url.database or ""
+    if engine.dialect.name == "sqlite":
+        from urllib.parse import unquote
+
+        database = unquote(database.removeprefix("file:"))
+    return ConnectTarget(engine.dialect.name, url.host or "", url.port, database)
+
+
+def _connect_error(engine: Engine, exc: BaseException) -> SourceReadError:
+    """A failure to connect, in the sentence "Test connection" uses for it (and the fix, if any)."""
+    return classify_source_error(exc, secrets=_secrets(engine), connecting=_target(engine))
+
+
+def _open(engine: Engine) -> Connection:
+    """`engine.connect()`, a failure reported as a connect failure (not as a failed query)."""
+    try:
+        return engine.connect()
+    except SQLAlchemyError as exc:
+        raise _connect_error(engine, exc) from None
 
 
 def _sqlalchemy_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     stmt = _statement(engine, query, fast=False)
     fetch = max(1, min(chunk_rows, GENERIC_FETCH_ROWS))
+    conn = _open(engine)
     try:
-        with engine.connect() as conn:
+        with conn:
             result = conn.execution_options(stream_results=True, yield_per=fetch).execute(stmt)
             for rows in result.partitions(fetch):
                 yield rows_to_batch(rows, query.columns)
@@ -386,7 +415,7 @@ def _libpq_conninfo(engine: Engine) -> str:
     import psycopg.conninfo
 
     # engine.connect() (unlike raw_connection()) turns driver errors into SQLAlchemy ones.
-    with engine.connect() as conn:
+    with _open(engine) as conn:
         info = conn.connection.driver_connection.info  # type: ignore[union-attr]
         dsn, password = info.dsn, info.password
     return psycopg.conninfo.make_conninfo(dsn, password=password or None)
@@ -405,7 +434,11 @@ def _adbc_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) -> Itera
         raise _source_error(engine, exc, "connecting") from None
     secrets = [engine.url.password or ""]
     try:
-        with adbc.connect(uri) as conn, conn.cursor() as cur:
+        connection = adbc.connect(uri)
+    except (adbc_driver_manager.Error, OSError) as exc:
+        raise classify_source_error(exc, secrets=secrets, connecting=_target(engine)) from None
+    try:
+        with connection as conn, conn.cursor() as cur:
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
             cur.execute(sql)
             reader = cur.fetch_record_batch()

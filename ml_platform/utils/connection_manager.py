@@ -51,6 +51,7 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from ml_platform.etl import errors as run_errors
 from ml_platform.etl.errors import scrub
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import Family, SourceColumn
@@ -101,9 +102,11 @@ _SECRET_OPTION = re.compile(r"(?i)pass|secret|token|key$")
 class SourceError(Exception):
     """A failure talking to a source database, with a message safe to show the user."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, transient: bool | None = None, fix: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.fix = fix  # what a job's owner should do about it (a run shows it after the message)
+        self._transient = transient
 
     def __str__(self) -> str:
         return self.message
@@ -111,11 +114,13 @@ class SourceError(Exception):
     @property
     def transient(self) -> bool:
         """Whether trying again later can help (an unreachable or overloaded server), not a wrong password."""
+        if self._transient is not None:
+            return self._transient
         return self.message.startswith(TRANSIENT_HEADLINES)
 
 
 # Headlines of `describe_error` for failures that heal by themselves.
-TRANSIENT_HEADLINES = ("Cannot reach the database server", "Timed out")
+TRANSIENT_HEADLINES = ("Cannot reach the database server", "Timed out", "Server busy")
 
 
 class TableNotFoundError(SourceError):
@@ -284,11 +289,15 @@ _engine_lock = threading.Lock()
 
 
 def get_engine(params: ConnectionParams) -> Engine:
-    """A pooled engine for `params`, shared by every caller with the same parameters.
+    """The engine for `params`, shared by every caller with the same parameters.
 
-    The cache is keyed on where the connection goes; a change of password or options
-    for the same place disposes the old engine so no pooled session keeps using
-    rotated credentials.
+    Its connections are not pooled: every `connect()` logs in afresh, so a password
+    rotated on the server fails introspection, previews and runs alike at once
+    (a pooled session opened before the rotation would keep answering for the old
+    password). A log-in costs a few milliseconds next to the round trips of the
+    catalog queries (see README, "Errors"); what the cache saves is the dialect's
+    first-connect initialisation. The cache is keyed on where the connection goes;
+    a change of password or options for the same place replaces the engine.
     """
     identity = (params.dialect, params.host, params.port, params.database, params.username)
     fingerprint = _fingerprint(params)
@@ -308,7 +317,7 @@ def get_engine(params: ConnectionParams) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Close every pooled connection (shutdown, tests, before dropping a database)."""
+    """Close every engine (with NullPool only an in-memory SQLite database holds a connection) (shutdown, tests, before dropping a database)."""
     with _engine_lock:
         for _, engine in _engine_cache.values():
             engine.dispose()
@@ -324,13 +333,13 @@ def _fingerprint(params: ConnectionParams) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _create_engine(params: ConnectionParams, *, pooled: bool = True) -> Engine:
+def _create_engine(params: ConnectionParams) -> Engine:
     url = build_url(params)
     kwargs: dict[str, Any] = {"connect_args": connect_args(params)}
-    if not pooled:
+    if not (params.dialect == "sqlite" and url.database == ":memory:"):
+        # A fresh, authenticated session for every connect() (see get_engine); an in-memory
+        # SQLite database lives only as long as its one connection, so it keeps SQLAlchemy's default.
         kwargs["poolclass"] = NullPool
-    elif not (params.dialect == "sqlite" and url.database == ":memory:"):
-        kwargs.update(pool_size=2, max_overflow=3, pool_timeout=10, pool_pre_ping=True, pool_recycle=1800)
     engine = create_engine(url, **kwargs)
     if params.dialect == "mysql":
         # MySQL TIMESTAMP values are stored in UTC but handed back in the session zone;
@@ -349,8 +358,6 @@ def _mysql_session_utc(dbapi_connection: Any, _record: Any) -> None:
 
 # --- errors -----------------------------------------------------------------------
 
-_SQLA_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
-
 
 def scrub_secrets(text: str, secrets: Sequence[str]) -> str:
     """`text` with every secret (raw or URL-encoded) and any DSN password replaced by ***."""
@@ -367,7 +374,20 @@ def describe_error(exc: BaseException, params: ConnectionParams) -> str:
     return scrub_secrets(message, params.secrets())
 
 
-_ENGINE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
+def connect_target(params: ConnectionParams) -> run_errors.ConnectTarget:
+    return run_errors.ConnectTarget(params.dialect, params.host, params.port, params.database)
+
+
+def connect_failed(exc: BaseException, params: ConnectionParams) -> run_errors.ConnectFailure:
+    """Why connecting failed: the one rule shared with runs (`etl.errors.connect_failure`).
+
+    A failure no sentence classifies is transient by the runs' rule (e.g. a server that
+    closed the connection while restarting), so a run failing at its first connect is
+    retried exactly when its extraction would be.
+    """
+    transient = run_errors.classify_source_error(exc).transient
+    return run_errors.connect_failure(exc, connect_target(params), secrets=params.secrets(),
+                                      timeout_s=CONNECT_TIMEOUT_S, transient=transient)
 
 
 def connect_failure(exc: BaseException, params: ConnectionParams) -> str:
@@ -375,102 +395,19 @@ def connect_failure(exc: BaseException, params: ConnectionParams) -> str:
 
     Whatever answers at host:port (a web server, Redis, a fake database) chooses the
     bytes of a driver's error; echoing them would make "Test connection" a port scanner
-    and a banner grabber. Only the class of failure is reported.
+    and a banner grabber. Only the class of failure is reported; a run that cannot
+    connect reports the same sentence (see `etl.errors.connect_failure`).
     """
-    original = getattr(exc, "orig", None) or exc
-    text = _driver_message(original).lower()
-    headline = _classify(original, text)
-    kind = params.dialect
-    where = params.database if kind == "sqlite" else f"{params.host or 'localhost'}:{params.port or 'default port'}"
-    if "cleartext" in text or "clear text" in text:
-        message = (f"Refused to send the password: the server at {where} asked for it in clear text (use a server "
-                   "that asks for SCRAM or a hashed password)")
-    elif headline == "Authentication failed":
-        message = "Authentication failed: the server refused the user name or password"
-    elif headline == "Database not found":
-        message = f"Database not found: the server has no database {params.database!r}"
-    elif headline == "Permission denied":
-        message = "Permission denied: the user may not connect to this database"
-    elif "timeout expired" in text or "timed out" in text:
-        message = f"Timed out: no answer from {where} within {CONNECT_TIMEOUT_S} s"
-    elif any(hint in text for hint in _REFUSED_HINTS):
-        message = f"Cannot reach the database server at {where} (connection refused, or no such host)"
-    elif headline == "Cannot open the SQLite database file":
-        message = "Cannot open the SQLite database file"
-    else:
-        message = f"Not a {_ENGINE_NAMES[kind]} server: {where} did not answer like one"
-    return scrub_secrets(message, params.secrets())
+    return connect_failed(exc, params).message
 
 
-# The connection never reached a server (as opposed to reaching something that is not one).
-_REFUSED_HINTS = (
-    "connection refused",
-    "could not translate host name",
-    "failed to resolve host",
-    "name or service not known",
-    "temporary failure in name resolution",
-    "no route to host",
-    "network is unreachable",
-    "nodename nor servname",
-)
-
-
-def _driver_message(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
-    # PyMySQL errors are (code, message) tuples; str() would print the tuple.
-    if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        raw = args[1]
-    else:
-        raw = str(exc) or type(exc).__name__
-    raw = _SQLA_BACKGROUND.sub("", raw)
-    raw = re.sub(r"\b(FATAL|ERROR):\s+", "", raw)
-    raw = re.sub(r"^connection failed:\s*", "", raw)
-    return " ".join(raw.split())
-
-
-_AUTH_HINTS = (
-    "pg_hba.conf",
-    "password authentication failed",
-    "authentication failed",
-    "no password supplied",
-    "access denied for user",
-)
-_UNREACHABLE_HINTS = (
-    "connection refused",
-    "could not translate host name",
-    "name or service not known",
-    "no route to host",
-    "network is unreachable",
-    "timeout expired",
-    "timed out",
-    "can't connect to",
-    "lost connection",
-    "server closed the connection",
-)
-
-
-def _classify(exc: BaseException, message: str) -> str | None:
-    lowered = message.lower()
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    sqlstate = getattr(exc, "sqlstate", None)
-    if code in (1045, 1698) or sqlstate in ("28P01", "28000") or any(h in lowered for h in _AUTH_HINTS):
-        return "Authentication failed"
-    if code == 1049 or sqlstate == "3D000" or re.search(r"database .* does not exist", lowered):
-        return "Database not found"
-    if code in (1044, 1142, 1143) or sqlstate == "42501" or "permission denied" in lowered:
-        return "Permission denied"
-    if sqlstate == "57014" or "statement timeout" in lowered:
-        return "Timed out"
-    if code in (2002, 2003, 2005, 2006, 2013) or any(h in lowered for h in _UNREACHABLE_HINTS):
-        return "Cannot reach the database server"
-    if "unable to open database file" in lowered or "file is not a database" in lowered:
-        return "Cannot open the SQLite database file"
-    return None
+_driver_message = run_errors.plain_driver_message
+_classify = run_errors.failure_headline
 
 
 @contextmanager
 def _connect(params: ConnectionParams) -> Iterator[Connection]:
-    """A pooled connection inside a read-only transaction, SQLAlchemy errors turned into SourceError."""
+    """A freshly authenticated connection inside a read-only transaction, SQLAlchemy errors turned into SourceError."""
     try:
         engine = get_engine(params)
         conn = engine.connect()
@@ -478,7 +415,8 @@ def _connect(params: ConnectionParams) -> Iterator[Connection]:
         raise
     except (SQLAlchemyError, OSError) as exc:
         # `from None`: the chained driver exception may quote the DSN in a traceback.
-        raise SourceError(connect_failure(exc, params)) from None
+        failure = connect_failed(exc, params)
+        raise SourceError(failure.message, transient=failure.transient, fix=failure.fix) from None
     try:
         with conn:
             if params.dialect == "postgresql":
@@ -528,7 +466,7 @@ test_connection.__test__ = False  # type: ignore[attr-defined]  # keeps pytest f
 def _probe(params: ConnectionParams) -> TestResult:
     engine: Engine | None = None
     try:
-        engine = _create_engine(params, pooled=False)
+        engine = _create_engine(params)
         try:
             conn = engine.connect()
         except (SQLAlchemyError, OSError) as exc:
