@@ -20,14 +20,16 @@ from ml_platform.sources import get_columns
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-ROWS = 1_500_000  # long enough (some 15 s) for a 2 s poll to catch it mid-way
+ROWS = 500_000
 MOVING = re.compile(r"Running… [1-9][\d,]* / [\d,]+ rows")
 
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """The worker (a subprocess, started after this) reports progress every 50,000 rows."""
+    """The worker (a subprocess, started after this) reports progress every 50,000 rows and waits 1 s at each
+    report (a test-only setting): the run takes some 10 s however fast the machine is."""
     monkeypatch.setenv("ETL_CHUNK_ROWS", "50000")
+    monkeypatch.setenv("ETL_TEST_PROGRESS_DELAY_MS", "1000")
 
 
 @pytest.fixture

@@ -131,6 +131,9 @@ class _Recorder:
         self.unsaved: Any = _UNSAVED  # a committed watermark not yet in the database
 
     def __call__(self, p: RunProgress) -> None:
+        if settings.ETL_TEST_PROGRESS_DELAY_MS:
+            # TEST ONLY: slow a run down per progress report, so a browser test can watch it move.
+            time.sleep(settings.ETL_TEST_PROGRESS_DELAY_MS / 1000)
         if self.echo is not None:
             self.echo(p)
         now = time.monotonic()

@@ -268,6 +268,8 @@ ETL_SPOOL_DIR = Path(os.environ.get("ETL_SPOOL_DIR", DATA_DIR / "spool"))
 # TEST ONLY: delay (ms) added to every live compatibility-report answer (wizard report, Edit refresh),
 # to widen the window in which a report is still in flight while the user goes on. Never set it in production.
 ETL_TEST_REPORT_DELAY_MS = env_int("ETL_TEST_REPORT_DELAY_MS", 0)
+# TEST ONLY: milliseconds a run waits at each progress report (browser tests watch a run move).
+ETL_TEST_PROGRESS_DELAY_MS = env_int("ETL_TEST_PROGRESS_DELAY_MS", 0)
 
 # --- where a saved connection may go (README "Security model") ---------------------
 # SQLite sources: only files below this directory (resolved real path), never the data directory itself.

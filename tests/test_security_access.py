@@ -102,6 +102,7 @@ ACCESS: dict[str, Access] = {
     "wizard:step": _a("scoped", GET=(VIEWER, {200, 302}), POST=(EDITOR, {200, 302, 400})),
     "wizard:report": _a("scoped", GET=(VIEWER, {200, 400}), POST=(EDITOR, {200, 400})),
     "wizard:tables": _a("scoped", GET=(VIEWER, PAGE)),
+    "wizard:draft": _a("scoped", POST=(EDITOR, {204, 400})),
     "wizard:cron_preview": _a("scoped", GET=(VIEWER, PAGE)),
     # workspace administration
     "workspace_members": _a("scoped", GET=(VIEWER, PAGE)),
