@@ -101,13 +101,16 @@ def schema_of(source) -> str | None:
 # --------------------------------------------------------------------------- runs
 
 
-@pytest.mark.parametrize("rotated", ["before the run", "after the run read the columns", "just before ADBC connects"])
+ROTATIONS = [(engine, when) for engine in ("postgresql", "mysql")
+             for when in ("before the run", "after the run read the columns")]
+ROTATIONS.append(("postgresql", "just before ADBC connects"))  # the ADBC fast path is PostgreSQL's
+
+
+@pytest.mark.parametrize(("engine", "rotated"), ROTATIONS)
 def test_a_run_after_a_password_rotation_fails_with_the_test_connection_sentence_and_the_fix(
-    user, login, bq, bq_dataset, monkeypatch, rotated
+    user, request, bq, bq_dataset, monkeypatch, engine, rotated
 ) -> None:
-    source, username, password, rotate = login
-    if rotated == "just before ADBC connects" and source.engine != "postgresql":
-        pytest.skip("the ADBC fast path is PostgreSQL's")
+    source, username, password, rotate = request.getfixturevalue("pg_login" if engine == "postgresql" else "mysql_login")
     conn = saved_connection(user, source, username, password)
     job = make_job(user, conn, bq_dataset, schema_of(source))  # opens sessions before the rotation
     assert runs.execute_run(run_id=services.run_enqueue_record(job=job).pk).status == "succeeded"
