@@ -323,6 +323,7 @@ def run_jobs(env: dict, workdir: Path, owner, connection, src_dsn: dict) -> tupl
         jobs.append(
             services.job_create(
                 owner=owner,
+                workspace=connection.workspace,
                 name=f"load {i}",
                 connection=connection,
                 source_schema="public",
@@ -491,7 +492,7 @@ def main() -> int:
 
         from ml_platform import services
         from ml_platform.etl.compatibility import schema_for_new_table
-        from ml_platform.models import Connection
+        from ml_platform.models import Connection, Membership
         from ml_platform.sources import get_columns
         from ml_platform.warehouse import warehouse
 
@@ -500,11 +501,17 @@ def main() -> int:
         User = get_user_model()  # noqa: N806
         hashed = make_password(PASSWORD)  # hashing is slow on purpose: once for all the users
         users, connection_ids = [], []
+        team = None  # one team workspace: every user edits its jobs and loads into its dataset
         for n in range(USERS):
             user = User.objects.create(username=f"user{n:02d}", password=hashed)
+            if team is None:
+                team = services.workspace_create(name="bench team", admin=user)
+            else:
+                Membership.objects.create(workspace=team, user=user, role=Membership.Role.EDITOR)
             conn = services.connection_create(
                 owner=user,
-                name="shop",
+                workspace=team,
+                name=f"shop {n:02d}",
                 engine="postgresql",
                 host=PG_HOST,
                 port=PG_PORT,
@@ -517,6 +524,7 @@ def main() -> int:
         columns = get_columns(first_connection, "public", "orders")
         bq = warehouse()
         bq.create_dataset(DATASET)
+        services.dataset_assign(workspace=team, dataset=DATASET)
         bq.create_table(DATASET, EXISTING, list(schema_for_new_table(columns)))
         bq.query(
             f"INSERT INTO `{DATASET}.{EXISTING}` (id, amount, note, created_at) "

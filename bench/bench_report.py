@@ -76,6 +76,9 @@ def main() -> None:
             "DATABASE_URL": f"sqlite:///{workdir / 'django.sqlite3'}",
             "DJANGO_SETTINGS_MODULE": "ml_platform.settings",
             "ALLOWED_HOSTS": "testserver",
+            # The wide SQLite source lives in a throw-away SQLite source root.
+            "ML_PLATFORM_DATA_DIR": str(workdir / "data"),
+            "ETL_SQLITE_ROOT": str(workdir / "sources"),
         }
     )
     try:
@@ -92,7 +95,8 @@ def main() -> None:
 
         setup_test_environment()
         call_command("migrate", verbosity=0)
-        source = workdir / "wide.sqlite3"
+        source = workdir / "sources" / "wide.sqlite3"
+        source.parent.mkdir()
         db = sqlite3.connect(source)
         kinds = ["INTEGER", "TEXT", "REAL", "DECIMAL(12,2)", "TIMESTAMP", "DATE", "BOOLEAN", "JSON"]
         cols = ["id INTEGER PRIMARY KEY"] + [f"c{i} {kinds[i % len(kinds)]}" for i in range(1, COLUMNS)]
@@ -123,7 +127,8 @@ def main() -> None:
         from django.contrib.auth import get_user_model
 
         user = get_user_model().objects.create_user("bench", password="bench-password-1")
-        conn = services.connection_create(owner=user, name="wide", engine="sqlite", database=str(source))
+        conn = services.connection_create(owner=user, name="wide", engine="sqlite", database=source.name)
+        services.dataset_assign(workspace=conn.workspace, dataset="bench")
         client = Client()
         client.force_login(user)
         client.post("/etl/new/step/1/", {"connection": conn.pk})
