@@ -294,6 +294,9 @@ ETL_SOURCE_CALL_TIMEOUT = float(env_int("ETL_SOURCE_CALL_TIMEOUT", 15))
 ETL_VALIDATION_TIMEOUT = float(env_int("ETL_VALIDATION_TIMEOUT", 120))
 ETL_SOURCE_CALLS_PER_USER = env_int("ETL_SOURCE_CALLS_PER_USER", 3)
 ETL_SOURCE_CALLS_PER_PROCESS = env_int("ETL_SOURCE_CALLS_PER_PROCESS", 3)
+# A call over a cap waits this long for a slot before it is refused (bursts of quick calls queue; a stuck
+# source is refused well before the next request could find every thread taken).
+ETL_SOURCE_CALL_QUEUE_WAIT = env_int("ETL_SOURCE_CALL_QUEUE_WAIT_MS", 500) / 1000
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG and bool(os.environ.get("SECRET_KEY")))

@@ -83,17 +83,23 @@ class SourceBusy(cm.SourceError):
 
 _user_calls: defaultdict[Any, int] = defaultdict(int)
 _process_calls = 0
-_calls_lock = threading.Lock()
+_calls_changed = threading.Condition()
 
 
 def _acquire(user_key: Any) -> None:
+    """A slot for one call, waiting briefly (a burst of quick calls queues; a stuck source is refused)."""
     global _process_calls
-    with _calls_lock:
-        if _user_calls[user_key] >= settings.ETL_SOURCE_CALLS_PER_USER:
-            raise SourceBusy(f"You already have {_user_calls[user_key]} database requests in progress: wait for "
-                             "them to finish (they time out after "
-                             f"{settings.ETL_SOURCE_CALL_TIMEOUT:g} s) and try again.")
-        if _process_calls >= settings.ETL_SOURCE_CALLS_PER_PROCESS:
+
+    def free() -> bool:
+        return (_user_calls[user_key] < settings.ETL_SOURCE_CALLS_PER_USER
+                and _process_calls < settings.ETL_SOURCE_CALLS_PER_PROCESS)
+
+    with _calls_changed:
+        if not _calls_changed.wait_for(free, timeout=settings.ETL_SOURCE_CALL_QUEUE_WAIT):
+            if _user_calls[user_key] >= settings.ETL_SOURCE_CALLS_PER_USER:
+                raise SourceBusy(f"You already have {_user_calls[user_key]} database requests in progress: wait "
+                                 f"for them to finish (they time out after {settings.ETL_SOURCE_CALL_TIMEOUT:g} s) "
+                                 "and try again.")
             raise SourceBusy("The server is busy with other database requests: try again in a few seconds.")
         _user_calls[user_key] += 1
         _process_calls += 1
@@ -101,11 +107,12 @@ def _acquire(user_key: Any) -> None:
 
 def _release(user_key: Any) -> None:
     global _process_calls
-    with _calls_lock:
+    with _calls_changed:
         _process_calls -= 1
         _user_calls[user_key] -= 1
         if _user_calls[user_key] <= 0:
             del _user_calls[user_key]
+        _calls_changed.notify_all()
 
 
 def call_with_deadline[T](user_key: Any, fn: Callable[[], T], *, timeout: float | None = None,

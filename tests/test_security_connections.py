@@ -113,7 +113,7 @@ def test_it_applies_the_safety_settings_after_the_options() -> None:
     assert mysql["init_command"] is None and mysql["connect_timeout"] == 7
     assert b"mysql_clear_password" in mysql["auth_plugin_map"]
     pg = cm.connect_args(cm.ConnectionParams(engine="postgresql", options={"sslmode": "require"}))
-    assert pg["sslmode"] == "require" and pg["passfile"] == os.devnull
+    assert pg["sslmode"] == "require" and pg["passfile"] == cm.NO_PASSFILE and not os.path.exists(pg["passfile"])
     assert "!password" in pg["require_auth"] and "default_transaction_read_only=on" in pg["options"]
     with pytest.raises(cm.SourceError, match="'options' is not allowed"):
         cm.connect_args(cm.ConnectionParams(engine="postgresql", options={"options": "-c x=1"}))
@@ -443,3 +443,37 @@ def test_it_answers_at_the_deadline_and_counts_abandoned_calls(settings) -> None
     release.set()
     time.sleep(0.1)
     assert sources.call_with_deadline("u1", lambda: 3, timeout=1) == 3
+
+
+def test_a_burst_of_quick_calls_queues_for_a_slot_instead_of_failing(settings) -> None:
+    """Over a cap, a call waits briefly for a slot: a user's quick wizard requests never see a 429 for a burst."""
+    settings.ETL_SOURCE_CALLS_PER_USER = 1
+    first = threading.Thread(target=lambda: sources.call_with_deadline("u3", lambda: time.sleep(0.2), timeout=2))
+    first.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert sources.call_with_deadline("u3", lambda: "second", timeout=2) == "second"
+    assert 0.1 < time.monotonic() - started < settings.ETL_SOURCE_CALL_QUEUE_WAIT + 0.3
+    first.join()
+
+
+def test_a_source_that_fails_in_step_4_is_an_error_in_place_not_a_500(alice_client, user, monkeypatch) -> None:
+    from wizard.models import WizardDraft
+
+    conn = services.connection_create(owner=user, name="pg", engine="postgresql", host="127.0.0.1", port=5432,
+                                      database="db", username="u")
+    WizardDraft.objects.create(owner=user, data={"connection_id": conn.pk, "source_table": "public.orders",
+                                                 "columns": ["id"]})
+
+    def busy(*_args, **_kwargs):
+        raise sources.SourceBusy("The server is busy with other database requests: try again in a few seconds.")
+
+    monkeypatch.setattr(sources, "get_columns", busy)
+    step4 = reverse("wizard:step", args=[4])
+    shown = alice_client.get(step4)
+    assert shown.status_code == 200 and "did not answer" in html.unescape(shown.content.decode())
+    posted = alice_client.post(step4, {"destination_mode": "new", "dataset": "d", "new_table": "t",
+                                       "load_strategy": "append"}, headers=HX)
+    assert posted.status_code == 400 and "did not answer" in html.unescape(posted.content.decode())
+    report = alice_client.post(reverse("wizard:report"), {"destination_mode": "existing"}, headers=HX)
+    assert report.status_code == 200

@@ -289,7 +289,10 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
     user's in-progress choices: they are saved as the draft's `destination_draft`, so a reload
     shows them. A plain GET (reload, Back) shows the saved choices.
     """
-    source = selected_source_columns(request, draft)
+    try:
+        source, source_error = selected_source_columns(request, draft), ""
+    except SourceError as exc:  # the source is down, busy or refuses the login: say so in place, never a 500
+        source, source_error = [], f"The source database did not answer: {exc}"
     names = [c.name for c in source]
     bq = warehouse()
     mine = selectors.datasets_in(scope=request.scope)
@@ -323,9 +326,9 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
     strategy = probe["load_strategy"].value() or default_strategy(mode)
     source_tag = (probe["source_tag"].value() or "").strip()
     report_ctx = None
-    report_error = ""
+    report_error = source_error
     replace_deletes = 0
-    if mode == "existing" and dataset and table:
+    if mode == "existing" and dataset and table and not source_error:
         options = compat.options_from(
             load_strategy=strategy,
             cursor_column=probe["cursor_column"].value() or "",
@@ -362,7 +365,7 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
     context = {"existing_tables": existing_tables, "form": form, "datasets": datasets, "bq_error": bq_error, "report_ctx": report_ctx,
                "report_error": report_error, "schema_preview": schema_preview, "source_columns": source,
                "mode": mode, "dataset": dataset, "existing_table": table, "strategy": strategy,
-               "replace_deletes": replace_deletes, "report_only": report_only}
+               "replace_deletes": replace_deletes, "report_only": report_only, "source_error": source_error}
     return form, context
 
 
@@ -382,7 +385,9 @@ def step4(request: HttpRequest, force_get: bool = False) -> HttpResponse:
                                      overrides=None if posting else request.GET)
     if posting and form.is_valid():
         data = form.cleaned_data
-        if data["destination_mode"] == "new":
+        if context["source_error"]:
+            form.add_error(None, context["source_error"])
+        elif data["destination_mode"] == "new":
             try:
                 exists = warehouse().table_exists(data["dataset"], data["new_table"])
             except BigQueryError as exc:
@@ -438,7 +443,11 @@ def run_validation(request: HttpRequest, draft, params) -> None:
     if not dataset or not table:
         return
     selectors.dataset_in(scope=request.scope, dataset=dataset)
-    source = selected_source_columns(request, draft)
+    try:
+        source = selected_source_columns(request, draft)
+    except SourceError as exc:
+        messages.error(request, f"Data validation failed: {exc}")
+        return
     options = compat.options_from(
         load_strategy=params.get("load_strategy") or "append",
         cursor_column=params.get("cursor_column") or "",

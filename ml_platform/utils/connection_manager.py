@@ -83,6 +83,9 @@ TEST_CONNECTION_DEADLINE_S = 10.0
 # Introspection and previews are interactive: a wizard step must not hang on a slow view.
 STATEMENT_TIMEOUT_S = 30
 MAX_PREVIEW_ROWS = 1000
+# A path that can never exist (/dev/null is no directory): libpq then reads no ~/.pgpass, and unlike
+# passfile=/dev/null it does not warn "password file is not a plain file" on every connect.
+NO_PASSFILE = os.path.join(os.devnull, "no-pgpass")
 ENGINE_CACHE_SIZE = 32
 
 _DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "sqlite": "sqlite+pysqlite"}
@@ -246,7 +249,7 @@ def connect_args(params: ConnectionParams) -> dict[str, Any]:
         args.setdefault("application_name", "ml_platform")
         args.update(
             # Never the service's own ~/.pgpass or client certificate, never its Kerberos ticket.
-            passfile=os.devnull,
+            passfile=NO_PASSFILE,
             sslcertmode="allow" if "sslcert" in args else "disable",
             gssencmode="disable",
             # A stored password is never sent in clear text (a fake server asking for it gets nothing).
