@@ -136,6 +136,8 @@ class EtlJob(models.Model):
     load_strategy = models.CharField(max_length=12, choices=LoadStrategy.choices, default=LoadStrategy.REPLACE)
     cursor_column = models.CharField(max_length=255, blank=True)
     merge_key = models.JSONField(default=list, blank=True)
+    # The load plan the schema check recorded (ml_platform/etl/plan.py); empty for jobs made before it existed.
+    load_plan = models.JSONField(default=dict, blank=True)
     source_tag = models.CharField(max_length=100, blank=True)
     schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression; blank = manual")
     schedule_timezone = models.CharField(max_length=64, default="UTC")

@@ -73,6 +73,7 @@ def spec_for(job: EtlJob) -> RunSpec:
         chunk_rows=settings.ETL_CHUNK_ROWS,
         checkpoint_rows=settings.ETL_CHECKPOINT_ROWS,
         job_id=job.pk,
+        plan=job.load_plan or None,
     )
 
 

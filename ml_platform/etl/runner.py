@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
+from ml_platform.etl import plan as load_plan
 from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import (
     CastError,
@@ -135,6 +136,8 @@ class RunSpec:
     job_id: str | int = "job"
     key_columns: tuple[str, ...] = ()
     extract_method: Method = "auto"
+    # The load plan recorded by the schema check (`etl/plan.py`); the run only checks the table still fits it.
+    plan: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
@@ -687,6 +690,10 @@ def _prepare_destination(spec: RunSpec, warehouse: _Warehouse) -> _Plan:
         raise SchemaMismatchError(f"The source tag column {spec.tag_column!r} is also a mapped source column")
 
     schema = warehouse.schema(dataset, table)
+    if spec.plan:
+        # Decided when the job was created/edited/reconnected: never again here, only checked.
+        if problems := load_plan.table_mismatches(spec.plan, schema):
+            raise SchemaMismatchError(load_plan.mismatch_message(spec.plan, problems))
     missing: list[BigQueryField] = []
     creating = schema is None
     if schema is None:
