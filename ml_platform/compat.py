@@ -1,23 +1,20 @@
-"""Compatibility checks with I/O: fetch both schemas, run the pure engine, describe the table's state.
+"""Helpers of the schema check (`ml_platform/schema_check.py`, the one place that decides compatibility).
 
-Shared by the wizard, the Edit and Reconnect flows and the JSON API, so every
-place shows the same verdict for the same input.
+Options, the column mapping read off a report, the "add these columns" consistency rule and the
+source-data validation scan. Nothing here decides compatibility on its own.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404
 
-from ml_platform import selectors
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
 from ml_platform.models import Connection, EtlJob, Workspace
-from ml_platform.warehouse import warehouse
 
 TAG_COLUMN = "_source_tag"
 
@@ -29,24 +26,6 @@ class TableState:
     row_count: int | None = None
     max_cursor: Any = None
     sentence: str = ""
-
-
-@dataclass
-class ReportContext:
-    report: engine.CompatibilityReport
-    destination: TableSchema
-    state: TableState
-    other_jobs: list[EtlJob] = field(default_factory=list)
-
-    @property
-    def relax_columns(self) -> list[str]:
-        return [a.column for a in self.report.can_alter if a.kind == "relax_required"]
-
-    @property
-    def other_tags(self) -> list[str] | None:
-        if not self.other_jobs:
-            return None
-        return [j.source_tag for j in self.other_jobs]
 
 
 def column_mapping(report: engine.CompatibilityReport, destination: TableSchema,
@@ -82,44 +61,6 @@ def options_from(
     )
 
 
-def table_state(
-    *, destination: TableSchema, options: engine.CompatibilityOptions, row_count: int | None = None
-) -> TableState:
-    """Row count and MAX(cursor) of the destination, and the sentence the runner will act on."""
-    bq = warehouse()
-    if row_count is None:
-        row_count = bq.row_count(destination.dataset, destination.table)
-    state = TableState(row_count=row_count)
-    if not row_count:
-        state.sentence = "The table is empty: the first run loads every selected source row."
-        return state
-    strategy = options.load_strategy
-    cursor = options.cursor_column
-    dest_cursor = destination.field_by_name(cursor) if cursor else None
-    tag_filter = None
-    if options.source_tag and destination.field_by_name(options.tag_column):
-        tag_filter = (options.tag_column, options.source_tag)
-    if strategy == "incremental" and dest_cursor is not None:
-        state.max_cursor = bq.max_value(destination.dataset, destination.table, dest_cursor.name, where_tag=tag_filter)
-        scope = f" for source tag {options.source_tag!r}" if tag_filter else ""
-        if state.max_cursor is None:
-            state.sentence = f"No rows{scope} yet: the first run loads every selected source row."
-        else:
-            state.sentence = (
-                f"Resumes after {cursor} {format_value(state.max_cursor)}{scope}: only source rows with "
-                f"{cursor} > {format_value(state.max_cursor)} are loaded, so no row is loaded twice."
-            )
-    elif strategy == "replace":
-        scope = f"the rows tagged {options.source_tag!r}" if options.source_tag else f"all {row_count:,} rows"
-        state.sentence = f"Each run replaces {scope} atomically with the current source rows."
-    elif strategy == "merge":
-        keys = ", ".join(options.merge_key) or "the key"
-        state.sentence = f"Each run updates rows matching on {keys} and inserts the others."
-    else:
-        state.sentence = f"Each run appends the selected source rows to the {row_count:,} rows already there."
-    return state
-
-
 def format_value(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
@@ -135,17 +76,18 @@ def report_for(
     options: engine.CompatibilityOptions,
     exclude_job: EtlJob | None = None,
     with_state: bool = True,
-) -> ReportContext:
-    if not selectors.workspace_owns_dataset(workspace=workspace, dataset=dataset):
-        # Another workspace's dataset: no schema, no row count, no MAX() — it does not exist here.
-        raise Http404("No such dataset")
-    destination = warehouse().get_table_schema(dataset, table)
-    report = engine.check_compatibility(source_columns, destination, options)
-    others = list(selectors.jobs_loading_into(workspace=workspace, dataset=dataset, table=table))
-    if exclude_job is not None:
-        others = [j for j in others if j.pk != exclude_job.pk]
-    state = table_state(destination=destination, options=options) if with_state else TableState()
-    return ReportContext(report=report, destination=destination, state=state, other_jobs=others)
+):
+    """The schema check for the JSON API module (being rewritten on django-ninja): `schema_check.check`."""
+    from ml_platform import schema_check
+
+    choices = schema_check.Choices(
+        load_strategy=options.load_strategy, cursor_column=options.cursor_column or "",
+        merge_key=tuple(options.merge_key), source_tag=options.source_tag or "",
+        relax_required=options.relax_required, validation=dict(options.validation),
+    )
+    return schema_check.check(workspace=workspace, source_columns=source_columns,
+                              destination=schema_check.Destination(dataset, table, existing=True), choices=choices,
+                              exclude_job=exclude_job)
 
 
 def validate_data(

@@ -9,11 +9,12 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
-from ml_platform import compat, selectors, services, sources
+from ml_platform import compat, schema_check, selectors, services, sources
 from ml_platform.etl.bigquery import BigQueryError
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
+from ml_platform.report_view import report_view
 from ml_platform.utils.connection_manager import SourceError
 from wizard.forms import SCHEDULE_PRESETS, timezone_choices
 
@@ -91,27 +92,29 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
         source = _source(job)
     except SourceError as exc:
         source, error = [], f"The source table cannot be read: {exc}"
-    names = [c.name for c in source]
     data = request.POST if request.method == "POST" else None
-    probe = EditJobForm(data, initial=initial_for(job), job=job, source_names=names, can_add=[])
-    chosen = {c.lower() for c in (_value(probe, "columns") or [])}
+    form = EditJobForm(data, initial=initial_for(job), job=job, source_names=[c.name for c in source], can_add=[])
+    chosen = {c.lower() for c in (_value(form, "columns") or [])}
     selected = [c for c in source if c.name.lower() in chosen]
-    report_ctx = None
+    result = None
     if selected:
-        options = compat.options_from(
-            load_strategy=_value(probe, "load_strategy") or job.load_strategy,
-            cursor_column=_value(probe, "cursor_column") or "", merge_key=_value(probe, "merge_key") or [],
-            source_tag=job.source_tag,
+        choices = schema_check.Choices(
+            load_strategy=_value(form, "load_strategy") or job.load_strategy,
+            cursor_column=_value(form, "cursor_column") or "", merge_key=tuple(_value(form, "merge_key") or ()),
+            source_tag=job.source_tag, add_columns=tuple(_value(form, "add_columns") or ()) if data else (),
         )
         try:
-            report_ctx = compat.report_for(workspace=request.scope.workspace, source_columns=selected,
-                                           dataset=job.destination_dataset, table=job.destination_table,
-                                           options=options, exclude_job=job)
+            result = schema_check.check(workspace=request.scope.workspace, source_columns=selected,
+                                        destination=schema_check.Destination(job.destination_dataset,
+                                                                             job.destination_table),
+                                        choices=choices, dialect=job.connection.engine, exclude_job=job,
+                                        creating=False)
         except BigQueryError as exc:
             error = str(exc)
-    can_add = compat.new_columns(report_ctx.report) if report_ctx else []
-    form = EditJobForm(data, initial=initial_for(job), job=job, source_names=names, can_add=can_add)
-    context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "nav": "jobs"}
+    if result is not None:
+        form.fields["add_columns"].choices = [(c, c) for c in result.new_columns]
+    rep = report_view(result) if result is not None else None
+    context = {"job": job, "form": form, "rep": rep, "report_error": error, "nav": "jobs"}
     if request.method == "POST" and request.POST.get("refresh"):
         # The report echoes the submitted ticks; the page sends one refresh at a time (hx-sync replace).
         # A strategy change also brings the fields that strategy uses (the report rides out of band).
@@ -119,15 +122,15 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
         part = "strategy-refresh" if request.POST["refresh"] == "strategy" else "edit-report"
         return TemplateResponse(request, f"ml_platform/job_edit.html#{part}", context)
     if request.method == "POST" and form.is_valid():
-        if report_ctx is None or not report_ctx.report.compatible:
+        if result is None or not result.compatible:
             form.add_error(None, "The selected columns are not compatible with the table: see the report.")
-        elif problems := compat.check_new_columns(report_ctx.report, form.cleaned_data["add_columns"]):
-            for problem in problems:
-                form.add_error("add_columns", problem)
+        elif result.problems:
+            for problem in result.problems:
+                form.add_error(problem.field if problem.field in form.fields else None, problem.message)
+            rep.errors = {"add_columns": result.problems_for("add_columns")}
         else:
             try:
-                services.job_update(job=job, source_columns=selected, report=report_ctx.report,
-                                    add_columns=form.cleaned_data["add_columns"], name=form.cleaned_data["name"],
+                services.job_update(job=job, source_columns=selected, result=result, name=form.cleaned_data["name"],
                                     load_strategy=form.cleaned_data["load_strategy"],
                                     cursor_column=form.cleaned_data["cursor_column"],
                                     merge_key=form.cleaned_data["merge_key"],
@@ -180,8 +183,9 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
         table = current if current in tables else (same_name[0] if len(same_name) == 1 else None)
     form = ReconnectForm({"connection": connection.pk, "table": table or ""}, connections=connections,
                          tables=tables, cursor_column=job.cursor_column)
-    report_ctx = None
+    result = None
     missing: list[str] = []
+    selected: list[SourceColumn] = []
     if table and table in tables:
         schema, name = sources.split_table(table)
         try:
@@ -189,16 +193,17 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
             by_name = {c.name.lower(): c for c in source}
             selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
             missing = [c for c in job.selected_columns if c.lower() not in by_name]
-            options = compat.options_from(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
-                                          merge_key=job.merge_key, source_tag=job.source_tag)
-            report_ctx = compat.report_for(workspace=request.scope.workspace, source_columns=selected,
-                                           dataset=job.destination_dataset, table=job.destination_table,
-                                           options=options, exclude_job=job)
+            choices = schema_check.Choices(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
+                                           merge_key=tuple(job.merge_key or ()), source_tag=job.source_tag)
+            result = schema_check.check(workspace=request.scope.workspace, source_columns=selected,
+                                        destination=schema_check.Destination(job.destination_dataset,
+                                                                             job.destination_table),
+                                        choices=choices, dialect=connection.engine, exclude_job=job, creating=False)
         except (SourceError, BigQueryError) as exc:
             error = str(exc)
-    compatible = bool(report_ctx and report_ctx.report.compatible and not missing)
-    context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "missing": missing,
-               "compatible": compatible, "connection": connection, "table": table, "nav": "jobs"}
+    compatible = bool(result and result.ok and not missing)
+    context = {"job": job, "form": form, "rep": report_view(result) if result else None, "report_error": error,
+               "missing": missing, "compatible": compatible, "connection": connection, "table": table, "nav": "jobs"}
     status = 200
     if request.method == "POST" and request.POST.get("confirm"):
         if not compatible:
@@ -207,7 +212,11 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
             schema, name = sources.split_table(table)
             try:
                 services.job_reconnect(job=job, connection=connection, source_schema=schema or "",
-                                       source_table=name, source_columns=selected, actor=request.user)
+                                       source_table=name, source_columns=selected, result=result,
+                                       actor=request.user)
+            except services.JobCreateError as exc:
+                messages.error(request, str(exc))
+                status = 400
             except services.JobBusy as exc:  # a run is queued or running: refuse, never a 500
                 messages.error(request, str(exc))
                 status = 409

@@ -366,30 +366,6 @@ def check_column_choices(*, source_columns: list[SourceColumn], load_strategy: s
                                       for field, name in unknown])
 
 
-def tag_taken(tag: str, others: list[str]) -> bool:
-    """Whether `tag` is already used by one of `others`: tags compare case-insensitively (EU is eu)."""
-    return bool(tag) and tag.casefold() in {(t or "").casefold() for t in others}
-
-
-def replace_deletes(*, dataset: str, table: str, source_tag: str = "") -> int:
-    """How many rows a replace job with `source_tag` deletes from the table: its tag's rows, or all when untagged."""
-    from ml_platform import compat
-    from ml_platform.etl.bigquery import quote_identifier
-    from ml_platform.warehouse import warehouse
-
-    bq = warehouse()
-    if not source_tag:
-        return bq.row_count(dataset, table)
-    schema = bq.get_table_schema(dataset, table)
-    tag_field = schema.field_by_name(compat.TAG_COLUMN)
-    if tag_field is None:
-        return 0  # the tag column is added with the job: no row holds this tag yet
-    sql = (f"SELECT COUNT(*) AS n FROM {bq.sql_table(dataset, table)} "  # noqa: S608 - validated ids
-           f"WHERE {quote_identifier(tag_field.name)} = @tag")
-    rows = bq.query(sql, {"tag": source_tag})
-    return int(rows[0]["n"]) if rows else 0
-
-
 def job_create(
     *,
     owner: AbstractBaseUser,
@@ -416,19 +392,18 @@ def job_create(
     validation: dict | None = None,
     actor: AbstractBaseUser | None = None,
     confirm_replace: bool = False,
+    confirm_backfill: bool = False,
+    validate_data: bool = False,
 ) -> EtlJob:
-    """Create a job; for a new table create it from the mapped schema, for an existing one check and alter it.
+    """Create a job: the schema check decides, the job records its load plan, then the plan's ALTERs are made.
 
     Replace into an existing table that holds rows of this job's tag scope deletes them on the
-    first run: refused unless `confirm_replace` says the caller asked the user.
-
-    The compatibility check is repeated here (not trusted from the page) because
-    it is the last moment before the table is touched.
+    first run: refused unless `confirm_replace` says the caller asked the user. A tagged job on
+    a table holding untagged rows back-fills its tag onto them only with `confirm_backfill`.
+    `validation` carries scan results the caller already has (the wizard's "Validate data");
+    `validate_data` asks the check to scan the source itself (the API's `validate_data: true`).
     """
-    from ml_platform import compat
-    from ml_platform.etl import compatibility as engine
-    from ml_platform.etl.types import BigQueryField
-    from ml_platform.warehouse import warehouse
+    from ml_platform import schema_check
 
     workspace = workspace or personal_workspace(owner)
     if connection.workspace_id != workspace.pk or not selectors.workspace_owns_dataset(
@@ -444,61 +419,27 @@ def job_create(
     merge_key = list(merge_key or [])
     check_column_choices(source_columns=source_columns, load_strategy=load_strategy, cursor_column=cursor_column,
                          merge_key=merge_key, partition_field=partition_field, clustering=clustering or [])
-    bq = warehouse()
-    options = compat.options_from(
-        load_strategy=load_strategy, cursor_column=cursor_column, merge_key=merge_key, source_tag=source_tag,
-        relax_required=relax_required, validation=validation,
+    choices = schema_check.Choices(
+        load_strategy=load_strategy, cursor_column=cursor_column, merge_key=tuple(merge_key), source_tag=source_tag,
+        add_columns=tuple(add_columns or ()), relax_required=relax_required, validation=validation or {},
+        confirm_replace=confirm_replace, confirm_backfill=confirm_backfill, partition_field=partition_field,
+        clustering=tuple(clustering or ()),
     )
-    add_fields: list[BigQueryField] = []
-    relax: list[str] = []
-    if use_existing_table:
-        ctx = compat.report_for(workspace=workspace, source_columns=source_columns, dataset=destination_dataset,
-                                table=destination_table, options=options, with_state=False)
-        if not ctx.report.compatible:
-            raise JobCreateError("Schema incompatible", details=list(ctx.report.errors))
-        if ctx.other_jobs:
-            if not source_tag or tag_taken(source_tag, [j.source_tag for j in ctx.other_jobs]):
-                raise JobCreateError(
-                    "Other jobs load into this table: this job needs a source tag of its own.",
-                    details=[f"job {j.name!r} uses tag {j.source_tag or '(none)'!r}" for j in ctx.other_jobs],
-                )
-        problems = compat.check_new_columns(ctx.report, add_columns or [])
-        if problems:
-            raise JobCreateError(" ".join(problems), details=problems)
-        if load_strategy == EtlJob.LoadStrategy.REPLACE and not confirm_replace:
-            doomed = replace_deletes(dataset=destination_dataset, table=destination_table, source_tag=source_tag)
-            if doomed:
-                raise JobCreateError(
-                    f"Replace deletes the {doomed:,} rows this job loads into {destination_dataset}."
-                    f"{destination_table} on its first run: confirm it (confirm_replace) or choose another "
-                    "load strategy.",
-                    details=[{"field": "confirm_replace", "error": f"{doomed} rows would be deleted"}],
-                )
-        wanted = {c.lower() for c in (add_columns or [])}
-        for action in ctx.report.can_alter:
-            if action.kind == "add_column" and (action.column.lower() in wanted or action.column == compat.TAG_COLUMN):
-                add_fields.append(BigQueryField(action.column, action.field_type, action.mode))
-            elif action.kind == "relax_required" and relax_required:
-                relax.append(action.column)
-        mapping = compat.column_mapping(ctx.report, ctx.destination, add_fields)
-        unmapped = [c.name for c in source_columns if c.name not in mapping]
-        if unmapped:  # never a selected column silently left out of the loads
-            raise JobCreateError("Selected column(s) " + ", ".join(repr(c) for c in unmapped)
-                                 + " have no column in the table: approve adding them, or unselect them.")
-        loaded_columns = [c.name for c in source_columns]
-    else:
-        if bq.table_exists(destination_dataset, destination_table):
-            raise JobCreateError(f"Table {destination_dataset}.{destination_table} already exists.")
-        fields = list(engine.schema_for_new_table(source_columns))
-        mapping = {c.name: f.name for c, f in zip(source_columns, fields, strict=True)}
-        loaded_columns = [c.name for c in source_columns]
-        if source_tag:
-            fields.append(BigQueryField(compat.TAG_COLUMN, "STRING", "NULLABLE"))
-
+    result = schema_check.check(
+        workspace=workspace, source_columns=source_columns,
+        destination=schema_check.Destination(destination_dataset, destination_table, existing=use_existing_table),
+        choices=choices, dialect=connection.engine, creating=True, validate=validate_data,
+        source=schema_check.SourceRef(connection, source_schema or None, source_table),
+    )
+    if not result.ok:
+        raise JobCreateError(result.first_error(), details=result.details())
+    plan = result.plan
+    assert plan is not None
     with transaction.atomic():
         job = EtlJob(
-            workspace=workspace, owner=owner, name=name, connection=connection, source_schema=source_schema, source_table=source_table,
-            selected_columns=loaded_columns, column_mapping=mapping, destination_dataset=destination_dataset,
+            workspace=workspace, owner=owner, name=name, connection=connection, source_schema=source_schema,
+            source_table=source_table, selected_columns=[c.name for c in source_columns],
+            column_mapping=plan.mapping(), load_plan=plan.to_json(), destination_dataset=destination_dataset,
             destination_table=destination_table,
             destination_mode=EtlJob.DestinationMode.EXISTING if use_existing_table else EtlJob.DestinationMode.NEW,
             load_strategy=load_strategy, cursor_column=cursor_column, merge_key=merge_key, source_tag=source_tag,
@@ -512,16 +453,7 @@ def job_create(
         job.save()
         audit(workspace=workspace, actor=actor, action="created", target=job, changes=_created(job_snapshot(job)))
         # BigQuery last: if it refuses, the job row rolls back with the exception.
-        if use_existing_table:
-            if add_fields:
-                bq.add_columns(destination_dataset, destination_table, add_fields)
-            if relax:
-                bq.relax_columns(destination_dataset, destination_table, relax)
-        else:
-            partition = mapping.get(partition_field) if partition_field else None
-            bq.create_table(destination_dataset, destination_table, fields, partition_field=partition,
-                            clustering=tuple(mapping[c] for c in (clustering or []) if c in mapping),
-                            description=f"Loaded by ETL job {name!r} from {connection.name}")
+        schema_check.apply_plan(plan, description=f"Loaded by ETL job {name!r} from {connection.name}")
         if run_now:
             run_enqueue(job=job, actor=actor)
     return job
@@ -569,8 +501,7 @@ def job_update(
     *,
     job: EtlJob,
     source_columns: list[SourceColumn],
-    report,
-    add_columns: list[str],
+    result,
     name: str,
     load_strategy: str,
     cursor_column: str,
@@ -579,40 +510,38 @@ def job_update(
     schedule_timezone: str,
     actor: AbstractBaseUser | None = None,
 ) -> EtlJob:
-    """Save an Edit: approved new columns are added to the BigQuery table (NULLABLE), the rest is job config.
+    """Save an Edit with the plan of its schema check (`result`): approved new columns are added (NULLABLE).
 
-    The selection and the table agree or nothing is saved: every selected column the table lacks
-    must be approved for adding, and only such columns are added; a selected column is never
-    silently left out. The job row stays locked until the edit is committed, so a run enqueued
-    meanwhile (Run Now, the scheduler) waits for it and loads with the new columns; a job with
-    an active run is not edited (that run would load the new columns' rows as NULL for good).
+    The selection and the table agree or nothing is saved (the check refuses a selected column the
+    table lacks unless it is approved for adding). The job row stays locked until the edit is
+    committed, so a run enqueued meanwhile (Run Now, the scheduler) waits for it and loads with the
+    new columns; a job with an active run is not edited (that run would load the new columns'
+    rows as NULL for good). The table is read again under the lock: if it changed since the
+    report, the plan no longer fits and nothing is saved.
     """
-    from ml_platform import compat
-    from ml_platform.etl.types import BigQueryField
+    from ml_platform import schema_check
+    from ml_platform.etl.plan import table_mismatches
     from ml_platform.warehouse import warehouse
 
-    problems = compat.check_new_columns(report, add_columns)
-    if problems:
-        raise JobCreateError(" ".join(problems), details=problems)
-    wanted = {c.lower() for c in add_columns}
-    add_fields = [BigQueryField(a.column, a.field_type, a.mode) for a in report.can_alter
-                  if a.kind == "add_column" and a.column.lower() in wanted]
+    if not source_columns:
+        raise JobCreateError("Select at least one source column.")
+    if not result.ok:
+        raise JobCreateError(result.first_error(), details=result.details())
+    plan = result.plan
     with transaction.atomic():
         EtlJob.objects.select_for_update().filter(pk=job.pk).first()
         if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
             raise JobBusy(f"Job {job.name!r} has a run in progress: save the edit after the run.")
-        table = warehouse().get_table_schema(job.destination_dataset, job.destination_table)
-        mapping = compat.column_mapping(report, table, add_fields)
-        unmapped = [c.name for c in source_columns if c.name not in mapping]
-        if unmapped:  # e.g. the table changed since the report
-            raise JobCreateError("Selected column(s) " + ", ".join(repr(c) for c in unmapped)
-                                 + " have no column in the table: approve adding them, or unselect them.")
-        if not source_columns:
-            raise JobCreateError("Select at least one source column.")
+        now = warehouse().get_table_schema(job.destination_dataset, job.destination_table)
+        pending = {a.column.lower() for a in plan.alters if a.kind in ("add_column", "relax_required")}
+        changed = [p for p in table_mismatches(_without(plan, pending), now)]
+        if changed:
+            raise JobCreateError("The table changed since the report: " + " ".join(changed) + " Check again.")
         before = job_snapshot(job)
         job.name = name
         job.selected_columns = [c.name for c in source_columns]
-        job.column_mapping = {c.name: mapping[c.name] for c in source_columns}
+        job.column_mapping = plan.mapping()
+        job.load_plan = plan.to_json()
         job.load_strategy = load_strategy
         job.cursor_column = cursor_column
         job.merge_key = merge_key
@@ -622,36 +551,52 @@ def job_update(
         job.schedule_timezone = schedule_timezone
         job.full_clean()
         # Only the edited fields: the watermark a run committed since the page was loaded stays.
-        job.save(update_fields=["name", "selected_columns", "column_mapping", "load_strategy", "cursor_column",
-                                "merge_key", "next_run_at", "schedule", "schedule_timezone", "updated_at"])
+        job.save(update_fields=["name", "selected_columns", "column_mapping", "load_plan", "load_strategy",
+                                "cursor_column", "merge_key", "next_run_at", "schedule", "schedule_timezone",
+                                "updated_at"])
         audit(workspace=job.workspace, actor=actor, action="edited", target=job,
               changes=changed_fields(before, job_snapshot(job)))
         # BigQuery last: if it refuses, the job row rolls back with the exception.
-        if add_fields:
-            warehouse().add_columns(job.destination_dataset, job.destination_table, add_fields)
+        schema_check.apply_plan(plan)
     return job
+
+
+def _without(plan, columns: set[str]):
+    """The plan minus the columns its own pending ALTERs add or relax (they are not in the table yet)."""
+    from dataclasses import replace
+
+    kept = tuple(c for c in plan.columns if c.destination.lower() not in columns)
+    tag = plan.tag_column if plan.tag_column and plan.tag_column.lower() not in columns else None
+    return replace(plan, columns=kept, tag_column=tag)
 
 
 @transaction.atomic
 def job_reconnect(
     *, job: EtlJob, connection: Connection, source_schema: str, source_table: str, source_columns: list[SourceColumn],
-    actor: AbstractBaseUser | None = None,
+    result, actor: AbstractBaseUser | None = None,
 ) -> EtlJob:
-    """Point the job at a new connection/source table. The BigQuery table, its rows and the watermark stay."""
+    """Point the job at a new connection/source table, with the plan of its schema check (`result`).
+
+    The BigQuery table, its rows and the watermark stay; the check allows no ALTER here.
+    """
     if connection.workspace_id != job.workspace_id:
         raise Http404("No such connection")  # another workspace's connection does not exist for this job
     if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
         raise JobBusy(f"Job {job.name!r} is running: reconnect it after the run.")
-    by_lower = {c.name.lower(): c.name for c in source_columns}
+    if not result.ok:
+        raise JobCreateError(result.first_error(), details=result.details())
+    if [a for a in result.plan.alters if a.kind != "backfill_tag"]:
+        raise JobCreateError("Reconnect leaves the table as it is: the new source needs a change of the table "
+                             "(" + ", ".join(f"{a.kind} {a.column}" for a in result.plan.alters) + "). Use Edit.")
     before = job_snapshot(job)
     job.connection = connection
     job.source_schema = source_schema
     job.source_table = source_table
-    # Same columns by name; the source may spell them in another case.
-    job.column_mapping = {by_lower[src.lower()]: dst for src, dst in job.column_mapping.items() if src.lower() in by_lower}
-    job.selected_columns = [by_lower[c.lower()] for c in job.selected_columns if c.lower() in by_lower]
-    job.save(update_fields=["connection", "source_schema", "source_table", "column_mapping", "selected_columns",
-                            "updated_at"])
+    job.column_mapping = result.plan.mapping()
+    job.load_plan = result.plan.to_json()
+    job.selected_columns = [c.name for c in source_columns]
+    job.save(update_fields=["connection", "source_schema", "source_table", "column_mapping", "load_plan",
+                            "selected_columns", "updated_at"])
     changes = changed_fields(before, job_snapshot(job))
     changes.setdefault("connection", {"before": before["connection"], "after": connection.name})
     audit(workspace=job.workspace, actor=actor, action="reconnected", target=job, changes=changes)

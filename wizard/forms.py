@@ -9,7 +9,6 @@ from django import forms
 from ml_platform.etl.bigquery import validate_table_id
 from ml_platform.etl.schedule import cron_error, timezone_names
 from ml_platform.models import EtlJob
-from ml_platform.services import tag_taken
 
 SCHEDULE_PRESETS = [
     ("manual", "Manual (Run Now only)"),
@@ -78,25 +77,29 @@ class DestinationStepForm(forms.Form):
     relax_required = forms.BooleanField(
         label="Relax REQUIRED columns to NULLABLE on the destination table", required=False
     )
+    confirm_backfill = forms.BooleanField(required=False, label="Set the source tag on the table's untagged rows")
 
     def __init__(self, *args, datasets: list[str], columns: list[str], partition_candidates: list[str],
-                 other_tags: list[str] | None, can_add: list[str], replace_deletes: int = 0,
-                 replace_target: str = "", **kwargs) -> None:
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Tags of the other jobs loading into the chosen existing table; None when there are none.
-        self.other_tags = other_tags
-        if other_tags is not None:
-            self.fields["source_tag"].label = "Source tag (required)"
-        # Rows a Replace job would delete from the chosen existing table (its tag scope).
-        self.replace_deletes = replace_deletes
-        self.fields["confirm_replace"].label = f"Delete the {replace_deletes:,} rows this job loads into {replace_target}"
+        # The schema check's result for these choices (`attach_check`): the submit is refused on what it says.
+        self.check_result = None
+        self.check_error = ""
         self.fields["dataset"].choices = [("", "— choose a dataset —")] + [(d, d) for d in datasets]
         column_choices = [(c, c) for c in columns]
         self.fields["partition_field"].choices = [("", "— none —")] + [(c, c) for c in partition_candidates]
         self.fields["clustering"].choices = column_choices
         self.fields["cursor_column"].choices = [("", "— choose —")] + column_choices
         self.fields["merge_key"].choices = column_choices
-        self.fields["add_columns"].choices = [(c, c) for c in can_add]
+
+    def attach_check(self, result, error: str = "") -> None:
+        """Give the form the schema check of its choices (before validation): ticks offered, submit rules."""
+        self.check_result = result
+        self.check_error = error
+        if result is not None:
+            self.fields["add_columns"].choices = [(c, c) for c in result.new_columns]
+            if result.other_job_count:
+                self.fields["source_tag"].label = "Source tag (required)"
 
     def clean_new_table(self) -> str:
         value = self.cleaned_data["new_table"].strip()
@@ -131,19 +134,28 @@ class DestinationStepForm(forms.Form):
             self.add_error("cursor_column", "Incremental loads need a cursor column (e.g. id or updated_at).")
         if strategy == EtlJob.LoadStrategy.MERGE and not data.get("merge_key"):
             self.add_error("merge_key", "Merge needs at least one key column.")
-        tag = data.get("source_tag", "")
-        if self.other_tags is not None and mode == EtlJob.DestinationMode.EXISTING:
-            if not tag:
-                self.add_error("source_tag", "Other jobs load into this table: give this source its own tag.")
-            elif tag_taken(tag, self.other_tags):
-                self.add_error("source_tag", f"The tag {tag!r} is already used by another job on this table "
-                                             "(tags are compared ignoring case).")
-        if (mode == EtlJob.DestinationMode.EXISTING and strategy == EtlJob.LoadStrategy.REPLACE
-                and self.replace_deletes and not data.get("confirm_replace")):
-            self.add_error("confirm_replace", f"Replace deletes the {self.replace_deletes:,} rows this job loads into "
-                                              "the table on its first run: tick the box to confirm, or choose "
-                                              "Append or Incremental.")
+        self._check_rules(mode)
         return data
+
+    def _check_rules(self, mode: str | None) -> None:
+        """The schema check decides; the form only puts its refusals where the user fixes them."""
+        result = self.check_result
+        if mode == EtlJob.DestinationMode.EXISTING:
+            if not self.cleaned_data.get("existing_table"):
+                return
+            if result is None:
+                self.add_error("existing_table", self.check_error or "Choose an existing table.")
+                return
+            if not result.compatible:
+                self.add_error(None, "The source is not compatible with this table: fix the errors in the report.")
+        elif result is None:
+            if self.check_error:
+                self.add_error(None, self.check_error)
+            return
+        for problem in result.problems:
+            name = problem.field if problem.field in self.fields else None
+            if name is None or name not in self.errors:
+                self.add_error(name, problem.message)
 
 
 class ScheduleStepForm(forms.Form):

@@ -22,13 +22,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
-from ml_platform import compat, selectors, services, sources
+from ml_platform import compat, schema_check, selectors, services, sources
 from ml_platform.etl import compatibility as engine
-from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.bigquery import BigQueryError, validate_table_id
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
+from ml_platform.report_view import report_view
 from ml_platform.utils.connection_manager import SourceError
 from ml_platform.warehouse import warehouse
 from wizard import state
@@ -200,13 +201,13 @@ def step3(request: HttpRequest, force_get: bool = False) -> HttpResponse:
 
 
 MULTI_VALUE_FIELDS = {"clustering", "merge_key", "add_columns"}
-BOOLEAN_FIELDS = {"relax_required", "confirm_replace"}
+BOOLEAN_FIELDS = {"relax_required", "confirm_replace", "confirm_backfill"}
 # Every step-4 input: the in-progress choices saved as the user makes them (`destination_draft`).
 DRAFT_FIELDS = ("destination_mode", "dataset", "new_table", "existing_table", "partition_field", "clustering",
                 "load_strategy", "cursor_column", "merge_key", "source_tag", "add_columns", "relax_required",
-                "confirm_replace")
+                "confirm_replace", "confirm_backfill")
 # Choices that belong to one existing table: they reset when the user picks another table.
-PER_TABLE_FIELDS = ("add_columns", "relax_required", "confirm_replace")
+PER_TABLE_FIELDS = ("add_columns", "relax_required", "confirm_replace", "confirm_backfill")
 
 
 def default_strategy(mode: str) -> str:
@@ -237,7 +238,7 @@ def settle_snapshot(draft, values: dict, *, mode_switch: bool = False) -> dict:
                                                                           values.get("existing_table"))
     if before and not same_table:
         # The relax and add-columns choices were made for the table shown then, not this one.
-        values.update(add_columns=[], relax_required=False, confirm_replace=False)
+        values.update(add_columns=[], relax_required=False, confirm_replace=False, confirm_backfill=False)
     switched_to_existing = (mode_switch and values.get("destination_mode") == EtlJob.DestinationMode.EXISTING
                             and before.get("destination_mode") != EtlJob.DestinationMode.EXISTING)
     if switched_to_existing and values.get("load_strategy") == EtlJob.LoadStrategy.REPLACE:
@@ -281,26 +282,28 @@ def as_querydict(values: dict) -> QueryDict:
     return bound
 
 
-def destination_form(request: HttpRequest, draft, data=None, overrides=None,
-                     report_only: bool = False) -> tuple[DestinationStepForm, dict]:
-    """Build the step-4 form with its choices, and (for an existing table) the live report.
+def destination_form(request: HttpRequest, draft, data=None, overrides=None, report_only: bool = False,
+                     check_new: bool = False) -> tuple[DestinationStepForm, dict]:
+    """Build the step-4 form (once) with its choices and, for an existing table, the schema check's report.
 
     `overrides` (a GET that switches mode or strategy) and `data` of a report request are the
     user's in-progress choices: they are saved as the draft's `destination_draft`, so a reload
-    shows them. A plain GET (reload, Back) shows the saved choices.
+    shows them. A plain GET (reload, Back) shows the saved choices. The report partial costs one
+    table fetch and one query: the datasets come from the workspace, not from a BigQuery listing.
     """
     try:
         source, source_error = selected_source_columns(request, draft), ""
     except SourceError as exc:  # the source is down, busy or refuses the login: say so in place, never a 500
         source, source_error = [], f"The source database did not answer: {exc}"
-    names = [c.name for c in source]
-    bq = warehouse()
+    bq_error = ""
     mine = selectors.datasets_in(scope=request.scope)
-    try:
-        datasets = [d for d in bq.list_datasets() if d in mine]
-        bq_error = ""
-    except BigQueryError as exc:
-        datasets, bq_error = [], str(exc)
+    if report_only:
+        datasets = sorted(mine)
+    else:
+        try:
+            datasets = [d for d in warehouse().list_datasets() if d in mine]
+        except BigQueryError as exc:
+            datasets, bq_error = [], str(exc)
     saved = {**(draft.data.get("destination") or {}), **(draft.data.get("destination_draft") or {})}
     initial = {"destination_mode": "new", **saved}
     initial.setdefault("load_strategy", default_strategy(initial["destination_mode"]))
@@ -312,61 +315,71 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None,
     if data is not None and report_only:
         to_save = settle_snapshot(draft, snapshot_of(data))
         values = as_querydict(to_save)
-    probe = DestinationStepForm(values, initial=initial, datasets=datasets, columns=names,
-                                partition_candidates=[], other_tags=None, can_add=[])
-    mode = probe["destination_mode"].value()
-    dataset = probe["dataset"].value()
+    form = DestinationStepForm(values, initial=initial, datasets=datasets, columns=[c.name for c in source],
+                               partition_candidates=[c.name for c in source if c.type.family in PARTITION_FAMILIES])
+    mode = form["destination_mode"].value()
+    dataset = form["dataset"].value()
     if dataset and dataset not in datasets and not bq_error:
         if report_only:
             raise Http404("No such dataset")  # another workspace's table: no schema, no count, no MAX()
         dataset = ""  # the form refuses the choice with an error in place
     if to_save is not None:
         save_destination_draft(draft, to_save)  # never a foreign dataset: that answered 404 above
-    table = probe["existing_table"].value() if mode == "existing" else ""
-    strategy = probe["load_strategy"].value() or default_strategy(mode)
-    source_tag = (probe["source_tag"].value() or "").strip()
-    report_ctx = None
-    report_error = source_error
-    replace_deletes = 0
-    if mode == "existing" and dataset and table and not source_error:
-        options = compat.options_from(
-            load_strategy=strategy,
-            cursor_column=probe["cursor_column"].value() or "",
-            merge_key=probe["merge_key"].value() or [],
-            source_tag=source_tag,
-            relax_required=bool(probe["relax_required"].value()),
-            validation=validation_results(draft, dataset, table),
-        )
-        try:
-            report_ctx = compat.report_for(workspace=request.scope.workspace, source_columns=source, dataset=dataset, table=table,
-                                           options=options)
-            if strategy == EtlJob.LoadStrategy.REPLACE:
-                replace_deletes = (report_ctx.state.row_count or 0) if not source_tag else \
-                    services.replace_deletes(dataset=dataset, table=table, source_tag=source_tag)
-        except BigQueryError as exc:
-            report_error = str(exc)
-    can_add = compat.new_columns(report_ctx.report) if report_ctx else []
-    form = DestinationStepForm(
-        values, initial=initial, datasets=datasets, columns=names,
-        partition_candidates=[c.name for c in source if c.type.family in PARTITION_FAMILIES],
-        other_tags=report_ctx.other_tags if report_ctx else None, can_add=can_add,
-        replace_deletes=replace_deletes, replace_target=f"{dataset}.{table}",
-    )
-    # The names the new table gets (normalised as job creation does), not the source names.
-    schema_preview = [(c.name, f.name, f.field_type, f.mode)
-                      for c, f in zip(source, engine.schema_for_new_table(source), strict=True)]
+    table = form["existing_table"].value() if mode == "existing" else ""
+    strategy = form["load_strategy"].value() or default_strategy(mode)
+    result, report_error = None, source_error
+    if dataset and not source_error and (table or (check_new and mode == "new")):
+        result, report_error = run_check(request, draft, form, source, dataset, table or "", strategy)
+    form.attach_check(result, report_error)
+    rep = report_view(result) if result is not None and mode == "existing" else None
+    if rep is not None and data is not None and not report_only:
+        rep.errors = {name: [str(e) for e in form.errors.get(name, [])] for name in ("add_columns", "confirm_replace")}
     existing_tables = []
     if mode == "existing" and dataset and not bq_error and not report_only:
         # The table <select> is not part of the report partial: skip counting every table's rows.
         try:
-            existing_tables = bq.list_tables(dataset)
+            existing_tables = warehouse().list_tables(dataset)
         except BigQueryError as exc:
             report_error = report_error or str(exc)
-    context = {"existing_tables": existing_tables, "form": form, "datasets": datasets, "bq_error": bq_error, "report_ctx": report_ctx,
-               "report_error": report_error, "schema_preview": schema_preview, "source_columns": source,
+    # The names the new table gets (normalised as job creation does), not the source names.
+    schema_preview = [(c.name, f.name, f.field_type, f.mode)
+                      for c, f in zip(source, engine.schema_for_new_table(source), strict=True)]
+    context = {"existing_tables": existing_tables, "form": form, "datasets": datasets, "bq_error": bq_error,
+               "rep": rep, "report_error": report_error, "schema_preview": schema_preview, "source_columns": source,
                "mode": mode, "dataset": dataset, "existing_table": table, "strategy": strategy,
-               "replace_deletes": replace_deletes, "report_only": report_only, "source_error": source_error}
+               "report_only": report_only, "source_error": source_error,
+               "tag_required": bool(result and result.other_job_count)}
     return form, context
+
+
+def run_check(request: HttpRequest, draft, form: DestinationStepForm, source, dataset: str, table: str,
+              strategy: str):
+    """The schema check of the form's current choices: (result, "") or (None, the error to show)."""
+    existing = form["destination_mode"].value() == "existing"
+    name = table if existing else (form["new_table"].value() or "").strip()
+    if not name:
+        return None, ""
+    if not existing:
+        try:
+            validate_table_id(name)
+        except ValueError:
+            return None, ""  # the form names the problem on the field
+    def value(key: str):
+        return form[key].value()
+    choices = schema_check.Choices(
+        load_strategy=strategy, cursor_column=value("cursor_column") or "", merge_key=tuple(value("merge_key") or ()),
+        source_tag=(value("source_tag") or "").strip(), add_columns=tuple(value("add_columns") or ()),
+        relax_required=bool(value("relax_required")), confirm_replace=bool(value("confirm_replace")),
+        confirm_backfill=bool(value("confirm_backfill")), validation=validation_results(draft, dataset, table),
+        partition_field=value("partition_field") or "", clustering=tuple(value("clustering") or ()),
+    )
+    try:
+        result = schema_check.check(workspace=request.scope.workspace, source_columns=source,
+                                    destination=schema_check.Destination(dataset, name, existing=existing),
+                                    choices=choices, dialect=current_connection(request, draft).engine)
+    except BigQueryError as exc:
+        return None, str(exc)
+    return result, ""
 
 
 def validation_results(draft, dataset: str, table: str) -> dict:
@@ -382,30 +395,11 @@ def step4(request: HttpRequest, force_get: bool = False) -> HttpResponse:
     draft = state.load(request.user)
     posting = request.method == "POST" and not force_get
     form, context = destination_form(request, draft, request.POST if posting else None,
-                                     overrides=None if posting else request.GET)
+                                     overrides=None if posting else request.GET, check_new=posting)
     if posting and form.is_valid():
         data = form.cleaned_data
         if context["source_error"]:
             form.add_error(None, context["source_error"])
-        elif data["destination_mode"] == "new":
-            try:
-                exists = warehouse().table_exists(data["dataset"], data["new_table"])
-            except BigQueryError as exc:
-                exists = False
-                form.add_error(None, str(exc))
-            if exists:
-                form.add_error("new_table", f"A table named {data['new_table']!r} already exists in "
-                                            f"{data['dataset']}: pick another name or use the existing table.")
-        else:
-            report_ctx = context["report_ctx"]
-            if report_ctx is None:
-                form.add_error("existing_table", context["report_error"] or "Choose an existing table.")
-            elif not report_ctx.report.compatible:
-                form.add_error(None, "The source is not compatible with this table: fix the errors in the report.")
-            else:
-                # The ticks are part of this submit: every selected column the table lacks is ticked.
-                for problem in compat.check_new_columns(report_ctx.report, data.get("add_columns") or []):
-                    form.add_error("add_columns", problem)
         if not form.errors:
             state.update(draft, 4, {"destination": {k: v for k, v in data.items()},
                                     "destination_draft": snapshot_of(request.POST)})
@@ -448,18 +442,18 @@ def run_validation(request: HttpRequest, draft, params) -> None:
     except SourceError as exc:
         messages.error(request, f"Data validation failed: {exc}")
         return
-    options = compat.options_from(
-        load_strategy=params.get("load_strategy") or "append",
-        cursor_column=params.get("cursor_column") or "",
-        merge_key=params.getlist("merge_key"),
-        source_tag=params.get("source_tag", "").strip(),
-    )
     schema, source_table = sources.split_table(draft.data["source_table"])
+    connection = current_connection(request, draft)
+    choices = schema_check.Choices(load_strategy=params.get("load_strategy") or "append",
+                                   cursor_column=params.get("cursor_column") or "",
+                                   merge_key=tuple(params.getlist("merge_key")),
+                                   source_tag=params.get("source_tag", "").strip())
     try:
-        destination = warehouse().get_table_schema(dataset, table)
-        results = compat.validate_data(connection=current_connection(request, draft), schema=schema,
-                                       table=source_table, source_columns=source, destination=destination,
-                                       options=options)
+        results = schema_check.check(
+            workspace=request.scope.workspace, source_columns=source,
+            destination=schema_check.Destination(dataset, table), choices=choices, dialect=connection.engine,
+            source=schema_check.SourceRef(connection, schema, source_table), validate=True,
+        ).validation
     except (BigQueryError, SourceError) as exc:
         messages.error(request, f"Data validation failed: {exc}")
         return
@@ -559,6 +553,7 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
         run_now=schedule["run_now"],
         validation=validation_results(draft, dest["dataset"], dest.get("existing_table") or ""),
         confirm_replace=bool(dest.get("confirm_replace")),
+        confirm_backfill=bool(dest.get("confirm_backfill")),
     )
 
 
