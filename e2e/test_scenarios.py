@@ -249,12 +249,13 @@ def test_scenario_c_several_sources_into_one_table(page: Page, live_server, user
     wizard_to_destination(page, base, connection="us_db", table=f"{mysql_source.database}.transactions")
     choose_existing_table(page, bq_dataset, "global_transactions")
     expect(page.get_by_test_id("other-jobs")).to_contain_text("eu transactions")
+    # The report says so before Next: no tag, or a tag the other job uses, is an error and Next stays disabled.
     set_strategy(page, "Incremental", cursor="id")
-    page.locator("#wizard-next").click()
-    expect(page.locator("#id_source_tag_errors")).to_contain_text("give this source its own tag")
+    expect(page.get_by_test_id("report-errors")).to_contain_text("give this source its own tag")
+    expect(page.locator("#wizard-next")).to_be_disabled()
     set_strategy(page, "Incremental", cursor="id", tag="eu")
-    page.locator("#wizard-next").click()
-    expect(page.locator("#id_source_tag_errors")).to_contain_text("already used")
+    expect(page.get_by_test_id("report-errors")).to_contain_text("already used")
+    expect(page.locator("#wizard-next")).to_be_disabled()
     set_strategy(page, "Incremental", cursor="id", tag="us")
     finish_wizard(page, name="us transactions")
 

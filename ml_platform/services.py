@@ -366,6 +366,20 @@ def check_column_choices(*, source_columns: list[SourceColumn], load_strategy: s
                                       for field, name in unknown])
 
 
+def _check_job_inputs(*, workspace: Workspace, connection: Connection, dataset: str,
+                      source_columns: list[SourceColumn], schedule: str, schedule_timezone: str) -> None:
+    if connection.workspace_id != workspace.pk or not selectors.workspace_owns_dataset(
+            workspace=workspace, dataset=dataset):
+        # Another workspace's connection or dataset does not exist for this one.
+        raise Http404("No such dataset")
+    if not source_columns:
+        raise JobCreateError("Select at least one source column.")
+    if schedule and (problem := cron_error(schedule)):
+        raise JobCreateError(problem)
+    if not is_valid_timezone(schedule_timezone):
+        raise JobCreateError(f"Unknown time zone {schedule_timezone!r}.")
+
+
 def job_create(
     *,
     owner: AbstractBaseUser,
@@ -397,26 +411,16 @@ def job_create(
 ) -> EtlJob:
     """Create a job: the schema check decides, the job records its load plan, then the plan's ALTERs are made.
 
-    Replace into an existing table that holds rows of this job's tag scope deletes them on the
-    first run: refused unless `confirm_replace` says the caller asked the user. A tagged job on
-    a table holding untagged rows back-fills its tag onto them only with `confirm_backfill`.
-    `validation` carries scan results the caller already has (the wizard's "Validate data");
-    `validate_data` asks the check to scan the source itself (the API's `validate_data: true`).
+    `confirm_replace`: the user accepted that Replace deletes the rows of its tag scope; `confirm_backfill`: the
+    tag goes onto the table's untagged rows. `validation`: scan results the caller has (the wizard's "Validate
+    data"); `validate_data`: the check scans the source itself (the API's `validate_data: true`).
     """
     from ml_platform import schema_check
 
     workspace = workspace or personal_workspace(owner)
-    if connection.workspace_id != workspace.pk or not selectors.workspace_owns_dataset(
-            workspace=workspace, dataset=destination_dataset):
-        # Another workspace's connection or dataset does not exist for this one.
-        raise Http404("No such dataset")
-    if not source_columns:
-        raise JobCreateError("Select at least one source column.")
-    if schedule and (problem := cron_error(schedule)):
-        raise JobCreateError(problem)
-    if not is_valid_timezone(schedule_timezone):
-        raise JobCreateError(f"Unknown time zone {schedule_timezone!r}.")
     merge_key = list(merge_key or [])
+    _check_job_inputs(workspace=workspace, connection=connection, dataset=destination_dataset,
+                      source_columns=source_columns, schedule=schedule, schedule_timezone=schedule_timezone)
     check_column_choices(source_columns=source_columns, load_strategy=load_strategy, cursor_column=cursor_column,
                          merge_key=merge_key, partition_field=partition_field, clustering=clustering or [])
     choices = schema_check.Choices(
@@ -431,10 +435,8 @@ def job_create(
         choices=choices, dialect=connection.engine, creating=True, validate=validate_data,
         source=schema_check.SourceRef(connection, source_schema or None, source_table),
     )
-    if not result.ok:
+    if not result.ok or (plan := result.plan) is None:
         raise JobCreateError(result.first_error(), details=result.details())
-    plan = result.plan
-    assert plan is not None
     with transaction.atomic():
         job = EtlJob(
             workspace=workspace, owner=owner, name=name, connection=connection, source_schema=source_schema,
