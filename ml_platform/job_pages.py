@@ -127,7 +127,6 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
         elif result.problems:
             for problem in result.problems:
                 form.add_error(problem.field if problem.field in form.fields else None, problem.message)
-            rep.errors = {"add_columns": result.problems_for("add_columns")}
         else:
             try:
                 services.job_update(job=job, source_columns=selected, result=result, name=form.cleaned_data["name"],
@@ -142,6 +141,9 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
             else:
                 messages.success(request, f"Saved job {job.name!r}.")
                 return redirect("jobs")
+    if rep is not None and request.method == "POST":
+        # The ticks' errors are shown in the report, where the ticks are.
+        rep.errors = {"add_columns": [str(e) for e in form.errors.get("add_columns", [])]}
     return TemplateResponse(request, "ml_platform/job_edit.html", context, status=400 if form.errors else 200)
 
 

@@ -575,16 +575,26 @@ def _without(plan, columns: set[str]):
 @transaction.atomic
 def job_reconnect(
     *, job: EtlJob, connection: Connection, source_schema: str, source_table: str, source_columns: list[SourceColumn],
-    result, actor: AbstractBaseUser | None = None,
+    result=None, actor: AbstractBaseUser | None = None,
 ) -> EtlJob:
     """Point the job at a new connection/source table, with the plan of its schema check (`result`).
 
-    The BigQuery table, its rows and the watermark stay; the check allows no ALTER here.
+    The BigQuery table, its rows and the watermark stay; the check allows no ALTER here. Without
+    `result` (a caller that showed no report) the schema check runs here.
     """
+    from ml_platform import schema_check
+
     if connection.workspace_id != job.workspace_id:
         raise Http404("No such connection")  # another workspace's connection does not exist for this job
     if job.runs.filter(status__in=JobRun.ACTIVE_STATUSES).exists():
         raise JobBusy(f"Job {job.name!r} is running: reconnect it after the run.")
+    if result is None:
+        result = schema_check.check(
+            workspace=job.workspace, source_columns=source_columns,
+            destination=schema_check.Destination(job.destination_dataset, job.destination_table),
+            choices=schema_check.Choices(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
+                                         merge_key=tuple(job.merge_key or ()), source_tag=job.source_tag),
+            dialect=connection.engine, exclude_job=job, creating=False)
     if not result.ok:
         raise JobCreateError(result.first_error(), details=result.details())
     if [a for a in result.plan.alters if a.kind != "backfill_tag"]:
