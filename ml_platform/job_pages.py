@@ -204,7 +204,10 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
         except (SourceError, BigQueryError) as exc:
             error = str(exc)
     compatible = bool(result and result.ok and not missing)
-    context = {"job": job, "form": form, "rep": report_view(result) if result else None, "report_error": error,
+    rep = report_view(result) if result else None
+    if rep is not None:
+        rep.add_choices = []  # Reconnect changes no table: a column the table lacks is a refusal, not an offer
+    context = {"job": job, "form": form, "rep": rep, "report_error": error,
                "missing": missing, "compatible": compatible, "connection": connection, "table": table, "nav": "jobs"}
     status = 200
     if request.method == "POST" and request.POST.get("confirm"):
