@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ml_platform.etl.type_rules import UNLOADABLE_TYPES, rule_for
 from ml_platform.etl.types import (
     BIGNUMERIC_MAX_INTEGER_DIGITS,
     BIGNUMERIC_MAX_SCALE,
@@ -48,26 +49,6 @@ LOAD_STRATEGIES: tuple[str, ...] = ("replace", "append", "incremental", "merge")
 DEFAULT_TAG_COLUMN = "_source_tag"
 
 _SEVERITY: dict[str, int] = {"ok": 0, "warning": 1, "needs_validation": 2, "error": 3}
-_KNOWN_DESTINATION_TYPES = frozenset(
-    {
-        "INT64",
-        "NUMERIC",
-        "BIGNUMERIC",
-        "FLOAT64",
-        "STRING",
-        "BYTES",
-        "BOOL",
-        "DATE",
-        "TIME",
-        "DATETIME",
-        "TIMESTAMP",
-        "JSON",
-        "GEOGRAPHY",
-        "INTERVAL",
-        "RECORD",
-        "RANGE",
-    }
-)
 # Cursor columns must sort the way the data grows; FLOAT64 is left out on purpose
 # (equal-looking values compare unequal and the watermark could skip rows).
 _ORDERABLE_SOURCE_FAMILIES = frozenset({Family.INTEGER, Family.DECIMAL, Family.DATE, Family.TIMESTAMP})
@@ -164,6 +145,9 @@ class ValidationSpec:
     scale: int | None = None
     repeated: bool = False
     destination_column: str | None = None
+    # The conformer's cast (type_rules) the scan must predict: e.g. "decimal_round" rounds extra
+    # decimal places (only values too large after rounding fail), "parse" refuses them.
+    cast: str | None = None
 
 
 @dataclass
@@ -648,6 +632,7 @@ class _Engine:
         findings: list[_Finding] = []
         validation = self.validation.get(column.name.lower())
         spec_target: str | None = None
+        spec_cast: str | None = None
         t = column.type
         is_array = t.family is Family.ARRAY
 
@@ -681,10 +666,11 @@ class _Engine:
             # An array is as compatible as its elements: the table applies element by element.
             scalar = (t.element or CanonicalType(Family.UNKNOWN)) if is_array else t
             scalar_label = str(scalar) if is_array else label
-            verdict, message = _scalar_verdict(scalar, scalar_label, dest)
+            match = rule_for(scalar, dest.type, dest.field.precision, dest.field.scale, label=scalar_label)
+            verdict, message = match.verdict, match.message
             finding = _Finding(verdict, f"Array elements: {message}" if is_array else message)
             if verdict == "needs_validation":
-                spec_target = dest.type
+                spec_target, spec_cast = dest.type, match.cast
                 finding.fix = "Validate the source data."
                 # SET DATA TYPE does not apply to array columns, so only scalars get a widening offer.
                 widen = None if is_array else _widen_target(scalar, dest)
@@ -710,7 +696,7 @@ class _Engine:
                 if validation is not None:
                     finding = _validated(finding, validation, dest)
             elif verdict == "error":
-                finding.fix = "Deselect the column or choose a table whose column type fits."
+                finding.fix = match.fix or "Deselect the column or choose a table whose column type fits."
             findings.append(finding)
             if is_array and verdict != "error":
                 findings.append(
@@ -735,6 +721,7 @@ class _Engine:
                 scale=dest.field.scale,
                 repeated=is_array,
                 destination_column=dest.name,
+                cast=spec_cast,
             )
         self._row(
             source=column,
@@ -828,6 +815,13 @@ class _Engine:
                         f"Relax {dest.name!r} from REQUIRED to NULLABLE (explicit opt-in), or select a source "
                         "column for it.",
                     )
+            elif dest.type in UNLOADABLE_TYPES:
+                finding = _Finding(
+                    "error",
+                    f"It is a BigQuery {dest.type} column: no Parquet type loads into it, not even NULL, so no "
+                    "load into this table can succeed.",
+                    f"Load into a table without {dest.type} columns (or make it a STRING column).",
+                )
             elif dest.mode == "REPEATED":
                 finding = _Finding(
                     "warning", "It is not among the source columns: it will be empty for new rows." + hint
@@ -1046,227 +1040,6 @@ def _integer_digits(dest: _Dest) -> tuple[int, int]:
     """(whole digits, decimal places) a NUMERIC/BIGNUMERIC destination holds."""
     whole, places = _digits(dest.type, dest.field.precision, dest.field.scale)
     return max(whole, 0), places
-
-
-def _decimal_into(t: CanonicalType, label: str, dest: _Dest) -> tuple[Verdict, str]:
-    whole, places = _integer_digits(dest)
-    if t.precision is None:
-        if dest.type == "BIGNUMERIC" and dest.field.precision is None:
-            return "warning", (
-                f"{label} has no declared precision: BIGNUMERIC keeps {whole} whole digits and {places} decimal "
-                "places, so longer fractions are rounded."
-            )
-        return "needs_validation", (
-            f"{label} has no declared precision, but {dest.label} holds at most {whole} whole digits and "
-            f"{places} decimal places: larger values would fail and longer fractions would be rounded."
-        )
-    scale = t.scale or 0
-    source_whole = t.precision - scale
-    if source_whole > whole and dest.type == "BIGNUMERIC" and dest.field.precision is None:
-        # Nothing in BigQuery is wider: like an unconstrained numeric, this is the best home
-        # there is, and the runner's cast check fails the run loudly on a value that does not fit.
-        return "warning", (
-            f"{label} allows {source_whole} whole digits; BIGNUMERIC, BigQuery's widest number, holds "
-            f"{whole}, so larger values would fail the load."
-        )
-    if source_whole > whole:
-        rounding = f" and fractions beyond {places} places are rounded" if scale > places else ""
-        return "needs_validation", (
-            f"{label} allows {source_whole} whole digits but {dest.label} holds {whole}: larger values would fail"
-            f"{rounding}."
-        )
-    if scale > places:
-        return "warning", f"{label} values are rounded from {scale} to {places} decimal places in {dest.label}."
-    return "ok", f"Every {label} value fits {dest.label}."
-
-
-def _scalar_verdict(t: CanonicalType, label: str, dest: _Dest) -> tuple[Verdict, str]:
-    """The type table: one source type into one (non-RECORD) destination type."""
-    d = dest.type
-    dl = dest.label
-    if d not in _KNOWN_DESTINATION_TYPES:
-        return "error", f"BigQuery type {dl} is not supported as a load destination."
-    family = t.family
-    text: tuple[Verdict, str] = ("warning", f"{label} values are stored as text in {dl}.")
-    unrelated: tuple[Verdict, str] = ("error", f"{label} cannot be loaded into {dl}: the types are unrelated.")
-    narrowing: tuple[Verdict, str] = (
-        "needs_validation",
-        f"{label} → {dl} narrows the type: every value must convert to {dl}, so the source data must be validated.",
-    )
-
-    if family is Family.INTEGER:
-        unsigned = t.detail == "unsigned64"
-        if d == "INT64":
-            if unsigned:
-                return "needs_validation", (
-                    f"{label} is unsigned 64-bit: values above 9,223,372,036,854,775,807 do not fit INT64."
-                )
-            return "ok", f"{label} loads into INT64 unchanged."
-        if d in ("NUMERIC", "BIGNUMERIC"):
-            needed = 20 if unsigned else 19
-            whole, _ = _integer_digits(dest)
-            if whole >= needed:
-                return "ok", f"Every {label} value fits {dl} exactly."
-            return "needs_validation", f"{dl} holds {whole} whole digits: larger {label} values would fail."
-        if d == "FLOAT64":
-            return "warning", (f"{label} → FLOAT64: integers beyond ±2^53 (9,007,199,254,740,992) lose precision.")
-        if d == "STRING":
-            return text
-        if d == "JSON":
-            return "warning", f"{label} values are stored as JSON numbers."
-        if d == "BOOL":
-            return "needs_validation", f"{label} → BOOL narrows the type: only 0 and 1 convert, so validate the data."
-        return unrelated
-
-    if family is Family.DECIMAL:
-        if d in ("NUMERIC", "BIGNUMERIC"):
-            return _decimal_into(t, label, dest)
-        if d == "FLOAT64":
-            return "warning", (
-                f"{label} → FLOAT64: FLOAT64 keeps about 15 significant digits, so exact decimal values may be rounded."
-            )
-        if d == "INT64":
-            if t.precision is not None and (t.scale or 0) <= 0 and t.precision <= 18:
-                return "ok", f"Every {label} value is a whole number that fits INT64."
-            return "needs_validation", (
-                f"{label} → INT64 narrows the type: values with a fractional part or beyond INT64's range would "
-                "fail, so validate the data."
-            )
-        if d == "STRING":
-            return text
-        if d == "JSON":
-            return "warning", f"{label} values are stored as JSON numbers."
-        if d == "BOOL":
-            return "needs_validation", f"{label} → BOOL narrows the type: only 0 and 1 convert, so validate the data."
-        return unrelated
-
-    if family is Family.FLOAT:
-        if d == "FLOAT64":
-            return "ok", f"{label} loads into FLOAT64 unchanged."
-        if d in ("NUMERIC", "BIGNUMERIC"):
-            return "needs_validation", (
-                f"{label} → {dl} narrows the type: NaN, infinity and values beyond {dl}'s range fail, and extra "
-                "decimal places are rounded, so validate the data."
-            )
-        if d == "INT64":
-            return "needs_validation", (
-                f"{label} → INT64 narrows the type: values with a fractional part fail, so validate the data."
-            )
-        if d == "STRING":
-            return text
-        if d in ("JSON", "BOOL"):
-            return narrowing
-        return unrelated
-
-    if family is Family.STRING:
-        if d == "STRING":
-            return "ok", f"{label} loads into STRING unchanged."
-        if d == "BYTES":
-            return "warning", f"{label} values are stored as their UTF-8 bytes."
-        if d == "JSON":
-            return "needs_validation", (
-                f"{label} → JSON: every value must be valid JSON, so the source data must be validated."
-            )
-        if d in (
-            "INT64",
-            "NUMERIC",
-            "BIGNUMERIC",
-            "FLOAT64",
-            "BOOL",
-            "DATE",
-            "TIME",
-            "DATETIME",
-            "TIMESTAMP",
-            "GEOGRAPHY",
-            "INTERVAL",
-        ):
-            return "needs_validation", (
-                f"{label} → {dl} narrows the type: every value must parse as {dl}, so the source data must be "
-                "validated."
-            )
-        return unrelated
-
-    if family is Family.BOOLEAN:
-        if d == "BOOL":
-            return "ok", f"{label} loads into BOOL unchanged."
-        if d in ("INT64", "NUMERIC", "BIGNUMERIC", "FLOAT64"):
-            return "warning", f"{label} values are stored as 1 and 0 in {dl}."
-        if d == "STRING":
-            return "warning", f"{label} values are stored as the text 'true' and 'false'."
-        if d == "JSON":
-            return "warning", f"{label} values are stored as JSON true/false."
-        return unrelated
-
-    if family is Family.DATE:
-        if d == "DATE":
-            return "ok", "DATE loads into DATE unchanged."
-        if d == "DATETIME":
-            return "warning", "DATE → DATETIME widens the type: each date is stored as midnight of that day."
-        if d == "TIMESTAMP":
-            return "warning", "DATE → TIMESTAMP widens the type: each date is stored as midnight UTC of that day."
-        if d == "STRING":
-            return text
-        return unrelated
-
-    if family is Family.TIME:
-        if d == "TIME":
-            return "ok", "TIME loads into TIME unchanged."
-        if d == "STRING":
-            return text
-        return unrelated
-
-    if family is Family.TIMESTAMP:
-        if t.tz:
-            if d == "TIMESTAMP":
-                return "ok", f"{label} loads into TIMESTAMP unchanged."
-            if d == "DATETIME":
-                return "warning", (f"{label} → DATETIME drops the time zone: values are stored as UTC wall-clock time.")
-        else:
-            if d == "DATETIME":
-                return "ok", f"{label} (no time zone) loads into DATETIME unchanged."
-            if d == "TIMESTAMP":
-                return "warning", (
-                    f"{label} has no time zone; TIMESTAMP stores an instant, so the values are interpreted as UTC."
-                )
-        if d == "DATE":
-            return "needs_validation", (
-                f"{label} → DATE narrows the type: a time of day other than midnight would be lost, so validate "
-                "the data."
-            )
-        if d == "STRING":
-            return text
-        return unrelated
-
-    if family is Family.JSON:
-        if d == "JSON":
-            return "ok", "JSON loads into JSON unchanged."
-        if d == "STRING":
-            return "ok", "JSON documents are stored as JSON text in STRING."
-        return "error", f"JSON documents cannot be loaded into {dl}: use a JSON or STRING column."
-
-    if family is Family.BYTES:
-        if d == "BYTES":
-            return "ok", "BYTES loads into BYTES unchanged."
-        if d == "STRING":
-            return "needs_validation", (
-                f"{label} → STRING: every value must be valid UTF-8 text, so the source data must be validated."
-            )
-        return unrelated
-
-    if family is Family.INTERVAL:
-        if d == "INTERVAL":
-            return "ok", "INTERVAL loads into INTERVAL unchanged."
-        if d == "STRING":
-            return "warning", f"{label} values are stored as text."
-        return unrelated
-
-    if family is Family.ARRAY:
-        return "error", "It is a multi-dimensional array; BigQuery arrays cannot contain arrays."
-
-    # Family.UNKNOWN (and anything added to Family later)
-    if d == "STRING":
-        return "warning", f"Source type {label} is not recognised; its values are loaded as text."
-    return "error", f"Source type {label} is not recognised; only a STRING column can hold it."
 
 
 def _validated(finding: _Finding, result: ValidationResult, dest: _Dest) -> _Finding:

@@ -49,8 +49,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import ARRAY, TypeEngine
 
+from ml_platform.etl.casts import render_text
 from ml_platform.etl.errors import ConnectTarget, SourceReadError, classify_source_error
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
+from ml_platform.etl.values import needs_reading, read_value
 
 __all__ = [
     "ExtractQuery",
@@ -316,15 +318,25 @@ def _sqlalchemy_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) ->
         with conn:
             result = conn.execution_options(stream_results=True, yield_per=fetch).execute(stmt)
             for rows in result.partitions(fetch):
-                yield rows_to_batch(rows, query.columns)
+                yield rows_to_batch(rows, query.columns, dialect=engine.dialect.name)
     except SQLAlchemyError as exc:
         raise _source_error(engine, exc, f"reading {query.table}") from None
 
 
-def rows_to_batch(rows: Sequence[Sequence[Any]], columns: Sequence[SourceColumn]) -> pa.RecordBatch:
-    """DB-API rows as one record batch; column types inferred from the values, text when they disagree."""
+def rows_to_batch(
+    rows: Sequence[Sequence[Any]], columns: Sequence[SourceColumn], *, dialect: str = ""
+) -> pa.RecordBatch:
+    """DB-API rows as one record batch; column types inferred from the values, text when they disagree.
+
+    Values are first read the way their column means them (`etl.values`, shared with the preview).
+    """
     values_by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    arrays = [_to_arrow(list(values), col) for values, col in zip(values_by_column, columns, strict=True)]
+    arrays = []
+    for values, col in zip(values_by_column, columns, strict=True):
+        listed = list(values)
+        if needs_reading(col, dialect):
+            listed = [read_value(v, col, dialect) for v in listed]
+        arrays.append(_to_arrow(listed, col))
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
 
 
@@ -351,7 +363,7 @@ def _prepare(values: list[Any], col: SourceColumn, first: Any) -> list[Any]:
         return [bytes(v) if isinstance(v, memoryview | bytearray) else v for v in values]
     if isinstance(first, _STRINGIFY):
         return [None if v is None else str(v) for v in values]
-    if isinstance(first, dt.timedelta) and family is not Family.TIME:
+    if isinstance(first, dt.timedelta):
         return [None if v is None else _iso_duration(v) for v in values]
     if isinstance(first, dict):
         return [None if v is None else json.dumps(v, default=str) for v in values]
@@ -380,11 +392,7 @@ def _text(value: Any) -> str:
             return raw.decode()
         except UnicodeDecodeError:
             return raw.hex()
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, list | dict):
-        return json.dumps(value, default=str)
-    return str(value)
+    return render_text(value)
 
 
 def _iso_duration(value: dt.timedelta) -> str:
