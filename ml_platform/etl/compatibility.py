@@ -21,16 +21,36 @@ never offered.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
 
+from ml_platform.etl.compat_alter import (
+    _widen_target,
+    action_within_bigquery_limits,
+    in_place_change_allowed,
+)
+from ml_platform.etl.compat_model import (
+    DEFAULT_TAG_COLUMN,
+    LOAD_STRATEGIES,
+    AlterAction,
+    AlterKind,
+    ColumnReport,
+    CompatibilityOptions,
+    CompatibilityReport,
+    LoadStrategy,
+    ValidationResult,
+    ValidationSpec,
+    Verdict,
+    _Dest,
+    _dest,
+    _Finding,
+    _fmt,
+    _quote,
+    _source_label,
+    _type_label,
+)
+from ml_platform.etl.compat_strategy import StrategyChecks
 from ml_platform.etl.type_rules import UNLOADABLE_TYPES, rule_for
 from ml_platform.etl.types import (
-    BIGNUMERIC_MAX_INTEGER_DIGITS,
-    BIGNUMERIC_MAX_SCALE,
-    NUMERIC_MAX_INTEGER_DIGITS,
-    NUMERIC_MAX_SCALE,
     BigQueryField,
     CanonicalType,
     Family,
@@ -38,148 +58,31 @@ from ml_platform.etl.types import (
     TableSchema,
     bigquery_type_for,
     normalize_column_names,
-    standard_bigquery_type,
 )
 
-LoadStrategy = Literal["replace", "append", "incremental", "merge"]
-Verdict = Literal["ok", "warning", "needs_validation", "error"]
-AlterKind = Literal["add_column", "relax_required", "widen_type"]
-
-LOAD_STRATEGIES: tuple[str, ...] = ("replace", "append", "incremental", "merge")
-DEFAULT_TAG_COLUMN = "_source_tag"
+__all__ = [
+    "DEFAULT_TAG_COLUMN",
+    "LOAD_STRATEGIES",
+    "AlterAction",
+    "AlterKind",
+    "ColumnReport",
+    "CompatibilityOptions",
+    "CompatibilityReport",
+    "LoadStrategy",
+    "ValidationResult",
+    "ValidationSpec",
+    "Verdict",
+    "action_within_bigquery_limits",
+    "check_compatibility",
+    "destination_column_names",
+    "in_place_change_allowed",
+    "narrowing_checks",
+    "schema_for_new_table",
+]
 
 _SEVERITY: dict[str, int] = {"ok": 0, "warning": 1, "needs_validation": 2, "error": 3}
-# Cursor columns must sort the way the data grows; FLOAT64 is left out on purpose
-# (equal-looking values compare unequal and the watermark could skip rows).
-_ORDERABLE_SOURCE_FAMILIES = frozenset({Family.INTEGER, Family.DECIMAL, Family.DATE, Family.TIMESTAMP})
-_ORDERABLE_DESTINATION_TYPES = frozenset({"INT64", "NUMERIC", "BIGNUMERIC", "DATE", "DATETIME", "TIMESTAMP"})
-# MERGE ... ON compares keys with `=`, which BigQuery refuses for these types.
-_UNCOMPARABLE_KEY_TYPES = frozenset({"JSON", "GEOGRAPHY", "RECORD"})
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 _MAX_EXAMPLES = 5
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class ValidationResult:
-    """What a scan of one source column found (see `narrowing_checks`).
-
-    `failures` counts values that do not convert to the target type, `null_failures`
-    the NULLs found when the destination column is REQUIRED. `sampled` is True when
-    only part of the table was read: a clean sample is evidence, not proof.
-    """
-
-    column: str
-    checked_rows: int
-    failures: int
-    null_failures: int = 0
-    examples: tuple[str, ...] = ()
-    sampled: bool = False
-
-
-@dataclass(frozen=True)
-class CompatibilityOptions:
-    load_strategy: str = "append"
-    merge_key: tuple[str, ...] = ()
-    cursor_column: str | None = None
-    source_tag: str | None = None
-    tag_column: str = DEFAULT_TAG_COLUMN
-    relax_required: bool = False
-    validation: Mapping[str, ValidationResult] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True)
-class AlterAction:
-    """A schema change BigQuery can make in place, offered to the user (never applied by the engine)."""
-
-    kind: AlterKind
-    column: str
-    field_type: str
-    mode: str = "NULLABLE"
-    description: str = ""
-    sql: str = ""
-    precision: int | None = None
-    scale: int | None = None
-    from_type: str | None = None  # widen_type: the column's current type and parameters
-    from_precision: int | None = None
-    from_scale: int | None = None
-
-    def to_field(self) -> BigQueryField:
-        return BigQueryField(self.column, self.field_type, self.mode, precision=self.precision, scale=self.scale)
-
-
-@dataclass(frozen=True)
-class ColumnReport:
-    """One row of the report: a source column, a destination-only column, or the source tag column."""
-
-    source_name: str | None
-    source_type: str | None
-    destination_name: str | None
-    destination_type: str | None
-    destination_mode: str | None
-    verdict: Verdict
-    message: str
-    fix: str | None = None
-
-
-@dataclass(frozen=True)
-class ValidationSpec:
-    """A scan the I/O layer must run on the source before the verdict can be final.
-
-    With `check_cast` the scan counts values of `column` that do not convert to
-    `target_type` (each array element when `repeated`); with `check_nulls` it counts
-    NULLs (the destination is REQUIRED). The result goes back in
-    `CompatibilityOptions.validation`, keyed by the source column name.
-    """
-
-    column: str
-    target_type: str
-    check_nulls: bool
-    check_cast: bool = True
-    precision: int | None = None
-    scale: int | None = None
-    repeated: bool = False
-    destination_column: str | None = None
-    # The conformer's cast (type_rules) the scan must predict: e.g. "decimal_round" rounds extra
-    # decimal places (only values too large after rounding fail), "parse" refuses them.
-    cast: str | None = None
-
-
-@dataclass
-class CompatibilityReport:
-    compatible: bool
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    can_alter: list[AlterAction] = field(default_factory=list)
-    columns: list[ColumnReport] = field(default_factory=list)
-    needs_validation: list[str] = field(default_factory=list)
-
-    def column(self, name: str) -> ColumnReport | None:
-        """The row for a source (or else destination) column, case-insensitively."""
-        lowered = name.lower()
-        for row in self.columns:
-            if row.source_name is not None and row.source_name.lower() == lowered:
-                return row
-        for row in self.columns:
-            if row.source_name is None and (row.destination_name or "").lower() == lowered:
-                return row
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The API shape from the spec (`compatible, errors, warnings, can_alter`) plus per-column detail."""
-        return {
-            "compatible": self.compatible,
-            "errors": list(self.errors),
-            "warnings": list(self.warnings),
-            "can_alter": [asdict(a) for a in self.can_alter],
-            "columns": [asdict(c) for c in self.columns],
-            "needs_validation": list(self.needs_validation),
-        }
 
 
 # --------------------------------------------------------------------------- public helpers
@@ -245,119 +148,10 @@ def check_compatibility(
     return _Engine(source_columns, destination, options or CompatibilityOptions()).run()
 
 
-def in_place_change_allowed(
-    from_type: str,
-    to_type: str,
-    *,
-    from_precision: int | None = None,
-    from_scale: int | None = None,
-    to_precision: int | None = None,
-    to_scale: int | None = None,
-) -> bool:
-    """Whether BigQuery's `ALTER COLUMN ... SET DATA TYPE` accepts this change on a table with data.
-
-    INT64 -> NUMERIC/BIGNUMERIC/FLOAT64, NUMERIC -> BIGNUMERIC/FLOAT64, and parameter
-    widening of NUMERIC(P,S)/BIGNUMERIC(P,S) where neither the whole digits nor the
-    scale shrink (an unparameterized type counts as its full width).
-    """
-    a, b = standard_bigquery_type(from_type), standard_bigquery_type(to_type)
-    if b == "FLOAT64":
-        return a in ("INT64", "NUMERIC")
-    if b not in ("NUMERIC", "BIGNUMERIC"):
-        return False
-    to_whole, to_places = _digits(b, to_precision, to_scale)
-    if a == "INT64":
-        return to_whole >= 19
-    if a not in ("NUMERIC", "BIGNUMERIC") or (a == "BIGNUMERIC" and b == "NUMERIC"):
-        return False
-    from_whole, from_places = _digits(a, from_precision, from_scale)
-    same = (a, from_whole, from_places) == (b, to_whole, to_places)
-    return not same and to_whole >= from_whole and to_places >= from_places
-
-
-def _digits(bq_type: str, precision: int | None, scale: int | None) -> tuple[int, int]:
-    """(whole digits, decimal places) of a NUMERIC/BIGNUMERIC type, parameterized or not."""
-    if precision is not None:
-        places = scale or 0
-        return precision - places, places
-    if bq_type == "BIGNUMERIC":
-        return BIGNUMERIC_MAX_INTEGER_DIGITS, BIGNUMERIC_MAX_SCALE
-    return NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE
-
-
-def action_within_bigquery_limits(action: AlterAction) -> bool:
-    """The in-place rules that bound every offered fix (also asserted by the tests)."""
-    if action.kind == "add_column":
-        return action.mode in ("NULLABLE", "REPEATED")
-    if action.kind == "relax_required":
-        return action.mode == "NULLABLE"
-    if action.kind == "widen_type":
-        return action.from_type is not None and in_place_change_allowed(
-            action.from_type,
-            action.field_type,
-            from_precision=action.from_precision,
-            from_scale=action.from_scale,
-            to_precision=action.precision,
-            to_scale=action.scale,
-        )
-    return False
-
-
 # --------------------------------------------------------------------------- the engine
 
 
-@dataclass
-class _Finding:
-    verdict: Verdict
-    message: str
-    fix: str | None = None
-
-
-@dataclass(frozen=True)
-class _Dest:
-    """A destination field with its type spelled the GoogleSQL way."""
-
-    field: BigQueryField
-    type: str
-    mode: str
-
-    @property
-    def name(self) -> str:
-        return self.field.name
-
-    @property
-    def label(self) -> str:
-        return _type_label(self.type, self.field.precision, self.field.scale)
-
-
-def _dest(f: BigQueryField) -> _Dest:
-    mode = (f.mode or "NULLABLE").upper()
-    if mode not in ("NULLABLE", "REQUIRED", "REPEATED"):
-        mode = "NULLABLE"
-    return _Dest(f, standard_bigquery_type(f.field_type), mode)
-
-
-def _type_label(bq_type: str, precision: int | None, scale: int | None) -> str:
-    if bq_type in ("NUMERIC", "BIGNUMERIC") and precision is not None:
-        return f"{bq_type}({precision},{scale or 0})"
-    return bq_type or "(no type)"
-
-
-def _source_label(column: SourceColumn) -> str:
-    if column.type.family is Family.UNKNOWN:
-        return column.source_type or "UNKNOWN"
-    return str(column.type)
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _fmt(n: int) -> str:
-    return f"{n:,}"
-
-
-class _Engine:
+class _Engine(StrategyChecks):
     def __init__(
         self, source_columns: Sequence[SourceColumn], destination: TableSchema, options: CompatibilityOptions
     ) -> None:
@@ -893,153 +687,8 @@ class _Engine:
 
     # -- keys, cursor and strategy
 
-    def _source(self, name: str) -> SourceColumn | None:
-        return self.by_source.get(name.lower())
-
-    def _check_strategy(self) -> None:
-        strategy = self.options.load_strategy
-        merge_dest_key: list[str] | None = None
-        if strategy == "merge":
-            merge_dest_key = self._check_merge_key()
-        if strategy == "incremental":
-            self._check_cursor()
-        if strategy == "replace":
-            if self.tag is not None:
-                self.warnings.append(
-                    f"Replace: each run deletes the rows tagged {self.tag!r} and loads the current source rows; "
-                    "other sources' rows are kept."
-                )
-            else:
-                self.warnings.append(
-                    f"Replace: each run deletes every row already in {self.destination.dataset}."
-                    f"{self.destination.table} and loads the current source rows."
-                )
-        self._check_primary_key(strategy, merge_dest_key)
-
-    def _check_merge_key(self) -> list[str] | None:
-        keys = list(dict.fromkeys(k for k in self.options.merge_key if k))
-        if not keys:
-            self.errors.append("Merge needs a merge key: choose the column(s) that identify a row on both sides.")
-            return None
-        dest_names: list[str] = []
-        complete = True
-        for key in keys:
-            column = self._source(key)
-            if column is None:
-                self.errors.append(f"Merge key column {key!r} is not among the selected source columns.")
-                complete = False
-                continue
-            dest = self.mapped.get(column.name.lower())
-            if dest is None:
-                self.errors.append(
-                    f"Merge key column {key!r} is not in the destination table: MERGE matches rows on columns that "
-                    "exist on both sides."
-                )
-                complete = False
-                continue
-            dest_names.append(dest.name)
-            if column.type.family is Family.ARRAY or dest.type in _UNCOMPARABLE_KEY_TYPES or dest.mode == "REPEATED":
-                self.errors.append(
-                    f"Merge key column {key!r} is {dest.mode} {dest.label}, which BigQuery cannot compare with '='."
-                )
-            elif column.type.family is Family.FLOAT or dest.type == "FLOAT64":
-                self.warnings.append(
-                    f"Merge key column {key!r} is a floating-point number: equal-looking values may not match."
-                )
-            if column.nullable and not column.primary_key:
-                self.warnings.append(
-                    f"Merge key column {key!r} allows NULL: rows with a NULL key never match and are always inserted."
-                )
-        source_pk = [c.name for c in self.sources if c.primary_key]
-        if source_pk and {k.lower() for k in keys} != {k.lower() for k in source_pk}:
-            self.warnings.append(
-                f"The merge key ({', '.join(keys)}) is not the source's primary key ({', '.join(source_pk)}): "
-                "if two source rows share a merge key, MERGE fails."
-            )
-        return dest_names if complete else None
-
-    def _check_primary_key(self, strategy: str, merge_dest_key: list[str] | None) -> None:
-        declared = self.destination.primary_key
-        if not declared:
-            # None: unknown (the emulator stores no constraints, and many tables have none);
-            # an empty key declares nothing. Either way there is nothing to contradict.
-            return
-        declared_set = {k.lower() for k in declared}
-        tag_set = {self.tag_column.lower()} if self.tag is not None else set()
-        declared_text = ", ".join(declared)
-        if strategy == "merge":
-            if merge_dest_key is None:
-                return
-            key_set = {k.lower() for k in merge_dest_key}
-            if declared_set not in (key_set, key_set | tag_set):
-                self.errors.append(
-                    f"The destination's PRIMARY KEY ({declared_text}) differs from the merge key "
-                    f"({', '.join(merge_dest_key)}): MERGE would update rows the table considers different, or "
-                    "insert duplicates of the declared key."
-                )
-            return
-        source_key: list[str] = []
-        for column in self.sources:
-            if column.primary_key:
-                dest = self.mapped.get(column.name.lower())
-                source_key.append(dest.name if dest is not None else column.name)
-        if not source_key:
-            self.warnings.append(
-                f"The destination declares PRIMARY KEY ({declared_text}) (not enforced by BigQuery), but the source "
-                f"has no primary key: {strategy} can load rows that duplicate the declared key."
-            )
-            return
-        key_set = {k.lower() for k in source_key}
-        if declared_set not in (key_set, key_set | tag_set):
-            self.warnings.append(
-                f"The destination's PRIMARY KEY ({declared_text}) differs from the source's primary key "
-                f"({', '.join(source_key)}): {strategy} can load rows that duplicate the declared key."
-            )
-
-    def _check_cursor(self) -> None:
-        name = self.options.cursor_column
-        if not name:
-            self.errors.append(
-                "Incremental loading needs a cursor column: an INTEGER, DECIMAL, DATE or TIMESTAMP column that "
-                "grows with new rows."
-            )
-            return
-        column = self._source(name)
-        if column is None:
-            self.errors.append(f"Cursor column {name!r} is not among the selected source columns.")
-            return
-        if column.type.family not in _ORDERABLE_SOURCE_FAMILIES:
-            self.errors.append(
-                f"Cursor column {name!r} is {_source_label(column)}: an incremental cursor must be an INTEGER, "
-                "DECIMAL, DATE or TIMESTAMP column."
-            )
-            return
-        dest = self.mapped.get(column.name.lower())
-        if dest is None:
-            self.errors.append(
-                f"Cursor column {name!r} is not in the destination table: the run resumes after MAX({name}) of the "
-                "destination, so the column must exist on both sides."
-            )
-            return
-        if dest.type not in _ORDERABLE_DESTINATION_TYPES or dest.mode == "REPEATED":
-            self.errors.append(
-                f"Cursor column {name!r} is {dest.mode} {dest.label} in the destination, which does not order "
-                "like the source values: MAX() of it cannot be the resume point."
-            )
-            return
-        if column.nullable:
-            self.warnings.append(
-                f"Cursor column {name!r} allows NULL: rows with a NULL cursor are never picked up by incremental runs."
-            )
-
 
 # --------------------------------------------------------------------------- the type table
-
-
-def _integer_digits(dest: _Dest) -> tuple[int, int]:
-    """(whole digits, decimal places) a NUMERIC/BIGNUMERIC destination holds."""
-    whole, places = _digits(dest.type, dest.field.precision, dest.field.scale)
-    return max(whole, 0), places
 
 
 def _validated(finding: _Finding, result: ValidationResult, dest: _Dest) -> _Finding:
@@ -1063,28 +712,3 @@ def _validated(finding: _Finding, result: ValidationResult, dest: _Dest) -> _Fin
     else:
         scope = f"all {_fmt(result.checked_rows)} rows convert to {dest.label}"
     return _Finding("warning", f"{finding.message} Validated: {scope}.")
-
-
-def _widen_target(t: CanonicalType, dest: _Dest) -> tuple[str, int | None, int | None] | None:
-    """An in-place SET DATA TYPE that makes a narrowing source type fit, when BigQuery allows one."""
-    target, _ = bigquery_type_for(t)
-    d = dest.type
-    parameterized = dest.field.precision is not None
-    if d == "INT64" and target in ("NUMERIC", "BIGNUMERIC", "FLOAT64"):
-        return target, None, None
-    if d == "NUMERIC":
-        if target in ("BIGNUMERIC", "FLOAT64"):
-            return target, None, None
-        if parameterized and target in ("INT64", "NUMERIC"):
-            if t.family is Family.DECIMAL and t.precision is not None:
-                # Keep the column parameterized, just wide enough: BigQuery allows growing both parts.
-                whole, places = _integer_digits(dest)
-                new_places = max(places, t.scale or 0)
-                new_whole = max(whole, t.precision - (t.scale or 0))
-                if new_places <= NUMERIC_MAX_SCALE and new_whole <= NUMERIC_MAX_INTEGER_DIGITS:
-                    return "NUMERIC", new_whole + new_places, new_places
-                return "BIGNUMERIC", None, None
-            return "NUMERIC", None, None
-    if d == "BIGNUMERIC" and parameterized and target in ("INT64", "NUMERIC", "BIGNUMERIC"):
-        return "BIGNUMERIC", None, None
-    return None
