@@ -111,7 +111,12 @@ TYPE_TABLE = [
     ("DECIMAL(40,2) overflows NUMERIC", ct(F.DECIMAL, precision=40, scale=2), fld("c", "NUMERIC"), "needs_validation"),
     ("DECIMAL(20,12) is rounded by NUMERIC", ct(F.DECIMAL, precision=20, scale=12), fld("c", "NUMERIC"), "warning"),
     ("DECIMAL(40,2) -> BIGNUMERIC", ct(F.DECIMAL, precision=40, scale=2), fld("c", "BIGNUMERIC"), "ok"),
-    ("unconstrained DECIMAL -> BIGNUMERIC may exceed 38 digits", ct(F.DECIMAL), fld("c", "BIGNUMERIC"), "needs_validation"),
+    (
+        "unconstrained DECIMAL -> BIGNUMERIC may exceed 38 digits",
+        ct(F.DECIMAL),
+        fld("c", "BIGNUMERIC"),
+        "needs_validation",
+    ),
     ("DECIMAL(13,12) is rounded by NUMERIC", ct(F.DECIMAL, precision=13, scale=12), fld("c", "NUMERIC"), "warning"),
     (
         "DECIMAL(5,3) is rounded by NUMERIC(10,2)",
@@ -125,7 +130,12 @@ TYPE_TABLE = [
         fld("c", "NUMERIC", precision=3, scale=1),
         "needs_validation",
     ),
-    ("DECIMAL(60,2) overflows BIGNUMERIC", ct(F.DECIMAL, precision=60, scale=2), fld("c", "BIGNUMERIC"), "needs_validation"),
+    (
+        "DECIMAL(60,2) overflows BIGNUMERIC",
+        ct(F.DECIMAL, precision=60, scale=2),
+        fld("c", "BIGNUMERIC"),
+        "needs_validation",
+    ),
     ("unconstrained DECIMAL -> NUMERIC", ct(F.DECIMAL), fld("c", "NUMERIC"), "needs_validation"),
     (
         "DECIMAL(12,2) -> NUMERIC(12,2)",
@@ -618,8 +628,8 @@ def test_it_accepts_an_orderable_cursor_present_on_both_sides(cursor_type: Canon
     [
         ([col("id", F.INTEGER)], [fld("id", "INT64")], None, "needs a cursor column"),
         ([col("id", F.INTEGER)], [fld("id", "INT64")], "updated_at", "not among the selected source columns"),
-        ([col("code", F.STRING)], [fld("code", "STRING")], "code", "must be an INTEGER, DECIMAL, DATE or TIMESTAMP"),
-        ([col("score", F.FLOAT)], [fld("score", "FLOAT64")], "score", "must be an INTEGER, DECIMAL, DATE or TIMESTAMP"),
+        ([col("code", F.STRING)], [fld("code", "STRING")], "code", "Choose an INTEGER, DECIMAL, DATE or TIMESTAMP"),
+        ([col("score", F.FLOAT)], [fld("score", "FLOAT64")], "score", "floating-point values are not exact"),
         ([col("id", F.INTEGER), col("seq", F.INTEGER)], [fld("id", "INT64")], "seq", "not in the destination table"),
         ([col("seq", F.INTEGER)], [fld("seq", "STRING")], "seq", "does not order like the source values"),
     ],
@@ -632,13 +642,78 @@ def test_it_refuses_an_unusable_incremental_cursor(source, dest, cursor, expecte
     assert any(expected in e for e in report.errors), report.errors
 
 
-def test_it_warns_that_rows_with_a_null_cursor_are_never_picked_up() -> None:
+@pytest.mark.parametrize("strategy", ["incremental", "merge"])
+def test_it_warns_that_rows_with_a_null_cursor_are_never_loaded_and_says_how_to_fix_it(strategy: str) -> None:
     report = check(
-        [col("seq", F.INTEGER, nullable=True)], [fld("seq", "INT64")], load_strategy="incremental", cursor_column="SEQ"
+        [col("id", F.INTEGER, nullable=False, pk=True), col("seq", F.INTEGER, nullable=True)],
+        [fld("id", "INT64"), fld("seq", "INT64")],
+        load_strategy=strategy,
+        cursor_column="SEQ",
+        merge_key=("id",),
     )
 
     assert report.compatible
-    assert "never picked up" in report.warnings[0]
+    (warning,) = [w for w in report.warnings if "allows NULL" in w]
+    assert "rows whose cursor is NULL are never loaded" in warning
+    assert "Fix: make the column NOT NULL" in warning
+
+
+@pytest.mark.parametrize("strategy", ["incremental", "merge"])
+def test_it_refuses_a_json_cursor_for_incremental_and_merge_alike(strategy: str) -> None:
+    report = check(
+        [col("id", F.INTEGER, nullable=False, pk=True), col("doc", F.JSON, nullable=False)],
+        [fld("id", "INT64"), fld("doc", "JSON")],
+        load_strategy=strategy,
+        cursor_column="doc",
+        merge_key=("id",),
+    )
+
+    assert not report.compatible
+    assert any("JSON values cannot be compared with >" in e for e in report.errors), report.errors
+
+
+def test_it_checks_no_cursor_for_a_merge_without_one() -> None:
+    report = check(
+        [col("id", F.INTEGER, nullable=False, pk=True)], [fld("id", "INT64")], load_strategy="merge", merge_key=("id",)
+    )
+
+    assert report.compatible and not report.warnings
+
+
+@pytest.mark.parametrize(
+    ("source_type", "text", "dest_type"),
+    [
+        (ct(F.DATE), "date", "DATE"),
+        (TS_NAIVE, "datetime", "DATETIME"),  # MySQL DATETIME: whole seconds unless DATETIME(n)
+        (TS_TZ, "timestamp", "TIMESTAMP"),
+        (TS_NAIVE, "timestamp(0) without time zone", "DATETIME"),
+        (TS_NAIVE, "datetime(0)", "DATETIME"),
+    ],
+)
+def test_it_warns_about_a_coarse_cursor_and_spells_out_the_re_read_window(source_type, text, dest_type) -> None:
+    source = [
+        SourceColumn("id", "bigint", ct(F.INTEGER), nullable=False),
+        SourceColumn("at", text, source_type, nullable=False),
+    ]
+
+    report = check(source, [fld("id", "INT64"), fld("at", dest_type)], load_strategy="incremental", cursor_column="at")
+
+    assert report.compatible
+    (warning,) = [w for w in report.warnings if "Cursor column 'at'" in w]
+    assert "is never loaded" in warning and "set a re-read window" in warning
+
+
+@pytest.mark.parametrize(
+    ("source_type", "text"),
+    [(TS_NAIVE, "datetime(6)"), (TS_NAIVE, "timestamp without time zone"), (TS_TZ, "timestamp(3) with time zone")],
+)
+def test_it_does_not_warn_about_a_sub_second_timestamp_cursor(source_type, text) -> None:
+    source = [SourceColumn("at", text, source_type, nullable=False)]
+    dest_type, _ = bigquery_type_for(source_type)
+
+    report = check(source, [fld("at", dest_type)], load_strategy="incremental", cursor_column="at")
+
+    assert not [w for w in report.warnings if "Cursor column" in w]
 
 
 # --------------------------------------------------------------------------- source tag

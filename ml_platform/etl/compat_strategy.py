@@ -6,6 +6,8 @@ errors/warnings); kept apart so each rule set reads on its own.
 
 from __future__ import annotations
 
+import re
+
 from ml_platform.etl.compat_model import SourceColumn, _source_label
 from ml_platform.etl.types import Family
 
@@ -28,8 +30,10 @@ class StrategyChecks:
         merge_dest_key: list[str] | None = None
         if strategy == "merge":
             merge_dest_key = self._check_merge_key()
+            if self.options.cursor_column:
+                self._check_cursor(strategy)
         if strategy == "incremental":
-            self._check_cursor()
+            self._check_cursor(strategy)
         if strategy == "replace":
             if self.tag is not None:
                 self.warnings.append(
@@ -123,7 +127,8 @@ class StrategyChecks:
                 f"({', '.join(source_key)}): {strategy} can load rows that duplicate the declared key."
             )
 
-    def _check_cursor(self) -> None:
+    def _check_cursor(self, strategy: str) -> None:
+        """The same rules for incremental and for merge with a cursor: both read `cursor > watermark`."""
         name = self.options.cursor_column
         if not name:
             self.errors.append(
@@ -136,10 +141,7 @@ class StrategyChecks:
             self.errors.append(f"Cursor column {name!r} is not among the selected source columns.")
             return
         if column.type.family not in _ORDERABLE_SOURCE_FAMILIES:
-            self.errors.append(
-                f"Cursor column {name!r} is {_source_label(column)}: an incremental cursor must be an INTEGER, "
-                "DECIMAL, DATE or TIMESTAMP column."
-            )
+            self.errors.append(_unorderable_cursor(name, column, strategy))
             return
         dest = self.mapped.get(column.name.lower())
         if dest is None:
@@ -156,5 +158,51 @@ class StrategyChecks:
             return
         if column.nullable:
             self.warnings.append(
-                f"Cursor column {name!r} allows NULL: rows with a NULL cursor are never picked up by incremental runs."
+                f"Cursor column {name!r} allows NULL: {strategy} runs read only rows with cursor > the last loaded "
+                "value, so rows whose cursor is NULL are never loaded (not now, not later). Fix: make the column NOT "
+                "NULL in the source (fill the NULLs, e.g. with the row's creation time), or choose a cursor that is "
+                "never NULL."
             )
+        coarse = _coarse_cursor(column)
+        if coarse:
+            self.warnings.append(
+                f"Cursor column {name!r} is {coarse}: a row written after a run with the same {name} as the last "
+                "loaded value is never loaded, because the next run reads only rows with a greater value. Fix: set "
+                "a re-read window (for example 1 day for a DATE, a few minutes for a timestamp) so each run re-reads "
+                "rows from the last loaded value minus the window and skips those already loaded, by the key; or use "
+                "a finer cursor (a timestamp with microseconds, or an id that only grows)."
+            )
+
+
+def _unorderable_cursor(name: str, column: SourceColumn, strategy: str) -> str:
+    label = _source_label(column)
+    why = {
+        Family.JSON: "JSON values cannot be compared with > (the database refuses the filter)",
+        Family.FLOAT: "floating-point values are not exact, so equal-looking values can compare unequal",
+        Family.ARRAY: "arrays have no order that grows with new rows",
+        Family.BOOLEAN: "a boolean has only two values",
+    }.get(column.type.family, "its values have no order that grows with new rows")
+    return (
+        f"Cursor column {name!r} is {label}, which cannot be the cursor of {strategy} runs: {why}. Choose an INTEGER, "
+        "DECIMAL, DATE or TIMESTAMP column that grows with new rows (an id, an updated_at)."
+    )
+
+
+_FRACTION_DIGITS = re.compile(r"\(\s*(\d+)\s*\)")
+
+
+def _coarse_cursor(column: SourceColumn) -> str | None:
+    """How a cursor is coarse enough for new rows to share the last loaded value (None: fine-grained)."""
+    if column.type.family is Family.DATE:
+        return "a DATE"
+    if column.type.family is not Family.TIMESTAMP:
+        return None
+    text = (column.source_type or "").strip().lower()
+    declared = _FRACTION_DIGITS.search(text)
+    if declared is not None:
+        seconds_only = int(declared.group(1)) == 0
+    else:
+        # MySQL/MariaDB DATETIME and TIMESTAMP default to whole seconds; so do SQLite's usual
+        # CURRENT_TIMESTAMP texts. PostgreSQL's (spelled "timestamp with[out] time zone") keep microseconds.
+        seconds_only = text in ("datetime", "timestamp")
+    return f"{text.upper()} with whole-second precision" if seconds_only else None
