@@ -1102,3 +1102,28 @@ def test_it_offers_exactly_one_change_when_the_source_gains_a_column(source, ext
         expected_mode,
     )
     assert_compatible_but_for_unbounded_decimals(report, source)  # the added column is only offered
+
+
+# --------------------------------------------------------------------------- naming collisions
+
+
+def test_it_maps_underscore_id_and_id_to_their_own_columns() -> None:
+    report = check([col("_id", F.STRING), col("id", F.INTEGER)], [fld("id", "INT64"), fld("_id", "STRING")])
+
+    assert report.compatible and report.can_alter == []
+    assert (row(report, "_id").destination_name, row(report, "id").destination_name) == ("_id", "id")
+
+
+def test_it_never_maps_source_id_to_a_new_column_when_the_table_has_id() -> None:
+    report = check([col("_id", F.STRING), col("id", F.INTEGER)], [fld("id", "INT64")])
+
+    assert row(report, "id").destination_name == "id" and row(report, "id").verdict == "ok"
+    assert kinds(report) == [("add_column", "_id")]
+
+
+def test_it_explains_a_renamed_new_column_in_the_report() -> None:
+    report = check([col("a b", F.STRING), col("a_b", F.STRING)], [fld("a_b", "STRING")])
+
+    assert row(report, "a_b").destination_name == "a_b"
+    assert kinds(report) == [("add_column", "a_b_2")]
+    assert "Named 'a_b_2' because 'a_b' is taken by source column 'a_b'" in row(report, "a b").message

@@ -57,6 +57,7 @@ from ml_platform.etl.types import (
     SourceColumn,
     TableSchema,
     bigquery_type_for,
+    naming_collisions,
     normalize_column_names,
 )
 
@@ -171,7 +172,8 @@ class _Engine(StrategyChecks):
         self.dest_index: dict[str, _Dest] = {}
         self.mapped: dict[str, _Dest | None] = {}  # source name (lower) -> destination field
         self.by_source: dict[str, SourceColumn] = {}
-        self.claimed: dict[str, str] = {}  # destination name (lower) -> the source column filling it
+        self.claimed: dict[str, str] = {}
+        self.naming_notes: dict[str, str] | None = None  # computed on first use  # destination name (lower) -> the source column filling it
 
     # -- bookkeeping
 
@@ -415,15 +417,24 @@ class _Engine(StrategyChecks):
                 _Finding(
                     "warning",
                     f"It is not in the destination table. It can be added as a {mode} {field_type} column "
-                    f"(existing rows get {existing}); if it is not added, it is not loaded.",
+                    f"(existing rows get {existing}); if it is not added, it is not loaded."
+                    + self._naming_note(column),
                     f"Add column {name!r} ({mode} {field_type}).",
                 )
             ],
         )
 
+    def _naming_note(self, column: SourceColumn) -> str:
+        if self.naming_notes is None:
+            self.naming_notes = naming_collisions([c.name for c in self.sources])
+        note = self.naming_notes.get(column.name)
+        return f" {note}" if note else ""
+
     def _matched(self, column: SourceColumn, dest: _Dest, subject: str) -> None:
         label = _source_label(column)
         findings: list[_Finding] = []
+        if dest.name.lower() != column.name.lower() and self._naming_note(column):
+            findings.append(_Finding("ok", self._naming_note(column).strip()))
         validation = self.validation.get(column.name.lower())
         spec_target: str | None = None
         spec_cast: str | None = None
