@@ -20,7 +20,6 @@ never offered.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from ml_platform.etl.compat_alter import (
@@ -43,13 +42,13 @@ from ml_platform.etl.compat_model import (
     _Dest,
     _dest,
     _Finding,
-    _fmt,
     _quote,
     _source_label,
     _type_label,
 )
 from ml_platform.etl.compat_strategy import StrategyChecks
-from ml_platform.etl.type_rules import UNLOADABLE_TYPES, rule_for
+from ml_platform.etl.compat_table import _COLUMN_NAME, TableChecks, _validated
+from ml_platform.etl.type_rules import rule_for
 from ml_platform.etl.types import (
     BigQueryField,
     CanonicalType,
@@ -82,8 +81,6 @@ __all__ = [
 ]
 
 _SEVERITY: dict[str, int] = {"ok": 0, "warning": 1, "needs_validation": 2, "error": 3}
-_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
-_MAX_EXAMPLES = 5
 
 
 # --------------------------------------------------------------------------- public helpers
@@ -152,7 +149,7 @@ def check_compatibility(
 # --------------------------------------------------------------------------- the engine
 
 
-class _Engine(StrategyChecks):
+class _Engine(StrategyChecks, TableChecks):
     def __init__(
         self, source_columns: Sequence[SourceColumn], destination: TableSchema, options: CompatibilityOptions
     ) -> None:
@@ -173,7 +170,9 @@ class _Engine(StrategyChecks):
         self.mapped: dict[str, _Dest | None] = {}  # source name (lower) -> destination field
         self.by_source: dict[str, SourceColumn] = {}
         self.claimed: dict[str, str] = {}
-        self.naming_notes: dict[str, str] | None = None  # computed on first use  # destination name (lower) -> the source column filling it
+        self.naming_notes: dict[str, str] | None = (
+            None  # computed on first use  # destination name (lower) -> the source column filling it
+        )
 
     # -- bookkeeping
 
@@ -285,15 +284,7 @@ class _Engine(StrategyChecks):
                     else f"It differs from source column {twin!r} only by case; BigQuery column names are "
                     "case-insensitive, so only one of them can be loaded."
                 )
-                self._row(
-                    source=column,
-                    source_type=_source_label(column),
-                    dest_name=None,
-                    dest_type=None,
-                    dest_mode=None,
-                    subject=subject,
-                    findings=[_Finding("error", problem, "Deselect one of the two columns.")],
-                )
+                self._refuse(column, None, problem, "Deselect one of the two columns.")
                 continue
             first_by_name[key] = column.name
             self.by_source[key] = column
@@ -312,39 +303,21 @@ class _Engine(StrategyChecks):
                 or key == tag_key
             ):
                 self.mapped[key] = None
-                self._row(
-                    source=column,
-                    source_type=_source_label(column),
-                    dest_name=self.tag_column,
-                    dest_type=None,
-                    dest_mode=None,
-                    subject=subject,
-                    findings=[
-                        _Finding(
-                            "error",
-                            f"It maps to {self.tag_column!r}, the column that holds this job's source tag.",
-                            "Deselect the column or choose another source tag column.",
-                        )
-                    ],
+                self._refuse(
+                    column,
+                    self.tag_column,
+                    f"It maps to {self.tag_column!r}, the column that holds this job's source tag.",
+                    "Deselect the column or choose another source tag column.",
                 )
                 continue
             if dest is not None and dest.name.lower() in claimed:
                 self.mapped[key] = None
-                self._row(
-                    source=column,
-                    source_type=_source_label(column),
-                    dest_name=dest.name,
-                    dest_type=dest.label,
-                    dest_mode=dest.mode,
-                    subject=subject,
-                    findings=[
-                        _Finding(
-                            "error",
-                            f"It maps to destination column {dest.name!r}, which source column "
-                            f"{claimed[dest.name.lower()]!r} already fills.",
-                            "Deselect one of the two columns.",
-                        )
-                    ],
+                self._refuse(
+                    column,
+                    dest,
+                    f"It maps to destination column {dest.name!r}, which source column "
+                    f"{claimed[dest.name.lower()]!r} already fills.",
+                    "Deselect one of the two columns.",
                 )
                 continue
             self.mapped[key] = dest
@@ -353,6 +326,19 @@ class _Engine(StrategyChecks):
             else:
                 claimed[dest.name.lower()] = column.name
                 self._matched(column, dest, subject)
+
+    def _refuse(self, column: SourceColumn, dest: _Dest | str | None, problem: str, fix: str) -> None:
+        """An error row for a source column that cannot be mapped (`dest`: where it would have gone)."""
+        named = dest.name if isinstance(dest, _Dest) else dest
+        self._row(
+            source=column,
+            source_type=_source_label(column),
+            dest_name=named,
+            dest_type=dest.label if isinstance(dest, _Dest) else None,
+            dest_mode=dest.mode if isinstance(dest, _Dest) else None,
+            subject=f"Column {column.name!r}",
+            findings=[_Finding("error", problem, fix)],
+        )
 
     # -- one source column
 
@@ -424,6 +410,32 @@ class _Engine(StrategyChecks):
             ],
         )
 
+    def _needs_validation(self, finding: _Finding, scalar: CanonicalType, dest: _Dest, is_array: bool) -> None:
+        """Point a needs_validation finding at the scan, and offer an in-place widening when BigQuery has one."""
+        finding.fix = "Validate the source data."
+        # SET DATA TYPE does not apply to array columns, so only scalars get a widening offer.
+        widen = None if is_array else _widen_target(scalar, dest)
+        if widen is None:
+            return
+        to_type, precision, scale = widen
+        to_label = _type_label(to_type, precision, scale)
+        self._offer(
+            AlterAction(
+                kind="widen_type",
+                column=dest.name,
+                field_type=to_type,
+                mode=dest.mode,
+                precision=precision,
+                scale=scale,
+                from_type=dest.type,
+                from_precision=dest.field.precision,
+                from_scale=dest.field.scale,
+                description=f"Widen {dest.name!r} from {dest.label} to {to_label}.",
+                sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} SET DATA TYPE {to_label}",
+            )
+        )
+        finding.fix = f"Validate the source data, or widen {dest.name!r} to {to_label} in place."
+
     def _naming_note(self, column: SourceColumn) -> str:
         if self.naming_notes is None:
             self.naming_notes = naming_collisions([c.name for c in self.sources])
@@ -441,69 +453,24 @@ class _Engine(StrategyChecks):
         t = column.type
         is_array = t.family is Family.ARRAY
 
-        if dest.type == "RECORD":
-            findings.append(
-                _Finding(
-                    "error",
-                    f"Destination column {dest.name!r} is a nested RECORD: nested records are not supported as a "
-                    "destination for a flat source column.",
-                    "Deselect the column or load into a table whose column is not a RECORD.",
-                )
-            )
-        elif is_array and dest.mode != "REPEATED":
-            findings.append(
-                _Finding(
-                    "error",
-                    f"It is an array in the source, but {dest.name!r} holds a single {dest.label} value; an array "
-                    "needs a REPEATED column.",
-                    "Deselect the column or load into a table with a REPEATED column.",
-                )
-            )
-        elif not is_array and dest.mode == "REPEATED":
-            findings.append(
-                _Finding(
-                    "error",
-                    f"{dest.name!r} is a REPEATED (array) column, but the source holds a single {label} value.",
-                    "Deselect the column or load into a table with a non-repeated column.",
-                )
-            )
+        shape_error = _shape_error(dest, is_array, label)
+        if shape_error is not None:
+            findings.append(shape_error)
         else:
             # An array is as compatible as its elements: the table applies element by element.
             scalar = (t.element or CanonicalType(Family.UNKNOWN)) if is_array else t
             scalar_label = str(scalar) if is_array else label
             match = rule_for(scalar, dest.type, dest.field.precision, dest.field.scale, label=scalar_label)
-            verdict, message = match.verdict, match.message
-            finding = _Finding(verdict, f"Array elements: {message}" if is_array else message)
-            if verdict == "needs_validation":
+            finding = _Finding(match.verdict, f"Array elements: {match.message}" if is_array else match.message)
+            if match.verdict == "needs_validation":
                 spec_target, spec_cast = dest.type, match.cast
-                finding.fix = "Validate the source data."
-                # SET DATA TYPE does not apply to array columns, so only scalars get a widening offer.
-                widen = None if is_array else _widen_target(scalar, dest)
-                if widen is not None:
-                    to_type, precision, scale = widen
-                    to_label = _type_label(to_type, precision, scale)
-                    self._offer(
-                        AlterAction(
-                            kind="widen_type",
-                            column=dest.name,
-                            field_type=to_type,
-                            mode=dest.mode,
-                            precision=precision,
-                            scale=scale,
-                            from_type=dest.type,
-                            from_precision=dest.field.precision,
-                            from_scale=dest.field.scale,
-                            description=f"Widen {dest.name!r} from {dest.label} to {to_label}.",
-                            sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} SET DATA TYPE {to_label}",
-                        )
-                    )
-                    finding.fix = f"Validate the source data, or widen {dest.name!r} to {to_label} in place."
+                self._needs_validation(finding, scalar, dest, is_array)
                 if validation is not None:
                     finding = _validated(finding, validation, dest)
-            elif verdict == "error":
+            elif match.verdict == "error":
                 finding.fix = match.fix or "Deselect the column or choose a table whose column type fits."
             findings.append(finding)
-            if is_array and verdict != "error":
+            if is_array and match.verdict != "error":
                 findings.append(
                     _Finding(
                         "warning",
@@ -538,188 +505,27 @@ class _Engine(StrategyChecks):
             subject=subject,
         )
 
-    def _required_but_nullable(self, dest: _Dest, validation: ValidationResult | None) -> _Finding:
-        self._offer(
-            AlterAction(
-                kind="relax_required",
-                column=dest.name,
-                field_type=dest.type,
-                mode="NULLABLE",
-                precision=dest.field.precision,
-                scale=dest.field.scale,
-                description=f"Relax {dest.name!r} from REQUIRED to NULLABLE.",
-                sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} DROP NOT NULL",
-            )
-        )
-        fix = f"Relax {dest.name!r} from REQUIRED to NULLABLE (explicit opt-in)."
-        if self.options.relax_required:
-            return _Finding(
-                "warning",
-                "The destination column is REQUIRED but the source column allows NULL: it will be relaxed to "
-                "NULLABLE before loading, as you chose.",
-            )
-        # A validation result here comes from a scan that counted NULLs (narrowing_checks
-        # asks for it on exactly these columns). Only a full scan proves "no NULLs today";
-        # a sample cannot, so it keeps the error.
-        if validation is not None and validation.null_failures > 0:
-            return _Finding(
-                "error",
-                f"The destination column is REQUIRED but the source holds {_fmt(validation.null_failures)} NULLs; "
-                "loading would require removing NOT NULL from the destination.",
-                fix,
-            )
-        if validation is not None and not validation.sampled:
-            return _Finding(
-                "warning",
-                "The destination column is REQUIRED and the source column allows NULL, but a full scan of "
-                f"{_fmt(validation.checked_rows)} rows found none; a NULL arriving later would fail that run.",
-            )
+
+def _shape_error(dest: _Dest, is_array: bool, label: str) -> _Finding | None:
+    """An error when the column shapes differ (RECORD, array vs scalar), before any type is compared."""
+    if dest.type == "RECORD":
         return _Finding(
             "error",
-            "The destination column is REQUIRED but the source column allows NULL: loading would require removing "
-            "NOT NULL from the destination.",
-            fix,
+            f"Destination column {dest.name!r} is a nested RECORD: nested records are not supported as a "
+            "destination for a flat source column.",
+            "Deselect the column or load into a table whose column is not a RECORD.",
         )
-
-    # -- the rest of the table
-
-    def _check_destination_only_columns(self) -> None:
-        claimed = self.claimed
-        tag_key = self.tag_column.lower() if self.tag is not None else None
-        for key, dest in self.dest_index.items():
-            if key in claimed or key == tag_key:
-                continue
-            subject = f"Destination column {dest.name!r}"
-            hint = ""
-            if key == self.tag_column.lower():
-                hint = " Other jobs may tag their rows here: set a source tag so this job's rows are tagged too."
-            if dest.mode == "REQUIRED":
-                self._offer(
-                    AlterAction(
-                        kind="relax_required",
-                        column=dest.name,
-                        field_type=dest.type,
-                        mode="NULLABLE",
-                        precision=dest.field.precision,
-                        scale=dest.field.scale,
-                        description=f"Relax {dest.name!r} from REQUIRED to NULLABLE.",
-                        sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} DROP NOT NULL",
-                    )
-                )
-                if self.options.relax_required:
-                    finding = _Finding(
-                        "warning",
-                        "It is REQUIRED and not among the source columns: it will be relaxed to NULLABLE, as you "
-                        "chose, and be NULL for new rows." + hint,
-                    )
-                else:
-                    finding = _Finding(
-                        "error",
-                        "It is REQUIRED but not among the source columns, so every new row would lack a value; "
-                        "loading would require removing NOT NULL from the destination." + hint,
-                        f"Relax {dest.name!r} from REQUIRED to NULLABLE (explicit opt-in), or select a source "
-                        "column for it.",
-                    )
-            elif dest.type in UNLOADABLE_TYPES:
-                finding = _Finding(
-                    "error",
-                    f"It is a BigQuery {dest.type} column: no Parquet type loads into it, not even NULL, so no "
-                    "load into this table can succeed.",
-                    f"Load into a table without {dest.type} columns (or make it a STRING column).",
-                )
-            elif dest.mode == "REPEATED":
-                finding = _Finding(
-                    "warning", "It is not among the source columns: it will be empty for new rows." + hint
-                )
-            else:
-                finding = _Finding(
-                    "warning", "It is not among the source columns: it will be NULL for new rows." + hint
-                )
-            self._row(
-                source=None,
-                source_type=None,
-                dest_name=dest.name,
-                dest_type=dest.label,
-                dest_mode=dest.mode,
-                findings=[finding],
-                subject=subject,
-            )
-
-    def _check_source_tag(self) -> None:
-        if self.tag is None or not _COLUMN_NAME.match(self.tag_column):
-            return
-        subject = f"Source tag column {self.tag_column!r}"
-        source_type = f"source tag {self.tag!r}"
-        dest = self.dest_index.get(self.tag_column.lower())
-        if dest is None:
-            self._offer(
-                AlterAction(
-                    kind="add_column",
-                    column=self.tag_column,
-                    field_type="STRING",
-                    mode="NULLABLE",
-                    description=f"Add NULLABLE STRING column {self.tag_column!r} to hold each row's source tag.",
-                    sql=f"ALTER TABLE {self.table_ref} ADD COLUMN {_quote(self.tag_column)} STRING",
-                )
-            )
-            finding = _Finding(
-                "warning",
-                f"The table has no {self.tag_column!r} column: it will be added so this job's rows are tagged "
-                f"{self.tag!r}; rows already in the table keep NULL there.",
-                f"Add column {self.tag_column!r} (NULLABLE STRING).",
-            )
-            self._row(
-                source=None,
-                source_type=source_type,
-                dest_name=self.tag_column,
-                dest_type="STRING",
-                dest_mode="NULLABLE",
-                findings=[finding],
-                subject=subject,
-            )
-            return
-        if dest.type != "STRING" or dest.mode == "REPEATED":
-            finding = _Finding(
-                "error",
-                f"It holds source tags, so it must be a STRING column, but it is {dest.mode} {dest.label}.",
-                "Choose another source tag column name.",
-            )
-        else:
-            finding = _Finding("ok", f"Rows loaded by this job are tagged {self.tag!r}.")
-        self._row(
-            source=None,
-            source_type=source_type,
-            dest_name=dest.name,
-            dest_type=dest.label,
-            dest_mode=dest.mode,
-            findings=[finding],
-            subject=subject,
-        )
-
-    # -- keys, cursor and strategy
-
-
-# --------------------------------------------------------------------------- the type table
-
-
-def _validated(finding: _Finding, result: ValidationResult, dest: _Dest) -> _Finding:
-    """Settle a needs_validation verdict with what the scan of the source found."""
-    if result.failures > 0:
-        examples = ", ".join(repr(str(e)[:40]) for e in list(result.examples)[:_MAX_EXAMPLES])
-        example_text = f", e.g. {examples}" if examples else ""
+    if is_array and dest.mode != "REPEATED":
         return _Finding(
             "error",
-            f"{finding.message} Data validation: {_fmt(result.failures)} of {_fmt(result.checked_rows)} checked "
-            f"values cannot be converted to {dest.label}{example_text}.",
-            "Fix or exclude the failing source values"
-            + (finding.fix.removeprefix("Validate the source data")[:-1] if finding.fix else "")
-            + ".",
+            f"It is an array in the source, but {dest.name!r} holds a single {dest.label} value; an array "
+            "needs a REPEATED column.",
+            "Deselect the column or load into a table with a REPEATED column.",
         )
-    if result.sampled:
-        scope = (
-            f"a sample of {_fmt(result.checked_rows)} rows converts to {dest.label}; values outside the sample "
-            "are not checked and would fail the run if they do not convert"
+    if not is_array and dest.mode == "REPEATED":
+        return _Finding(
+            "error",
+            f"{dest.name!r} is a REPEATED (array) column, but the source holds a single {label} value.",
+            "Deselect the column or load into a table with a non-repeated column.",
         )
-    else:
-        scope = f"all {_fmt(result.checked_rows)} rows convert to {dest.label}"
-    return _Finding("warning", f"{finding.message} Validated: {scope}.")
+    return None
