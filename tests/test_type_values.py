@@ -252,3 +252,22 @@ def test_it_counts_unconstrained_numerics_beyond_bignumeric_and_rounds_long_frac
     spool = extract_to_parquet(spec, engine=get_engine(params), directory=tmp_path / "b")
     landed = pq.read_table(spool.paths[0]).column("v").to_pylist()
     assert sorted(landed) == [D("0." + "0" * 37 + "2"), D("12.5")]
+
+
+def test_it_resumes_a_sqlite_cursor_that_mixes_epoch_integers_and_text(sqlite_source, bq, bq_dataset, tmp_path):
+    sqlite_source.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, at DATETIME NOT NULL)",
+        "INSERT INTO t VALUES (1, 1714550400), (2, '2024-05-01 09:00:00')",
+    )
+    job = Job(sqlite_source, bq, bq_dataset, tmp_path, load_strategy="incremental", cursor_column="at")
+    job.create_destination()
+    job.run()
+    sqlite_source.execute("INSERT INTO t VALUES (3, 1714561200), (4, '2024-05-01 07:00:00')")  # 11:00 and 07:00
+
+    job.run()
+
+    assert [(r["id"], r["at"]) for r in job.rows()] == [
+        (1, dt.datetime(2024, 5, 1, 8)),
+        (2, dt.datetime(2024, 5, 1, 9)),
+        (3, dt.datetime(2024, 5, 1, 11)),
+    ]  # 07:00 is before the watermark: incremental never loads it (the cursor warning says so)

@@ -21,6 +21,7 @@ import datetime as dt
 import decimal
 import ipaddress
 import json
+import operator
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from sqlalchemy import (
     cast,
     column,
     func,
+    or_,
     select,
     table,
     text,
@@ -227,13 +229,45 @@ def _filters(engine: Engine, query: ExtractQuery) -> list[ColumnElement[bool]]:
         return []
     cur = _col(query.cursor)
     parts: list[ColumnElement[bool]] = [cur.is_not(None)]
-    if query.after is not None:
-        parts.append(cur > _bind(engine, query, "wm_after", query.after))
-    if query.before is not None:
-        parts.append(cur < _bind(engine, query, "wm_before", query.before))
-    if query.through is not None:
-        parts.append(cur <= _bind(engine, query, "wm_through", query.through))
+    for name, value, op in (
+        ("wm_after", query.after, operator.gt),
+        ("wm_before", query.before, operator.lt),
+        ("wm_through", query.through, operator.le),
+    ):
+        if value is not None:
+            parts.append(_compare(engine, query, cur, op, name, value))
     return [and_(*parts)]
+
+
+def _compare(engine: Engine, query: ExtractQuery, cur: Any, op: Any, name: str, value: Any) -> ColumnElement[bool]:
+    """`cur <op> value`; on SQLite, a date/time cursor also holding Unix-second INTEGERs compares both forms.
+
+    SQLite orders every INTEGER before every TEXT, so against a text bound an epoch row would never be
+    "after" the watermark (and every text row would be after an integer bound): each storage class is
+    compared with the bound in its own form (`etl.values` reads those integers as Unix seconds).
+    """
+    col = query.column(query.cursor) if query.cursor else None
+    sqlite_time = (
+        engine.dialect.name == "sqlite" and col is not None and col.type.family in (Family.TIMESTAMP, Family.DATE)
+    )
+    if sqlite_time and isinstance(value, str):
+        # A watermark taken from text rows ('2024-05-01 08:00:00' or ISO 'T' form): compare it as a time.
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    condition = op(cur, _bind(engine, query, name, value))
+    if not sqlite_time or not isinstance(value, dt.date):
+        return condition
+    instant = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(dt.UTC).replace(tzinfo=None)
+    epoch = (instant - dt.datetime(1970, 1, 1)) / dt.timedelta(seconds=1)
+    storage = func.typeof(cur)
+    return or_(
+        and_(storage == "integer", op(cur, bindparam(f"{name}_epoch", epoch))),
+        and_(storage != "integer", condition),
+    )
 
 
 def _needs_text(t: CanonicalType) -> bool:
