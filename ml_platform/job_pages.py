@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -83,6 +85,20 @@ def _value(form: forms.Form, name: str):
     return form[name].value()
 
 
+def _settle_by_scan(request: HttpRequest, job: EtlJob, selected: list[SourceColumn], options, report_ctx):
+    """Save scans the columns that need a data check (as the wizard's Validate data does), then decides."""
+    try:
+        results = compat.validate_data(connection=job.connection, schema=job.source_schema or None,
+                                       table=job.source_table, source_columns=selected,
+                                       destination=report_ctx.destination, options=options)
+        options = dataclasses.replace(options, validation=results)
+        return compat.report_for(workspace=request.scope.workspace, source_columns=selected,
+                                 dataset=job.destination_dataset, table=job.destination_table,
+                                 options=options, exclude_job=job), ""
+    except (SourceError, BigQueryError) as exc:
+        return report_ctx, f"The data check could not run: {exc}"
+
+
 @require_http_methods(["GET", "POST"])
 def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
@@ -109,6 +125,9 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
                                            options=options, exclude_job=job)
         except BigQueryError as exc:
             error = str(exc)
+    saving = request.method == "POST" and not request.POST.get("refresh")
+    if saving and report_ctx is not None and report_ctx.report.needs_validation and not report_ctx.report.errors:
+        report_ctx, error = _settle_by_scan(request, job, selected, options, report_ctx)
     can_add = compat.new_columns(report_ctx.report) if report_ctx else []
     form = EditJobForm(data, initial=initial_for(job), job=job, source_names=names, can_add=can_add)
     context = {"job": job, "form": form, "report_ctx": report_ctx, "report_error": error, "nav": "jobs"}
