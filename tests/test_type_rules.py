@@ -158,3 +158,26 @@ def test_it_writes_time_and_timestamps_as_iso_text() -> None:
 def test_it_refuses_a_pairing_the_report_refuses_at_run_time_too() -> None:
     with pytest.raises(SchemaMismatchError, match="cannot be loaded"):
         conform(pa.array([b"x"]), CanonicalType(F.BYTES), BigQueryField("c", "INT64"))
+
+
+def test_it_writes_a_bit_1_boolean_as_true_and_false() -> None:
+    out = conform(pa.array([1, 0, None]), CanonicalType(F.BOOLEAN, detail="bit"), BigQueryField("c", "STRING"))
+
+    assert out == ["true", "false", None]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (dt.timedelta(hours=1), dt.time(1)),
+        (dt.timedelta(hours=-1, minutes=-30), "-01:30:00"),
+        (dt.timedelta(hours=100, microseconds=250000), "100:00:00.250000"),
+        (dt.timedelta(days=1), "24:00:00"),
+    ],
+)
+def test_it_reads_mysql_time_as_a_time_of_day_or_mysql_text(value: dt.timedelta, expected: object) -> None:
+    from ml_platform.etl.values import read_value
+
+    column = SourceColumn("t", "time(6)", CanonicalType(F.TIME, detail="duration"))
+
+    assert read_value(value, column, "mysql") == expected

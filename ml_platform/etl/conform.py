@@ -352,6 +352,12 @@ def _bool_to_number(source: pa.DataType, f: BigQueryField, target: pa.DataType, 
     return _same(source, f, target, validate_json)
 
 
+def _bool_text(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    # A boolean stored as 0/1 (MySQL BIT(1)) is still written 'true'/'false', as the rule says.
+    to_bool = _to_bool(source)
+    return lambda arr: pc.cast(to_bool(arr), pa.string())
+
+
 def _bool_01(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
     return _to_bool(source)
 
@@ -372,6 +378,7 @@ CASTS: dict[str, CastFactory] = {
     "float_to_decimal": _decimal_round,
     "bool_to_number": _bool_to_number,
     "bool_01": _bool_01,
+    "bool_text": _bool_text,
     "timetz_to_utc": _timetz_to_utc,
 }
 

@@ -250,11 +250,11 @@ RULES: Mapping[tuple[str, str], Rule] = {
         ("BOOLEAN:int", d): _r("ok", "same", "{label} values load as the integers the source holds (1, 0, ...).")
         for d in _NUMBERS_DEST
     },  # fmt: skip
-    ("BOOLEAN", "STRING"): _r("warning", "text", "{label} values are stored as the text 'true' and 'false'."),
+    ("BOOLEAN", "STRING"): _r("warning", "bool_text", "{label} values are stored as the text 'true' and 'false'."),
     ("BOOLEAN:int", "STRING"): _r(
         "warning", "text", "{label} values are stored as the integers the source holds, as text ('1', '0')."
     ),
-    ("BOOLEAN", "JSON"): _r("warning", "json_text", "{label} values are stored as JSON true/false."),
+    ("BOOLEAN", "JSON"): _r("warning", "bool_text", "{label} values are stored as JSON true/false."),
     ("BOOLEAN:int", "JSON"): _r("warning", "json_text", "{label} values are stored as JSON numbers (1, 0)."),
     # dates and times
     ("DATE", "DATE"): _r("ok", "same", "DATE loads into DATE unchanged."),

@@ -5,6 +5,7 @@ wizard's preview (what the user sees), so the two cannot disagree. Each rule her
 a driver value that does not say what the column holds:
 - MySQL BIT(n) arrives as big-endian bytes: it is the number those bytes spell
   (b'\\x00\\x0c' -> 12), never their ASCII text;
+- MySQL TIMESTAMP arrives naive, read in a UTC session: it is that UTC instant;
 - MySQL TIME arrives as a timedelta (it is a duration, -838:59:59..838:59:59): a value
   within a day is that time of day; any other is MySQL's own text ('-01:30:00',
   '100:00:00'), which a STRING column keeps and a TIME column refuses by name;
@@ -36,6 +37,7 @@ def needs_reading(col: SourceColumn, dialect: str) -> bool:
         return (family is Family.INTEGER and col.type.detail in ("bit", "unsigned64")) or family in (
             Family.TIME,
             Family.BOOLEAN,
+            Family.TIMESTAMP,
         )
     if dialect == "sqlite":
         return family in (Family.TIMESTAMP, Family.DATE, Family.DECIMAL)
@@ -52,6 +54,8 @@ def read_value(value: Any, col: SourceColumn, dialect: str) -> Any:
             return int.from_bytes(value, "big")
         if family is Family.TIME and isinstance(value, dt.timedelta):
             return mysql_time(value)
+        if family is Family.TIMESTAMP and col.type.tz and isinstance(value, dt.datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)  # TIMESTAMP is read in a UTC session: it is a UTC instant
     elif dialect == "sqlite":
         if family in (Family.TIMESTAMP, Family.DATE) and isinstance(value, int) and not isinstance(value, bool):
             instant = _EPOCH + dt.timedelta(seconds=value)

@@ -962,9 +962,6 @@ def _conform(value: Any, col: SourceColumn, kind: str) -> Any:
         if family is Family.BOOLEAN:
             if value in (0, 1) and not isinstance(value, bool):
                 return bool(value)
-        # The session runs in UTC (see _mysql_session_utc), so a TIMESTAMP value is UTC.
-        if family is Family.TIMESTAMP and col.type.tz and isinstance(value, dt.datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
     if kind == "sqlite" and family is Family.BOOLEAN and value in (0, 1) and not isinstance(value, bool):
         return bool(value)
     if family is Family.JSON and isinstance(value, (str, bytes)):
