@@ -229,12 +229,25 @@ def test_it_writes_messages_a_data_engineer_can_act_on() -> None:
 # --------------------------------------------------------------------------- arrays
 
 
-def test_it_loads_an_array_into_a_repeated_column_with_a_null_element_warning() -> None:
+def test_it_asks_to_validate_an_array_for_null_elements() -> None:
     report = check([col("tags", ct(F.ARRAY, element=ct(F.STRING)))], [fld("tags", "STRING", "REPEATED")])
+    specs = narrowing_checks([col("tags", ct(F.ARRAY, element=ct(F.STRING)))], table(fld("tags", "STRING", "REPEATED")))
 
-    assert report.compatible
-    assert row(report, "tags").verdict == "warning"
+    assert report.needs_validation == ["tags"]
     assert "cannot hold NULL elements" in row(report, "tags").message
+    assert [(s.column, s.repeated) for s in specs] == [("tags", True)]
+
+
+def test_it_accepts_an_array_once_a_scan_found_no_null_elements() -> None:
+    result = ValidationResult("tags", checked_rows=10, failures=0)
+
+    report = check(
+        [col("tags", ct(F.ARRAY, element=ct(F.STRING)))],
+        [fld("tags", "STRING", "REPEATED")],
+        validation={"tags": result},
+    )
+
+    assert report.compatible and row(report, "tags").verdict == "warning"
 
 
 def test_it_needs_validation_for_array_elements_that_narrow() -> None:
@@ -1049,9 +1062,10 @@ def _distinct_names(columns: list[SourceColumn]) -> bool:
 
 
 def _beyond_bigquery(t: CanonicalType) -> bool:
-    """A decimal type no BigQuery type holds every value of (no precision, or over 38 whole digits)."""
-    if t.family is F.ARRAY and t.element is not None:
-        return _beyond_bigquery(t.element)
+    """A type no BigQuery type holds every value of: a decimal without precision or with over 38 whole
+    digits, or an array (which may hold NULL elements)."""
+    if t.family is F.ARRAY:
+        return True
     return t.family is F.DECIMAL and (t.precision is None or t.precision - max(t.scale or 0, 0) > 38)
 
 

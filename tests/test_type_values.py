@@ -271,3 +271,33 @@ def test_it_resumes_a_sqlite_cursor_that_mixes_epoch_integers_and_text(sqlite_so
         (2, dt.datetime(2024, 5, 1, 9)),
         (3, dt.datetime(2024, 5, 1, 11)),
     ]  # 07:00 is before the watermark: incremental never loads it (the cursor warning says so)
+
+
+def test_it_loads_whole_numerics_with_a_zero_fraction_into_int64(pg_source, bq, bq_dataset, tmp_path):
+    pg_source.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n numeric(38,9))", "INSERT INTO t VALUES (1, 0), (2, -12), (3, 4.5)"
+    )
+    job = Job(pg_source, bq, bq_dataset, tmp_path)
+    report, schema = existing(job, BigQueryField("id", "INT64"), BigQueryField("n", "INT64"))
+    assert report.column("n").verdict == "needs_validation"
+    assert validation(job, schema)["n"].failures == 1
+    pg_source.execute("DELETE FROM t WHERE id = 3")
+
+    job.run(load_strategy="append")
+
+    assert [r["n"] for r in job.rows()] == [0, -12]
+
+
+def test_it_refuses_postgresql_infinity_dates_before_the_load(pg_source, bq, bq_dataset, tmp_path):
+    pg_source.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamptz)",
+        "INSERT INTO t VALUES (1, '2024-01-01', '2024-01-01 00:00+00'), (2, 'infinity', '-infinity')",
+    )
+    job = Job(pg_source, bq, bq_dataset, tmp_path)
+    job.create_destination()
+
+    with pytest.raises(CastError) as failed:
+        job.run()
+
+    assert "outside BigQuery's range" in str(failed.value) and "id=2" in str(failed.value)
+    assert bq.query(f"SELECT COUNT(*) AS n FROM `{bq_dataset}`.`dest`")[0]["n"] == 0  # the table stays readable

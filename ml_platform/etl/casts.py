@@ -65,6 +65,53 @@ def rounded_decimals(arr: pa.Array, whole: int, places: int, target: pa.DataType
     return pa.array(out, target)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def whole_decimals(arr: pa.Array) -> pa.Array:
+    """Decimal values (or their text, '12.000') as INT64: a fractional part or a value beyond INT64 fails."""
+    out: list[int | None] = []
+    for value in arr.to_pylist():
+        if value is None:
+            out.append(None)
+            continue
+        number = _as_decimal(value)
+        if not number.is_finite() or number != number.to_integral_value():
+            raise ValueError("not a whole number")
+        whole = int(number)
+        if not _INT64_MIN <= whole <= _INT64_MAX:
+            raise ValueError("beyond the INT64 range")
+        out.append(whole)
+    return pa.array(out, pa.int64())
+
+
+def in_bigquery_range(arr: pa.Array) -> pa.Array:
+    """`arr` (DATE/DATETIME/TIMESTAMP) unchanged, or ValueError for a value outside 0001-01-01..9999-12-31.
+
+    PostgreSQL's ±infinity and years beyond 9999 would load without an error and then break
+    every query on the table; real BigQuery refuses them.
+    """
+    valid = arr.drop_null()
+    if len(valid) == 0:
+        return arr
+    as_int = pc.cast(valid, pa.int32() if pa.types.is_date32(arr.type) else pa.int64())
+    low, high = _RANGE[pa.types.is_date32(arr.type)]
+    bounds = pc.min_max(as_int)
+    if bounds["min"].as_py() < low or bounds["max"].as_py() > high:
+        raise ValueError("outside BigQuery's range 0001-01-01 to 9999-12-31")
+    return arr
+
+
+_EPOCH_DATE = dt.date(1970, 1, 1)
+_RANGE = {
+    True: ((dt.date(1, 1, 1) - _EPOCH_DATE).days, (dt.date(9999, 12, 31) - _EPOCH_DATE).days),
+    False: (
+        (dt.date(1, 1, 1) - _EPOCH_DATE).days * 86_400_000_000,
+        ((dt.date(9999, 12, 31) - _EPOCH_DATE).days + 1) * 86_400_000_000 - 1,
+    ),
+}
+
+
 def render_text(value: Any) -> str:
     """The one text form of a source value (STRING destinations and the preview agree on it)."""
     if isinstance(value, str):

@@ -471,13 +471,15 @@ class _Engine(StrategyChecks, TableChecks):
                 finding.fix = match.fix or "Deselect the column or choose a table whose column type fits."
             findings.append(finding)
             if is_array and match.verdict != "error":
-                findings.append(
-                    _Finding(
-                        "warning",
-                        "BigQuery arrays cannot hold NULL elements: a row whose array contains NULL fails the load, "
-                        "and a NULL array is stored as an empty one.",
-                    )
+                # A NULL element cannot be stored at all: only a scan of the source can say there is none.
+                spec_target, spec_cast = dest.type, match.cast
+                nulls = _Finding(
+                    "needs_validation",
+                    "BigQuery arrays cannot hold NULL elements: a row whose array contains NULL cannot be loaded, "
+                    "so the source data must be validated (a NULL array is stored as an empty one).",
+                    "Validate the source data.",
                 )
+                findings.append(_validated(nulls, validation, dest) if validation is not None else nulls)
 
         check_nulls = dest.mode == "REQUIRED" and column.nullable and dest.type != "RECORD" and not is_array
         if check_nulls:

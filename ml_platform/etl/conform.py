@@ -234,7 +234,16 @@ def _value_at(column: pa.Array, index: int) -> Any:
     try:
         return column[index].as_py()
     except Exception:  # noqa: BLE001 - a value Arrow cannot render is still worth a message
+        pass
+    raw = column.slice(index, 1)
+    if pa.types.is_temporal(raw.type) and raw.type.bit_width in (32, 64):
+        # PostgreSQL ±infinity and years beyond 9999 do not fit Python's calendar: show the raw count.
+        raw_value = raw.view(pa.int32() if raw.type.bit_width == 32 else pa.int64())[0].as_py()
+        return f"{raw_value} ({raw.type} outside the calendar, e.g. PostgreSQL infinity)"
+    try:
         return str(column[index])
+    except Exception:  # noqa: BLE001
+        return f"(a {raw.type} value that cannot be shown)"
 
 
 def _first_null(column: pa.Array) -> int:
@@ -304,7 +313,10 @@ def _cast_for(
         )
     if pa.types.is_null(source):
         return lambda arr: pa.nulls(len(arr), target)
-    return CASTS[match.cast](source, f, target, src.validate_json)
+    convert = CASTS[match.cast](source, f, target, src.validate_json)
+    if pa.types.is_date32(target) or pa.types.is_timestamp(target):
+        return lambda arr: casts.in_bigquery_range(convert(arr))
+    return convert
 
 
 def _same(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
@@ -358,6 +370,14 @@ def _bool_text(source: pa.DataType, f: BigQueryField, target: pa.DataType, valid
     return lambda arr: pc.cast(to_bool(arr), pa.string())
 
 
+def _decimal_to_int(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    if pa.types.is_decimal(source):
+        return lambda arr: pc.cast(arr, pa.int64())  # a safe cast: a fractional part fails
+    if pa.types.is_string(source) or pa.types.is_floating(source):
+        return casts.whole_decimals  # '12.000' (PostgreSQL numeric as text) is the whole number 12
+    return _same(source, f, target, validate_json)
+
+
 def _bool_01(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
     return _to_bool(source)
 
@@ -378,6 +398,7 @@ CASTS: dict[str, CastFactory] = {
     "float_to_decimal": _decimal_round,
     "bool_to_number": _bool_to_number,
     "bool_01": _bool_01,
+    "decimal_to_int": _decimal_to_int,
     "bool_text": _bool_text,
     "timetz_to_utc": _timetz_to_utc,
 }

@@ -153,10 +153,10 @@ RULES: Mapping[tuple[str, str], Rule] = {
         "{label} → FLOAT64: each value is stored as the nearest FLOAT64 value (about 15-17 significant digits, "
         "e.g. 0.1 stays 0.1 but 1234567890.123456789 → 1234567890.1234567).",
     ),
-    ("DECIMAL:whole", "INT64"): _r("ok", "same", "Every {label} value is a whole number that fits INT64."),
+    ("DECIMAL:whole", "INT64"): _r("ok", "decimal_to_int", "Every {label} value is a whole number that fits INT64."),
     ("DECIMAL", "INT64"): _r(
         "needs_validation",
-        "same",
+        "decimal_to_int",
         "{label} → INT64 narrows the type: values with a fractional part or beyond INT64's range would fail, so "
         "validate the data.",
         _VALIDATE,

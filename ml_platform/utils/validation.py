@@ -810,7 +810,8 @@ class _Postgres(_RegexBuilder):
             .where(or_(elements.c.v.is_(None), case((ok, 0), else_=1) == 1))
             .scalar_subquery()
         )
-        return case((value.is_(None), 0), else_=counted)
+        # The load refuses a whole row for one bad element: count arrays, not elements.
+        return case((value.is_(None), 0), (counted > 0, 1), else_=0)
 
     def failing_element_values(self, sample: Any, value: Expr, source: CanonicalType, target: _Target) -> Any:
         element_type = source.element or CanonicalType(Family.UNKNOWN)
