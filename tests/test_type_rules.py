@@ -181,3 +181,11 @@ def test_it_reads_mysql_time_as_a_time_of_day_or_mysql_text(value: dt.timedelta,
     column = SourceColumn("t", "time(6)", CanonicalType(F.TIME, detail="duration"))
 
     assert read_value(value, column, "mysql") == expected
+
+
+def test_it_turns_mysql_decimals_into_the_nearest_double_not_a_scaled_product() -> None:
+    values = pa.array([D("-19.40"), D("-13.12"), D("19.99"), D("0.30")], pa.decimal128(10, 2))
+
+    out = conform(values, CanonicalType(F.DECIMAL, precision=10, scale=2), BigQueryField("c", "FLOAT64"))
+
+    assert out == [-19.4, -13.12, 19.99, 0.3]
