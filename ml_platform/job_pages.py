@@ -111,6 +111,19 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
                                         creating=False)
         except BigQueryError as exc:
             error = str(exc)
+    saving = request.method == "POST" and not request.POST.get("refresh")
+    if saving and result is not None and result.report.needs_validation and not result.report.errors:
+        # Save scans the columns that need a data check (as the wizard's Validate data does), then decides.
+        try:
+            result = schema_check.check(workspace=request.scope.workspace, source_columns=selected,
+                                        destination=schema_check.Destination(job.destination_dataset,
+                                                                             job.destination_table),
+                                        choices=choices, dialect=job.connection.engine, exclude_job=job,
+                                        creating=False, validate=True,
+                                        source=schema_check.SourceRef(job.connection, job.source_schema or None,
+                                                                      job.source_table))
+        except (SourceError, BigQueryError) as exc:
+            error = f"The data check could not run: {exc}"
     if result is not None:
         form.fields["add_columns"].choices = [(c, c) for c in result.new_columns]
     rep = report_view(result) if result is not None else None

@@ -111,7 +111,31 @@ TYPE_TABLE = [
     ("DECIMAL(40,2) overflows NUMERIC", ct(F.DECIMAL, precision=40, scale=2), fld("c", "NUMERIC"), "needs_validation"),
     ("DECIMAL(20,12) is rounded by NUMERIC", ct(F.DECIMAL, precision=20, scale=12), fld("c", "NUMERIC"), "warning"),
     ("DECIMAL(40,2) -> BIGNUMERIC", ct(F.DECIMAL, precision=40, scale=2), fld("c", "BIGNUMERIC"), "ok"),
-    ("unconstrained DECIMAL -> BIGNUMERIC", ct(F.DECIMAL), fld("c", "BIGNUMERIC"), "warning"),
+    (
+        "unconstrained DECIMAL -> BIGNUMERIC may exceed 38 digits",
+        ct(F.DECIMAL),
+        fld("c", "BIGNUMERIC"),
+        "needs_validation",
+    ),
+    ("DECIMAL(13,12) is rounded by NUMERIC", ct(F.DECIMAL, precision=13, scale=12), fld("c", "NUMERIC"), "warning"),
+    (
+        "DECIMAL(5,3) is rounded by NUMERIC(10,2)",
+        ct(F.DECIMAL, precision=5, scale=3),
+        fld("c", "NUMERIC", precision=10, scale=2),
+        "warning",
+    ),
+    (
+        "DECIMAL(4,2) rounded into NUMERIC(3,1) may gain a digit (9.99 -> 10.0)",
+        ct(F.DECIMAL, precision=4, scale=2),
+        fld("c", "NUMERIC", precision=3, scale=1),
+        "needs_validation",
+    ),
+    (
+        "DECIMAL(60,2) overflows BIGNUMERIC",
+        ct(F.DECIMAL, precision=60, scale=2),
+        fld("c", "BIGNUMERIC"),
+        "needs_validation",
+    ),
     ("unconstrained DECIMAL -> NUMERIC", ct(F.DECIMAL), fld("c", "NUMERIC"), "needs_validation"),
     (
         "DECIMAL(12,2) -> NUMERIC(12,2)",
@@ -154,6 +178,13 @@ TYPE_TABLE = [
     ("DATE -> TIMESTAMP widens", ct(F.DATE), fld("c", "TIMESTAMP"), "warning"),
     ("DATE -> INT64 unrelated", ct(F.DATE), fld("c", "INT64"), "error"),
     ("TIME -> TIME", ct(F.TIME), fld("c", "TIME"), "ok"),
+    ("timetz -> TIME at UTC", ct(F.TIME, detail="tz"), fld("c", "TIME"), "warning"),
+    ("MySQL TIME (a duration) -> TIME", ct(F.TIME, detail="duration"), fld("c", "TIME"), "needs_validation"),
+    ("MySQL TIME -> STRING", ct(F.TIME, detail="duration"), fld("c", "STRING"), "warning"),
+    ("TINYINT(1) -> BOOL may hold 2", ct(F.BOOLEAN, detail="int"), fld("c", "BOOL"), "needs_validation"),
+    ("TINYINT(1) -> INT64", ct(F.BOOLEAN, detail="int"), fld("c", "INT64"), "ok"),
+    ("INTERVAL -> INTERVAL cannot be loaded", ct(F.INTERVAL), fld("c", "INTERVAL"), "error"),
+    ("STRING -> RANGE cannot be loaded", ct(F.STRING), fld("c", "RANGE"), "error"),
     ("TIMESTAMP naive -> DATETIME", TS_NAIVE, fld("c", "DATETIME"), "ok"),
     ("TIMESTAMP naive -> TIMESTAMP is read as UTC", TS_NAIVE, fld("c", "TIMESTAMP"), "warning"),
     ("TIMESTAMP tz -> DATETIME drops the zone", TS_TZ, fld("c", "DATETIME"), "warning"),
@@ -198,12 +229,25 @@ def test_it_writes_messages_a_data_engineer_can_act_on() -> None:
 # --------------------------------------------------------------------------- arrays
 
 
-def test_it_loads_an_array_into_a_repeated_column_with_a_null_element_warning() -> None:
+def test_it_asks_to_validate_an_array_for_null_elements() -> None:
     report = check([col("tags", ct(F.ARRAY, element=ct(F.STRING)))], [fld("tags", "STRING", "REPEATED")])
+    specs = narrowing_checks([col("tags", ct(F.ARRAY, element=ct(F.STRING)))], table(fld("tags", "STRING", "REPEATED")))
 
-    assert report.compatible
-    assert row(report, "tags").verdict == "warning"
+    assert report.needs_validation == ["tags"]
     assert "cannot hold NULL elements" in row(report, "tags").message
+    assert [(s.column, s.repeated) for s in specs] == [("tags", True)]
+
+
+def test_it_accepts_an_array_once_a_scan_found_no_null_elements() -> None:
+    result = ValidationResult("tags", checked_rows=10, failures=0)
+
+    report = check(
+        [col("tags", ct(F.ARRAY, element=ct(F.STRING)))],
+        [fld("tags", "STRING", "REPEATED")],
+        validation={"tags": result},
+    )
+
+    assert report.compatible and row(report, "tags").verdict == "warning"
 
 
 def test_it_needs_validation_for_array_elements_that_narrow() -> None:
@@ -597,8 +641,8 @@ def test_it_accepts_an_orderable_cursor_present_on_both_sides(cursor_type: Canon
     [
         ([col("id", F.INTEGER)], [fld("id", "INT64")], None, "needs a cursor column"),
         ([col("id", F.INTEGER)], [fld("id", "INT64")], "updated_at", "not among the selected source columns"),
-        ([col("code", F.STRING)], [fld("code", "STRING")], "code", "must be an INTEGER, DECIMAL, DATE or TIMESTAMP"),
-        ([col("score", F.FLOAT)], [fld("score", "FLOAT64")], "score", "must be an INTEGER, DECIMAL, DATE or TIMESTAMP"),
+        ([col("code", F.STRING)], [fld("code", "STRING")], "code", "Choose an INTEGER, DECIMAL, DATE or TIMESTAMP"),
+        ([col("score", F.FLOAT)], [fld("score", "FLOAT64")], "score", "floating-point values are not exact"),
         ([col("id", F.INTEGER), col("seq", F.INTEGER)], [fld("id", "INT64")], "seq", "not in the destination table"),
         ([col("seq", F.INTEGER)], [fld("seq", "STRING")], "seq", "does not order like the source values"),
     ],
@@ -611,13 +655,78 @@ def test_it_refuses_an_unusable_incremental_cursor(source, dest, cursor, expecte
     assert any(expected in e for e in report.errors), report.errors
 
 
-def test_it_warns_that_rows_with_a_null_cursor_are_never_picked_up() -> None:
+@pytest.mark.parametrize("strategy", ["incremental", "merge"])
+def test_it_warns_that_rows_with_a_null_cursor_are_never_loaded_and_says_how_to_fix_it(strategy: str) -> None:
     report = check(
-        [col("seq", F.INTEGER, nullable=True)], [fld("seq", "INT64")], load_strategy="incremental", cursor_column="SEQ"
+        [col("id", F.INTEGER, nullable=False, pk=True), col("seq", F.INTEGER, nullable=True)],
+        [fld("id", "INT64"), fld("seq", "INT64")],
+        load_strategy=strategy,
+        cursor_column="SEQ",
+        merge_key=("id",),
     )
 
     assert report.compatible
-    assert "never picked up" in report.warnings[0]
+    (warning,) = [w for w in report.warnings if "allows NULL" in w]
+    assert "rows whose cursor is NULL are never loaded" in warning
+    assert "Fix: make the column NOT NULL" in warning
+
+
+@pytest.mark.parametrize("strategy", ["incremental", "merge"])
+def test_it_refuses_a_json_cursor_for_incremental_and_merge_alike(strategy: str) -> None:
+    report = check(
+        [col("id", F.INTEGER, nullable=False, pk=True), col("doc", F.JSON, nullable=False)],
+        [fld("id", "INT64"), fld("doc", "JSON")],
+        load_strategy=strategy,
+        cursor_column="doc",
+        merge_key=("id",),
+    )
+
+    assert not report.compatible
+    assert any("JSON values cannot be compared with >" in e for e in report.errors), report.errors
+
+
+def test_it_checks_no_cursor_for_a_merge_without_one() -> None:
+    report = check(
+        [col("id", F.INTEGER, nullable=False, pk=True)], [fld("id", "INT64")], load_strategy="merge", merge_key=("id",)
+    )
+
+    assert report.compatible and not report.warnings
+
+
+@pytest.mark.parametrize(
+    ("source_type", "text", "dest_type"),
+    [
+        (ct(F.DATE), "date", "DATE"),
+        (TS_NAIVE, "datetime", "DATETIME"),  # MySQL DATETIME: whole seconds unless DATETIME(n)
+        (TS_TZ, "timestamp", "TIMESTAMP"),
+        (TS_NAIVE, "timestamp(0) without time zone", "DATETIME"),
+        (TS_NAIVE, "datetime(0)", "DATETIME"),
+    ],
+)
+def test_it_warns_about_a_coarse_cursor_and_spells_out_the_re_read_window(source_type, text, dest_type) -> None:
+    source = [
+        SourceColumn("id", "bigint", ct(F.INTEGER), nullable=False),
+        SourceColumn("at", text, source_type, nullable=False),
+    ]
+
+    report = check(source, [fld("id", "INT64"), fld("at", dest_type)], load_strategy="incremental", cursor_column="at")
+
+    assert report.compatible
+    (warning,) = [w for w in report.warnings if "Cursor column 'at'" in w]
+    assert "is never loaded" in warning and "set a re-read window" in warning
+
+
+@pytest.mark.parametrize(
+    ("source_type", "text"),
+    [(TS_NAIVE, "datetime(6)"), (TS_NAIVE, "timestamp without time zone"), (TS_TZ, "timestamp(3) with time zone")],
+)
+def test_it_does_not_warn_about_a_sub_second_timestamp_cursor(source_type, text) -> None:
+    source = [SourceColumn("at", text, source_type, nullable=False)]
+    dest_type, _ = bigquery_type_for(source_type)
+
+    report = check(source, [fld("at", dest_type)], load_strategy="incremental", cursor_column="at")
+
+    assert not [w for w in report.warnings if "Cursor column" in w]
 
 
 # --------------------------------------------------------------------------- source tag
@@ -952,6 +1061,20 @@ def _distinct_names(columns: list[SourceColumn]) -> bool:
     return len(set(lowered)) == len(lowered) and len(set(normalized)) == len(normalized)
 
 
+def _beyond_bigquery(t: CanonicalType) -> bool:
+    """A type no BigQuery type holds every value of: a decimal without precision or with over 38 whole
+    digits, or an array (which may hold NULL elements)."""
+    if t.family is F.ARRAY:
+        return True
+    return t.family is F.DECIMAL and (t.precision is None or t.precision - max(t.scale or 0, 0) > 38)
+
+
+def assert_compatible_but_for_unbounded_decimals(report: CompatibilityReport, source: list[SourceColumn]) -> None:
+    """Compatible, except that decimals BigQuery cannot always hold are (only) flagged for validation."""
+    assert not report.errors, report.errors
+    assert report.needs_validation == [c.name for c in source if _beyond_bigquery(c.type)]
+
+
 distinct_sources = st.lists(source_columns(names, loadable_types), min_size=1, max_size=10).filter(_distinct_names)
 
 
@@ -967,7 +1090,7 @@ def test_it_finds_a_source_compatible_with_the_table_created_from_its_own_mappin
         source, destination, CompatibilityOptions(load_strategy=strategy, source_tag="eu" if tagged else None)
     )
 
-    assert report.compatible, report.errors + report.needs_validation
+    assert_compatible_but_for_unbounded_decimals(report, source)
     assert report.can_alter == []
     assert [r.destination_name for r in report.columns[: len(source)]] == [f.name for f in destination.fields][
         : len(source)
@@ -992,4 +1115,29 @@ def test_it_offers_exactly_one_change_when_the_source_gains_a_column(source, ext
         expected_type,
         expected_mode,
     )
-    assert report.compatible
+    assert_compatible_but_for_unbounded_decimals(report, source)  # the added column is only offered
+
+
+# --------------------------------------------------------------------------- naming collisions
+
+
+def test_it_maps_underscore_id_and_id_to_their_own_columns() -> None:
+    report = check([col("_id", F.STRING), col("id", F.INTEGER)], [fld("id", "INT64"), fld("_id", "STRING")])
+
+    assert report.compatible and report.can_alter == []
+    assert (row(report, "_id").destination_name, row(report, "id").destination_name) == ("_id", "id")
+
+
+def test_it_never_maps_source_id_to_a_new_column_when_the_table_has_id() -> None:
+    report = check([col("_id", F.STRING), col("id", F.INTEGER)], [fld("id", "INT64")])
+
+    assert row(report, "id").destination_name == "id" and row(report, "id").verdict == "ok"
+    assert kinds(report) == [("add_column", "_id")]
+
+
+def test_it_explains_a_renamed_new_column_in_the_report() -> None:
+    report = check([col("a b", F.STRING), col("a_b", F.STRING)], [fld("a_b", "STRING")])
+
+    assert row(report, "a_b").destination_name == "a_b"
+    assert kinds(report) == [("add_column", "a_b_2")]
+    assert "Named 'a_b_2' because 'a_b' is taken by source column 'a_b'" in row(report, "a b").message

@@ -37,6 +37,8 @@ STRING = CanonicalType(Family.STRING)
 BOOLEAN = CanonicalType(Family.BOOLEAN)
 DATE = CanonicalType(Family.DATE)
 TIME = CanonicalType(Family.TIME)
+MYSQL_TIME = CanonicalType(Family.TIME, detail="duration")
+INT_BOOLEAN = CanonicalType(Family.BOOLEAN, detail="int")
 NAIVE_TS = CanonicalType(Family.TIMESTAMP, tz=False)
 AWARE_TS = CanonicalType(Family.TIMESTAMP, tz=True)
 JSON = CanonicalType(Family.JSON)
@@ -140,7 +142,7 @@ PG_COLUMNS = [
 
 MYSQL_COLUMNS = [
     Col("id", "int AUTO_INCREMENT PRIMARY KEY", ("int(11)", "int"), INTEGER, None, 1, nullable=False),
-    Col("c_bool", "tinyint(1) NOT NULL DEFAULT 0", "tinyint(1)", BOOLEAN, "1", True, nullable=False),
+    Col("c_bool", "tinyint(1) NOT NULL DEFAULT 0", "tinyint(1)", INT_BOOLEAN, "1", True, nullable=False),
     Col("c_int", "int", ("int(11)", "int"), INTEGER, "-5", -5),
     Col(
         "c_bigint_unsigned",
@@ -166,7 +168,7 @@ MYSQL_COLUMNS = [
         "2024-01-02T03:04:05.123456",
     ),
     Col("c_timestamp", "timestamp NULL", "timestamp", AWARE_TS, "'2024-01-02 03:04:05'", "2024-01-02T03:04:05+00:00"),
-    Col("c_time", "time", "time", TIME, "'13:14:15'", "13:14:15"),
+    Col("c_time", "time", "time", MYSQL_TIME, "'13:14:15'", "13:14:15"),
     Col("c_year", "year", ("year(4)", "year"), CanonicalType(Family.INTEGER, detail="year"), "2024", 2024),
     # MariaDB stores JSON as longtext + CHECK (json_valid(...)); MySQL 8 has a native type.
     Col("c_json", "json", ("longtext", "json"), JSON, """'{"k": [1, 2]}'""", {"k": [1, 2]}),
@@ -175,7 +177,7 @@ MYSQL_COLUMNS = [
     Col("c_enum", "enum('a','b c')", "enum('a','b c')", ENUM, "'b c'", "b c"),
     Col("c_set", "set('x','y')", "set('x','y')", CanonicalType(Family.STRING, detail="set"), "'x,y'", "x,y"),
     Col("c_bit", "bit(1)", "bit(1)", CanonicalType(Family.BOOLEAN, detail="bit"), "b'1'", True),
-    Col("c_boolean_alias", "boolean", "tinyint(1)", BOOLEAN, "0", False),
+    Col("c_boolean_alias", "boolean", "tinyint(1)", INT_BOOLEAN, "0", False),
 ]
 
 SQLITE_COLUMNS = [
@@ -190,9 +192,10 @@ SQLITE_COLUMNS = [
     Col("c_real", "REAL", "REAL", FLOAT, "1.5", 1.5),
     Col("c_double", "DOUBLE", "DOUBLE", FLOAT, "2.25", 2.25),
     Col("c_float", "FLOAT", "FLOAT", FLOAT, "0.5", 0.5),
-    Col("c_numeric", "NUMERIC", "NUMERIC", decimal(), "10", 10),
-    Col("c_decimal", "DECIMAL(10,2)", "DECIMAL(10,2)", decimal(10, 2), "12.5", 12.5),
-    Col("c_boolean", "BOOLEAN", "BOOLEAN", BOOLEAN, "1", True),
+    # SQLite keeps 12.5 as REAL: it is read as the decimal written, as the load reads it.
+    Col("c_numeric", "NUMERIC", "NUMERIC", decimal(), "10", "10"),
+    Col("c_decimal", "DECIMAL(10,2)", "DECIMAL(10,2)", decimal(10, 2), "12.5", "12.5"),
+    Col("c_boolean", "BOOLEAN", "BOOLEAN", INT_BOOLEAN, "1", True),
     Col("c_date", "DATE", "DATE", DATE, "'2024-02-29'", "2024-02-29"),
     Col("c_datetime", "DATETIME", "DATETIME", NAIVE_TS, "'2024-01-02 03:04:05'", "2024-01-02 03:04:05"),
     Col("c_timestamp", "TIMESTAMP", "TIMESTAMP", NAIVE_TS, "'2024-01-02 03:04:05'", "2024-01-02 03:04:05"),

@@ -8,12 +8,20 @@ from __future__ import annotations
 import pytest
 
 from ml_platform.etl.source_types import parse_source_type
-from ml_platform.etl.types import CanonicalType, Family, normalize_column_names
+from ml_platform.etl.types import (
+    CanonicalType,
+    Family,
+    naming_collisions,
+    normalize_column_name,
+    normalize_column_names,
+)
 
 INTEGER = CanonicalType(Family.INTEGER)
 FLOAT = CanonicalType(Family.FLOAT)
 STRING = CanonicalType(Family.STRING)
 BOOLEAN = CanonicalType(Family.BOOLEAN)
+INT_BOOLEAN = CanonicalType(Family.BOOLEAN, detail="int")
+MYSQL_TIME = CanonicalType(Family.TIME, detail="duration")
 DATE = CanonicalType(Family.DATE)
 TIME = CanonicalType(Family.TIME)
 NAIVE_TS = CanonicalType(Family.TIMESTAMP, tz=False)
@@ -96,9 +104,9 @@ POSTGRESQL = [
 ]
 
 MYSQL = [
-    ("tinyint(1)", BOOLEAN),
-    ("bool", BOOLEAN),
-    ("boolean", BOOLEAN),
+    ("tinyint(1)", INT_BOOLEAN),
+    ("bool", INT_BOOLEAN),
+    ("boolean", INT_BOOLEAN),
     ("bit(1)", CanonicalType(Family.BOOLEAN, detail="bit")),
     ("bit", CanonicalType(Family.BOOLEAN, detail="bit")),
     ("bit(8)", CanonicalType(Family.INTEGER, detail="bit")),
@@ -143,8 +151,8 @@ MYSQL = [
     ("datetime(6)", NAIVE_TS),
     ("timestamp", AWARE_TS),
     ("timestamp(3)", AWARE_TS),
-    ("time", TIME),
-    ("time(3)", TIME),
+    ("time", MYSQL_TIME),
+    ("time(3)", MYSQL_TIME),
     ("year(4)", CanonicalType(Family.INTEGER, detail="year")),
     ("year", CanonicalType(Family.INTEGER, detail="year")),
     ("json", JSON),
@@ -188,8 +196,8 @@ SQLITE = [
     ("NUMERIC", decimal()),
     ("DECIMAL(10,5)", decimal(10, 5)),
     ("decimal", decimal()),
-    ("BOOLEAN", BOOLEAN),
-    ("bool", BOOLEAN),
+    ("BOOLEAN", INT_BOOLEAN),
+    ("bool", INT_BOOLEAN),
     ("DATE", DATE),
     ("DATETIME", NAIVE_TS),
     ("TIMESTAMP", NAIVE_TS),
@@ -237,7 +245,7 @@ def test_it_maps_sqlite_json_checked_text_when_flagged() -> None:
 
 def test_it_accepts_dialect_aliases() -> None:
     assert parse_source_type("jsonb", "postgres").family is Family.JSON
-    assert parse_source_type("tinyint(1)", "mariadb") == BOOLEAN
+    assert parse_source_type("tinyint(1)", "mariadb") == INT_BOOLEAN
     assert parse_source_type("INTEGER", "sqlite3") == INTEGER
 
 
@@ -278,7 +286,9 @@ def test_it_renders_canonical_types_readably() -> None:
     [
         (["id", "name"], ["id", "name"]),
         (["id", "ID", "Id"], ["id", "ID_2", "Id_3"]),
-        (["a b", "a-b", "a_b"], ["a_b", "a_b_2", "a_b_3"]),
+        (["a b", "a-b", "a_b"], ["a_b_2", "a_b_3", "a_b"]),
+        (["_id", "id"], ["_id", "id"]),
+        (["id", "_id", "(id)"], ["id", "_id", "id_2"]),
         (["x", "X", "x_2"], ["x", "X_3", "x_2"]),
         (["1st", "a.b"], ["_1st", "a_b"]),
         (["", "!!!"], ["column", "column_2"]),
@@ -294,3 +304,16 @@ def test_it_keeps_suffixed_column_names_within_the_bigquery_limit() -> None:
     result = normalize_column_names([long, long.upper()])
     assert [len(n) for n in result] == [300, 300]
     assert result[1].endswith("_2")
+
+
+def test_it_keeps_a_leading_underscore_so_id_and_underscore_id_stay_apart() -> None:
+    assert normalize_column_name("_id") == "_id"
+    assert normalize_column_name("(total)") == "total"
+
+
+def test_it_explains_every_renamed_column() -> None:
+    notes = naming_collisions(["a b", "a_b", "ID", "id"])
+
+    assert set(notes) == {"a b", "id"}
+    assert "Named 'a_b_2' because 'a_b' is taken by source column 'a_b'" in notes["a b"]
+    assert "Named 'id_2' because 'id' is taken by source column 'ID'" in notes["id"]

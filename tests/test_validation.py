@@ -344,7 +344,8 @@ def test_it_checks_postgresql_array_elements_for_a_repeated_destination(pg_sourc
         [spec("tags", "INT64", repeated=True), spec("nums", "INT64", repeated=True)],
     )
 
-    assert (result["tags"].failures, result["tags"].examples) == (2, ("NULL", "x"))
+    # One array holds both bad elements: the load refuses that one row, so it counts once.
+    assert (result["tags"].failures, result["tags"].examples) == (1, ("NULL", "x"))
     assert (result["nums"].failures, result["nums"].examples) == (1, ("2.5",))
 
 

@@ -20,182 +20,67 @@ never offered.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
 
+from ml_platform.etl.compat_alter import (
+    _widen_target,
+    action_within_bigquery_limits,
+    in_place_change_allowed,
+)
+from ml_platform.etl.compat_model import (
+    DEFAULT_TAG_COLUMN,
+    LOAD_STRATEGIES,
+    AlterAction,
+    AlterKind,
+    ColumnReport,
+    CompatibilityOptions,
+    CompatibilityReport,
+    LoadStrategy,
+    ValidationResult,
+    ValidationSpec,
+    Verdict,
+    _Dest,
+    _dest,
+    _Finding,
+    _quote,
+    _source_label,
+    _type_label,
+)
+from ml_platform.etl.compat_strategy import StrategyChecks
+from ml_platform.etl.compat_table import _COLUMN_NAME, TableChecks, _validated
+from ml_platform.etl.type_rules import rule_for
 from ml_platform.etl.types import (
-    BIGNUMERIC_MAX_INTEGER_DIGITS,
-    BIGNUMERIC_MAX_SCALE,
-    NUMERIC_MAX_INTEGER_DIGITS,
-    NUMERIC_MAX_SCALE,
     BigQueryField,
     CanonicalType,
     Family,
     SourceColumn,
     TableSchema,
     bigquery_type_for,
+    naming_collisions,
     normalize_column_names,
-    standard_bigquery_type,
 )
 
-LoadStrategy = Literal["replace", "append", "incremental", "merge"]
-Verdict = Literal["ok", "warning", "needs_validation", "error"]
-AlterKind = Literal["add_column", "relax_required", "widen_type"]
-
-LOAD_STRATEGIES: tuple[str, ...] = ("replace", "append", "incremental", "merge")
-DEFAULT_TAG_COLUMN = "_source_tag"
+__all__ = [
+    "DEFAULT_TAG_COLUMN",
+    "LOAD_STRATEGIES",
+    "AlterAction",
+    "AlterKind",
+    "ColumnReport",
+    "CompatibilityOptions",
+    "CompatibilityReport",
+    "LoadStrategy",
+    "ValidationResult",
+    "ValidationSpec",
+    "Verdict",
+    "action_within_bigquery_limits",
+    "check_compatibility",
+    "destination_column_names",
+    "in_place_change_allowed",
+    "narrowing_checks",
+    "schema_for_new_table",
+]
 
 _SEVERITY: dict[str, int] = {"ok": 0, "warning": 1, "needs_validation": 2, "error": 3}
-_KNOWN_DESTINATION_TYPES = frozenset(
-    {
-        "INT64",
-        "NUMERIC",
-        "BIGNUMERIC",
-        "FLOAT64",
-        "STRING",
-        "BYTES",
-        "BOOL",
-        "DATE",
-        "TIME",
-        "DATETIME",
-        "TIMESTAMP",
-        "JSON",
-        "GEOGRAPHY",
-        "INTERVAL",
-        "RECORD",
-        "RANGE",
-    }
-)
-# Cursor columns must sort the way the data grows; FLOAT64 is left out on purpose
-# (equal-looking values compare unequal and the watermark could skip rows).
-_ORDERABLE_SOURCE_FAMILIES = frozenset({Family.INTEGER, Family.DECIMAL, Family.DATE, Family.TIMESTAMP})
-_ORDERABLE_DESTINATION_TYPES = frozenset({"INT64", "NUMERIC", "BIGNUMERIC", "DATE", "DATETIME", "TIMESTAMP"})
-# MERGE ... ON compares keys with `=`, which BigQuery refuses for these types.
-_UNCOMPARABLE_KEY_TYPES = frozenset({"JSON", "GEOGRAPHY", "RECORD"})
-_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
-_MAX_EXAMPLES = 5
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class ValidationResult:
-    """What a scan of one source column found (see `narrowing_checks`).
-
-    `failures` counts values that do not convert to the target type, `null_failures`
-    the NULLs found when the destination column is REQUIRED. `sampled` is True when
-    only part of the table was read: a clean sample is evidence, not proof.
-    """
-
-    column: str
-    checked_rows: int
-    failures: int
-    null_failures: int = 0
-    examples: tuple[str, ...] = ()
-    sampled: bool = False
-
-
-@dataclass(frozen=True)
-class CompatibilityOptions:
-    load_strategy: str = "append"
-    merge_key: tuple[str, ...] = ()
-    cursor_column: str | None = None
-    source_tag: str | None = None
-    tag_column: str = DEFAULT_TAG_COLUMN
-    relax_required: bool = False
-    validation: Mapping[str, ValidationResult] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True)
-class AlterAction:
-    """A schema change BigQuery can make in place, offered to the user (never applied by the engine)."""
-
-    kind: AlterKind
-    column: str
-    field_type: str
-    mode: str = "NULLABLE"
-    description: str = ""
-    sql: str = ""
-    precision: int | None = None
-    scale: int | None = None
-    from_type: str | None = None  # widen_type: the column's current type and parameters
-    from_precision: int | None = None
-    from_scale: int | None = None
-
-    def to_field(self) -> BigQueryField:
-        return BigQueryField(self.column, self.field_type, self.mode, precision=self.precision, scale=self.scale)
-
-
-@dataclass(frozen=True)
-class ColumnReport:
-    """One row of the report: a source column, a destination-only column, or the source tag column."""
-
-    source_name: str | None
-    source_type: str | None
-    destination_name: str | None
-    destination_type: str | None
-    destination_mode: str | None
-    verdict: Verdict
-    message: str
-    fix: str | None = None
-
-
-@dataclass(frozen=True)
-class ValidationSpec:
-    """A scan the I/O layer must run on the source before the verdict can be final.
-
-    With `check_cast` the scan counts values of `column` that do not convert to
-    `target_type` (each array element when `repeated`); with `check_nulls` it counts
-    NULLs (the destination is REQUIRED). The result goes back in
-    `CompatibilityOptions.validation`, keyed by the source column name.
-    """
-
-    column: str
-    target_type: str
-    check_nulls: bool
-    check_cast: bool = True
-    precision: int | None = None
-    scale: int | None = None
-    repeated: bool = False
-    destination_column: str | None = None
-
-
-@dataclass
-class CompatibilityReport:
-    compatible: bool
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    can_alter: list[AlterAction] = field(default_factory=list)
-    columns: list[ColumnReport] = field(default_factory=list)
-    needs_validation: list[str] = field(default_factory=list)
-
-    def column(self, name: str) -> ColumnReport | None:
-        """The row for a source (or else destination) column, case-insensitively."""
-        lowered = name.lower()
-        for row in self.columns:
-            if row.source_name is not None and row.source_name.lower() == lowered:
-                return row
-        for row in self.columns:
-            if row.source_name is None and (row.destination_name or "").lower() == lowered:
-                return row
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The API shape from the spec (`compatible, errors, warnings, can_alter`) plus per-column detail."""
-        return {
-            "compatible": self.compatible,
-            "errors": list(self.errors),
-            "warnings": list(self.warnings),
-            "can_alter": [asdict(a) for a in self.can_alter],
-            "columns": [asdict(c) for c in self.columns],
-            "needs_validation": list(self.needs_validation),
-        }
 
 
 # --------------------------------------------------------------------------- public helpers
@@ -261,119 +146,10 @@ def check_compatibility(
     return _Engine(source_columns, destination, options or CompatibilityOptions()).run()
 
 
-def in_place_change_allowed(
-    from_type: str,
-    to_type: str,
-    *,
-    from_precision: int | None = None,
-    from_scale: int | None = None,
-    to_precision: int | None = None,
-    to_scale: int | None = None,
-) -> bool:
-    """Whether BigQuery's `ALTER COLUMN ... SET DATA TYPE` accepts this change on a table with data.
-
-    INT64 -> NUMERIC/BIGNUMERIC/FLOAT64, NUMERIC -> BIGNUMERIC/FLOAT64, and parameter
-    widening of NUMERIC(P,S)/BIGNUMERIC(P,S) where neither the whole digits nor the
-    scale shrink (an unparameterized type counts as its full width).
-    """
-    a, b = standard_bigquery_type(from_type), standard_bigquery_type(to_type)
-    if b == "FLOAT64":
-        return a in ("INT64", "NUMERIC")
-    if b not in ("NUMERIC", "BIGNUMERIC"):
-        return False
-    to_whole, to_places = _digits(b, to_precision, to_scale)
-    if a == "INT64":
-        return to_whole >= 19
-    if a not in ("NUMERIC", "BIGNUMERIC") or (a == "BIGNUMERIC" and b == "NUMERIC"):
-        return False
-    from_whole, from_places = _digits(a, from_precision, from_scale)
-    same = (a, from_whole, from_places) == (b, to_whole, to_places)
-    return not same and to_whole >= from_whole and to_places >= from_places
-
-
-def _digits(bq_type: str, precision: int | None, scale: int | None) -> tuple[int, int]:
-    """(whole digits, decimal places) of a NUMERIC/BIGNUMERIC type, parameterized or not."""
-    if precision is not None:
-        places = scale or 0
-        return precision - places, places
-    if bq_type == "BIGNUMERIC":
-        return BIGNUMERIC_MAX_INTEGER_DIGITS, BIGNUMERIC_MAX_SCALE
-    return NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE
-
-
-def action_within_bigquery_limits(action: AlterAction) -> bool:
-    """The in-place rules that bound every offered fix (also asserted by the tests)."""
-    if action.kind == "add_column":
-        return action.mode in ("NULLABLE", "REPEATED")
-    if action.kind == "relax_required":
-        return action.mode == "NULLABLE"
-    if action.kind == "widen_type":
-        return action.from_type is not None and in_place_change_allowed(
-            action.from_type,
-            action.field_type,
-            from_precision=action.from_precision,
-            from_scale=action.from_scale,
-            to_precision=action.precision,
-            to_scale=action.scale,
-        )
-    return False
-
-
 # --------------------------------------------------------------------------- the engine
 
 
-@dataclass
-class _Finding:
-    verdict: Verdict
-    message: str
-    fix: str | None = None
-
-
-@dataclass(frozen=True)
-class _Dest:
-    """A destination field with its type spelled the GoogleSQL way."""
-
-    field: BigQueryField
-    type: str
-    mode: str
-
-    @property
-    def name(self) -> str:
-        return self.field.name
-
-    @property
-    def label(self) -> str:
-        return _type_label(self.type, self.field.precision, self.field.scale)
-
-
-def _dest(f: BigQueryField) -> _Dest:
-    mode = (f.mode or "NULLABLE").upper()
-    if mode not in ("NULLABLE", "REQUIRED", "REPEATED"):
-        mode = "NULLABLE"
-    return _Dest(f, standard_bigquery_type(f.field_type), mode)
-
-
-def _type_label(bq_type: str, precision: int | None, scale: int | None) -> str:
-    if bq_type in ("NUMERIC", "BIGNUMERIC") and precision is not None:
-        return f"{bq_type}({precision},{scale or 0})"
-    return bq_type or "(no type)"
-
-
-def _source_label(column: SourceColumn) -> str:
-    if column.type.family is Family.UNKNOWN:
-        return column.source_type or "UNKNOWN"
-    return str(column.type)
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _fmt(n: int) -> str:
-    return f"{n:,}"
-
-
-class _Engine:
+class _Engine(StrategyChecks, TableChecks):
     def __init__(
         self, source_columns: Sequence[SourceColumn], destination: TableSchema, options: CompatibilityOptions
     ) -> None:
@@ -393,7 +169,10 @@ class _Engine:
         self.dest_index: dict[str, _Dest] = {}
         self.mapped: dict[str, _Dest | None] = {}  # source name (lower) -> destination field
         self.by_source: dict[str, SourceColumn] = {}
-        self.claimed: dict[str, str] = {}  # destination name (lower) -> the source column filling it
+        self.claimed: dict[str, str] = {}
+        self.naming_notes: dict[str, str] | None = (
+            None  # computed on first use  # destination name (lower) -> the source column filling it
+        )
 
     # -- bookkeeping
 
@@ -505,15 +284,7 @@ class _Engine:
                     else f"It differs from source column {twin!r} only by case; BigQuery column names are "
                     "case-insensitive, so only one of them can be loaded."
                 )
-                self._row(
-                    source=column,
-                    source_type=_source_label(column),
-                    dest_name=None,
-                    dest_type=None,
-                    dest_mode=None,
-                    subject=subject,
-                    findings=[_Finding("error", problem, "Deselect one of the two columns.")],
-                )
+                self._refuse(column, None, problem, "Deselect one of the two columns.")
                 continue
             first_by_name[key] = column.name
             self.by_source[key] = column
@@ -532,39 +303,21 @@ class _Engine:
                 or key == tag_key
             ):
                 self.mapped[key] = None
-                self._row(
-                    source=column,
-                    source_type=_source_label(column),
-                    dest_name=self.tag_column,
-                    dest_type=None,
-                    dest_mode=None,
-                    subject=subject,
-                    findings=[
-                        _Finding(
-                            "error",
-                            f"It maps to {self.tag_column!r}, the column that holds this job's source tag.",
-                            "Deselect the column or choose another source tag column.",
-                        )
-                    ],
+                self._refuse(
+                    column,
+                    self.tag_column,
+                    f"It maps to {self.tag_column!r}, the column that holds this job's source tag.",
+                    "Deselect the column or choose another source tag column.",
                 )
                 continue
             if dest is not None and dest.name.lower() in claimed:
                 self.mapped[key] = None
-                self._row(
-                    source=column,
-                    source_type=_source_label(column),
-                    dest_name=dest.name,
-                    dest_type=dest.label,
-                    dest_mode=dest.mode,
-                    subject=subject,
-                    findings=[
-                        _Finding(
-                            "error",
-                            f"It maps to destination column {dest.name!r}, which source column "
-                            f"{claimed[dest.name.lower()]!r} already fills.",
-                            "Deselect one of the two columns.",
-                        )
-                    ],
+                self._refuse(
+                    column,
+                    dest,
+                    f"It maps to destination column {dest.name!r}, which source column "
+                    f"{claimed[dest.name.lower()]!r} already fills.",
+                    "Deselect one of the two columns.",
                 )
                 continue
             self.mapped[key] = dest
@@ -573,6 +326,19 @@ class _Engine:
             else:
                 claimed[dest.name.lower()] = column.name
                 self._matched(column, dest, subject)
+
+    def _refuse(self, column: SourceColumn, dest: _Dest | str | None, problem: str, fix: str) -> None:
+        """An error row for a source column that cannot be mapped (`dest`: where it would have gone)."""
+        named = dest.name if isinstance(dest, _Dest) else dest
+        self._row(
+            source=column,
+            source_type=_source_label(column),
+            dest_name=named,
+            dest_type=dest.label if isinstance(dest, _Dest) else None,
+            dest_mode=dest.mode if isinstance(dest, _Dest) else None,
+            subject=f"Column {column.name!r}",
+            findings=[_Finding("error", problem, fix)],
+        )
 
     # -- one source column
 
@@ -637,89 +403,83 @@ class _Engine:
                 _Finding(
                     "warning",
                     f"It is not in the destination table. It can be added as a {mode} {field_type} column "
-                    f"(existing rows get {existing}); if it is not added, it is not loaded.",
+                    f"(existing rows get {existing}); if it is not added, it is not loaded."
+                    + self._naming_note(column),
                     f"Add column {name!r} ({mode} {field_type}).",
                 )
             ],
         )
 
+    def _needs_validation(self, finding: _Finding, scalar: CanonicalType, dest: _Dest, is_array: bool) -> None:
+        """Point a needs_validation finding at the scan, and offer an in-place widening when BigQuery has one."""
+        finding.fix = "Validate the source data."
+        # SET DATA TYPE does not apply to array columns, so only scalars get a widening offer.
+        widen = None if is_array else _widen_target(scalar, dest)
+        if widen is None:
+            return
+        to_type, precision, scale = widen
+        to_label = _type_label(to_type, precision, scale)
+        self._offer(
+            AlterAction(
+                kind="widen_type",
+                column=dest.name,
+                field_type=to_type,
+                mode=dest.mode,
+                precision=precision,
+                scale=scale,
+                from_type=dest.type,
+                from_precision=dest.field.precision,
+                from_scale=dest.field.scale,
+                description=f"Widen {dest.name!r} from {dest.label} to {to_label}.",
+                sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} SET DATA TYPE {to_label}",
+            )
+        )
+        finding.fix = f"Validate the source data, or widen {dest.name!r} to {to_label} in place."
+
+    def _naming_note(self, column: SourceColumn) -> str:
+        if self.naming_notes is None:
+            self.naming_notes = naming_collisions([c.name for c in self.sources])
+        note = self.naming_notes.get(column.name)
+        return f" {note}" if note else ""
+
     def _matched(self, column: SourceColumn, dest: _Dest, subject: str) -> None:
         label = _source_label(column)
         findings: list[_Finding] = []
+        if dest.name.lower() != column.name.lower() and self._naming_note(column):
+            findings.append(_Finding("ok", self._naming_note(column).strip()))
         validation = self.validation.get(column.name.lower())
         spec_target: str | None = None
+        spec_cast: str | None = None
         t = column.type
         is_array = t.family is Family.ARRAY
 
-        if dest.type == "RECORD":
-            findings.append(
-                _Finding(
-                    "error",
-                    f"Destination column {dest.name!r} is a nested RECORD: nested records are not supported as a "
-                    "destination for a flat source column.",
-                    "Deselect the column or load into a table whose column is not a RECORD.",
-                )
-            )
-        elif is_array and dest.mode != "REPEATED":
-            findings.append(
-                _Finding(
-                    "error",
-                    f"It is an array in the source, but {dest.name!r} holds a single {dest.label} value; an array "
-                    "needs a REPEATED column.",
-                    "Deselect the column or load into a table with a REPEATED column.",
-                )
-            )
-        elif not is_array and dest.mode == "REPEATED":
-            findings.append(
-                _Finding(
-                    "error",
-                    f"{dest.name!r} is a REPEATED (array) column, but the source holds a single {label} value.",
-                    "Deselect the column or load into a table with a non-repeated column.",
-                )
-            )
+        shape_error = _shape_error(dest, is_array, label)
+        if shape_error is not None:
+            findings.append(shape_error)
         else:
             # An array is as compatible as its elements: the table applies element by element.
             scalar = (t.element or CanonicalType(Family.UNKNOWN)) if is_array else t
             scalar_label = str(scalar) if is_array else label
-            verdict, message = _scalar_verdict(scalar, scalar_label, dest)
-            finding = _Finding(verdict, f"Array elements: {message}" if is_array else message)
-            if verdict == "needs_validation":
-                spec_target = dest.type
-                finding.fix = "Validate the source data."
-                # SET DATA TYPE does not apply to array columns, so only scalars get a widening offer.
-                widen = None if is_array else _widen_target(scalar, dest)
-                if widen is not None:
-                    to_type, precision, scale = widen
-                    to_label = _type_label(to_type, precision, scale)
-                    self._offer(
-                        AlterAction(
-                            kind="widen_type",
-                            column=dest.name,
-                            field_type=to_type,
-                            mode=dest.mode,
-                            precision=precision,
-                            scale=scale,
-                            from_type=dest.type,
-                            from_precision=dest.field.precision,
-                            from_scale=dest.field.scale,
-                            description=f"Widen {dest.name!r} from {dest.label} to {to_label}.",
-                            sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} SET DATA TYPE {to_label}",
-                        )
-                    )
-                    finding.fix = f"Validate the source data, or widen {dest.name!r} to {to_label} in place."
+            match = rule_for(scalar, dest.type, dest.field.precision, dest.field.scale, label=scalar_label)
+            finding = _Finding(match.verdict, f"Array elements: {match.message}" if is_array else match.message)
+            if match.verdict == "needs_validation":
+                spec_target, spec_cast = dest.type, match.cast
+                self._needs_validation(finding, scalar, dest, is_array)
                 if validation is not None:
                     finding = _validated(finding, validation, dest)
-            elif verdict == "error":
-                finding.fix = "Deselect the column or choose a table whose column type fits."
+            elif match.verdict == "error":
+                finding.fix = match.fix or "Deselect the column or choose a table whose column type fits."
             findings.append(finding)
-            if is_array and verdict != "error":
-                findings.append(
-                    _Finding(
-                        "warning",
-                        "BigQuery arrays cannot hold NULL elements: a row whose array contains NULL fails the load, "
-                        "and a NULL array is stored as an empty one.",
-                    )
+            if is_array and match.verdict != "error":
+                # A NULL element cannot be stored at all: only a scan of the source can say there is none.
+                spec_target, spec_cast = dest.type, match.cast
+                nulls = _Finding(
+                    "needs_validation",
+                    "BigQuery arrays cannot hold NULL elements: a row whose array contains NULL cannot be loaded, "
+                    "so the source data must be validated (a NULL array is stored as an empty one).",
+                    "Validate the source data.",
                 )
+                findings.append(_validated(nulls, validation, dest) if validation is not None else nulls)
 
         check_nulls = dest.mode == "REQUIRED" and column.nullable and dest.type != "RECORD" and not is_array
         if check_nulls:
@@ -735,6 +495,7 @@ class _Engine:
                 scale=dest.field.scale,
                 repeated=is_array,
                 destination_column=dest.name,
+                cast=spec_cast,
             )
         self._row(
             source=column,
@@ -746,572 +507,27 @@ class _Engine:
             subject=subject,
         )
 
-    def _required_but_nullable(self, dest: _Dest, validation: ValidationResult | None) -> _Finding:
-        self._offer(
-            AlterAction(
-                kind="relax_required",
-                column=dest.name,
-                field_type=dest.type,
-                mode="NULLABLE",
-                precision=dest.field.precision,
-                scale=dest.field.scale,
-                description=f"Relax {dest.name!r} from REQUIRED to NULLABLE.",
-                sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} DROP NOT NULL",
-            )
-        )
-        fix = f"Relax {dest.name!r} from REQUIRED to NULLABLE (explicit opt-in)."
-        if self.options.relax_required:
-            return _Finding(
-                "warning",
-                "The destination column is REQUIRED but the source column allows NULL: it will be relaxed to "
-                "NULLABLE before loading, as you chose.",
-            )
-        # A validation result here comes from a scan that counted NULLs (narrowing_checks
-        # asks for it on exactly these columns). Only a full scan proves "no NULLs today";
-        # a sample cannot, so it keeps the error.
-        if validation is not None and validation.null_failures > 0:
-            return _Finding(
-                "error",
-                f"The destination column is REQUIRED but the source holds {_fmt(validation.null_failures)} NULLs; "
-                "loading would require removing NOT NULL from the destination.",
-                fix,
-            )
-        if validation is not None and not validation.sampled:
-            return _Finding(
-                "warning",
-                "The destination column is REQUIRED and the source column allows NULL, but a full scan of "
-                f"{_fmt(validation.checked_rows)} rows found none; a NULL arriving later would fail that run.",
-            )
+
+def _shape_error(dest: _Dest, is_array: bool, label: str) -> _Finding | None:
+    """An error when the column shapes differ (RECORD, array vs scalar), before any type is compared."""
+    if dest.type == "RECORD":
         return _Finding(
             "error",
-            "The destination column is REQUIRED but the source column allows NULL: loading would require removing "
-            "NOT NULL from the destination.",
-            fix,
+            f"Destination column {dest.name!r} is a nested RECORD: nested records are not supported as a "
+            "destination for a flat source column.",
+            "Deselect the column or load into a table whose column is not a RECORD.",
         )
-
-    # -- the rest of the table
-
-    def _check_destination_only_columns(self) -> None:
-        claimed = self.claimed
-        tag_key = self.tag_column.lower() if self.tag is not None else None
-        for key, dest in self.dest_index.items():
-            if key in claimed or key == tag_key:
-                continue
-            subject = f"Destination column {dest.name!r}"
-            hint = ""
-            if key == self.tag_column.lower():
-                hint = " Other jobs may tag their rows here: set a source tag so this job's rows are tagged too."
-            if dest.mode == "REQUIRED":
-                self._offer(
-                    AlterAction(
-                        kind="relax_required",
-                        column=dest.name,
-                        field_type=dest.type,
-                        mode="NULLABLE",
-                        precision=dest.field.precision,
-                        scale=dest.field.scale,
-                        description=f"Relax {dest.name!r} from REQUIRED to NULLABLE.",
-                        sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} DROP NOT NULL",
-                    )
-                )
-                if self.options.relax_required:
-                    finding = _Finding(
-                        "warning",
-                        "It is REQUIRED and not among the source columns: it will be relaxed to NULLABLE, as you "
-                        "chose, and be NULL for new rows." + hint,
-                    )
-                else:
-                    finding = _Finding(
-                        "error",
-                        "It is REQUIRED but not among the source columns, so every new row would lack a value; "
-                        "loading would require removing NOT NULL from the destination." + hint,
-                        f"Relax {dest.name!r} from REQUIRED to NULLABLE (explicit opt-in), or select a source "
-                        "column for it.",
-                    )
-            elif dest.mode == "REPEATED":
-                finding = _Finding(
-                    "warning", "It is not among the source columns: it will be empty for new rows." + hint
-                )
-            else:
-                finding = _Finding(
-                    "warning", "It is not among the source columns: it will be NULL for new rows." + hint
-                )
-            self._row(
-                source=None,
-                source_type=None,
-                dest_name=dest.name,
-                dest_type=dest.label,
-                dest_mode=dest.mode,
-                findings=[finding],
-                subject=subject,
-            )
-
-    def _check_source_tag(self) -> None:
-        if self.tag is None or not _COLUMN_NAME.match(self.tag_column):
-            return
-        subject = f"Source tag column {self.tag_column!r}"
-        source_type = f"source tag {self.tag!r}"
-        dest = self.dest_index.get(self.tag_column.lower())
-        if dest is None:
-            self._offer(
-                AlterAction(
-                    kind="add_column",
-                    column=self.tag_column,
-                    field_type="STRING",
-                    mode="NULLABLE",
-                    description=f"Add NULLABLE STRING column {self.tag_column!r} to hold each row's source tag.",
-                    sql=f"ALTER TABLE {self.table_ref} ADD COLUMN {_quote(self.tag_column)} STRING",
-                )
-            )
-            finding = _Finding(
-                "warning",
-                f"The table has no {self.tag_column!r} column: it will be added so this job's rows are tagged "
-                f"{self.tag!r}; rows already in the table keep NULL there.",
-                f"Add column {self.tag_column!r} (NULLABLE STRING).",
-            )
-            self._row(
-                source=None,
-                source_type=source_type,
-                dest_name=self.tag_column,
-                dest_type="STRING",
-                dest_mode="NULLABLE",
-                findings=[finding],
-                subject=subject,
-            )
-            return
-        if dest.type != "STRING" or dest.mode == "REPEATED":
-            finding = _Finding(
-                "error",
-                f"It holds source tags, so it must be a STRING column, but it is {dest.mode} {dest.label}.",
-                "Choose another source tag column name.",
-            )
-        else:
-            finding = _Finding("ok", f"Rows loaded by this job are tagged {self.tag!r}.")
-        self._row(
-            source=None,
-            source_type=source_type,
-            dest_name=dest.name,
-            dest_type=dest.label,
-            dest_mode=dest.mode,
-            findings=[finding],
-            subject=subject,
-        )
-
-    # -- keys, cursor and strategy
-
-    def _source(self, name: str) -> SourceColumn | None:
-        return self.by_source.get(name.lower())
-
-    def _check_strategy(self) -> None:
-        strategy = self.options.load_strategy
-        merge_dest_key: list[str] | None = None
-        if strategy == "merge":
-            merge_dest_key = self._check_merge_key()
-        if strategy == "incremental":
-            self._check_cursor()
-        if strategy == "replace":
-            if self.tag is not None:
-                self.warnings.append(
-                    f"Replace: each run deletes the rows tagged {self.tag!r} and loads the current source rows; "
-                    "other sources' rows are kept."
-                )
-            else:
-                self.warnings.append(
-                    f"Replace: each run deletes every row already in {self.destination.dataset}."
-                    f"{self.destination.table} and loads the current source rows."
-                )
-        self._check_primary_key(strategy, merge_dest_key)
-
-    def _check_merge_key(self) -> list[str] | None:
-        keys = list(dict.fromkeys(k for k in self.options.merge_key if k))
-        if not keys:
-            self.errors.append("Merge needs a merge key: choose the column(s) that identify a row on both sides.")
-            return None
-        dest_names: list[str] = []
-        complete = True
-        for key in keys:
-            column = self._source(key)
-            if column is None:
-                self.errors.append(f"Merge key column {key!r} is not among the selected source columns.")
-                complete = False
-                continue
-            dest = self.mapped.get(column.name.lower())
-            if dest is None:
-                self.errors.append(
-                    f"Merge key column {key!r} is not in the destination table: MERGE matches rows on columns that "
-                    "exist on both sides."
-                )
-                complete = False
-                continue
-            dest_names.append(dest.name)
-            if column.type.family is Family.ARRAY or dest.type in _UNCOMPARABLE_KEY_TYPES or dest.mode == "REPEATED":
-                self.errors.append(
-                    f"Merge key column {key!r} is {dest.mode} {dest.label}, which BigQuery cannot compare with '='."
-                )
-            elif column.type.family is Family.FLOAT or dest.type == "FLOAT64":
-                self.warnings.append(
-                    f"Merge key column {key!r} is a floating-point number: equal-looking values may not match."
-                )
-            if column.nullable and not column.primary_key:
-                self.warnings.append(
-                    f"Merge key column {key!r} allows NULL: rows with a NULL key never match and are always inserted."
-                )
-        source_pk = [c.name for c in self.sources if c.primary_key]
-        if source_pk and {k.lower() for k in keys} != {k.lower() for k in source_pk}:
-            self.warnings.append(
-                f"The merge key ({', '.join(keys)}) is not the source's primary key ({', '.join(source_pk)}): "
-                "if two source rows share a merge key, MERGE fails."
-            )
-        return dest_names if complete else None
-
-    def _check_primary_key(self, strategy: str, merge_dest_key: list[str] | None) -> None:
-        declared = self.destination.primary_key
-        if not declared:
-            # None: unknown (the emulator stores no constraints, and many tables have none);
-            # an empty key declares nothing. Either way there is nothing to contradict.
-            return
-        declared_set = {k.lower() for k in declared}
-        tag_set = {self.tag_column.lower()} if self.tag is not None else set()
-        declared_text = ", ".join(declared)
-        if strategy == "merge":
-            if merge_dest_key is None:
-                return
-            key_set = {k.lower() for k in merge_dest_key}
-            if declared_set not in (key_set, key_set | tag_set):
-                self.errors.append(
-                    f"The destination's PRIMARY KEY ({declared_text}) differs from the merge key "
-                    f"({', '.join(merge_dest_key)}): MERGE would update rows the table considers different, or "
-                    "insert duplicates of the declared key."
-                )
-            return
-        source_key: list[str] = []
-        for column in self.sources:
-            if column.primary_key:
-                dest = self.mapped.get(column.name.lower())
-                source_key.append(dest.name if dest is not None else column.name)
-        if not source_key:
-            self.warnings.append(
-                f"The destination declares PRIMARY KEY ({declared_text}) (not enforced by BigQuery), but the source "
-                f"has no primary key: {strategy} can load rows that duplicate the declared key."
-            )
-            return
-        key_set = {k.lower() for k in source_key}
-        if declared_set not in (key_set, key_set | tag_set):
-            self.warnings.append(
-                f"The destination's PRIMARY KEY ({declared_text}) differs from the source's primary key "
-                f"({', '.join(source_key)}): {strategy} can load rows that duplicate the declared key."
-            )
-
-    def _check_cursor(self) -> None:
-        name = self.options.cursor_column
-        if not name:
-            self.errors.append(
-                "Incremental loading needs a cursor column: an INTEGER, DECIMAL, DATE or TIMESTAMP column that "
-                "grows with new rows."
-            )
-            return
-        column = self._source(name)
-        if column is None:
-            self.errors.append(f"Cursor column {name!r} is not among the selected source columns.")
-            return
-        if column.type.family not in _ORDERABLE_SOURCE_FAMILIES:
-            self.errors.append(
-                f"Cursor column {name!r} is {_source_label(column)}: an incremental cursor must be an INTEGER, "
-                "DECIMAL, DATE or TIMESTAMP column."
-            )
-            return
-        dest = self.mapped.get(column.name.lower())
-        if dest is None:
-            self.errors.append(
-                f"Cursor column {name!r} is not in the destination table: the run resumes after MAX({name}) of the "
-                "destination, so the column must exist on both sides."
-            )
-            return
-        if dest.type not in _ORDERABLE_DESTINATION_TYPES or dest.mode == "REPEATED":
-            self.errors.append(
-                f"Cursor column {name!r} is {dest.mode} {dest.label} in the destination, which does not order "
-                "like the source values: MAX() of it cannot be the resume point."
-            )
-            return
-        if column.nullable:
-            self.warnings.append(
-                f"Cursor column {name!r} allows NULL: rows with a NULL cursor are never picked up by incremental runs."
-            )
-
-
-# --------------------------------------------------------------------------- the type table
-
-
-def _integer_digits(dest: _Dest) -> tuple[int, int]:
-    """(whole digits, decimal places) a NUMERIC/BIGNUMERIC destination holds."""
-    whole, places = _digits(dest.type, dest.field.precision, dest.field.scale)
-    return max(whole, 0), places
-
-
-def _decimal_into(t: CanonicalType, label: str, dest: _Dest) -> tuple[Verdict, str]:
-    whole, places = _integer_digits(dest)
-    if t.precision is None:
-        if dest.type == "BIGNUMERIC" and dest.field.precision is None:
-            return "warning", (
-                f"{label} has no declared precision: BIGNUMERIC keeps {whole} whole digits and {places} decimal "
-                "places, so longer fractions are rounded."
-            )
-        return "needs_validation", (
-            f"{label} has no declared precision, but {dest.label} holds at most {whole} whole digits and "
-            f"{places} decimal places: larger values would fail and longer fractions would be rounded."
-        )
-    scale = t.scale or 0
-    source_whole = t.precision - scale
-    if source_whole > whole and dest.type == "BIGNUMERIC" and dest.field.precision is None:
-        # Nothing in BigQuery is wider: like an unconstrained numeric, this is the best home
-        # there is, and the runner's cast check fails the run loudly on a value that does not fit.
-        return "warning", (
-            f"{label} allows {source_whole} whole digits; BIGNUMERIC, BigQuery's widest number, holds "
-            f"{whole}, so larger values would fail the load."
-        )
-    if source_whole > whole:
-        rounding = f" and fractions beyond {places} places are rounded" if scale > places else ""
-        return "needs_validation", (
-            f"{label} allows {source_whole} whole digits but {dest.label} holds {whole}: larger values would fail"
-            f"{rounding}."
-        )
-    if scale > places:
-        return "warning", f"{label} values are rounded from {scale} to {places} decimal places in {dest.label}."
-    return "ok", f"Every {label} value fits {dest.label}."
-
-
-def _scalar_verdict(t: CanonicalType, label: str, dest: _Dest) -> tuple[Verdict, str]:
-    """The type table: one source type into one (non-RECORD) destination type."""
-    d = dest.type
-    dl = dest.label
-    if d not in _KNOWN_DESTINATION_TYPES:
-        return "error", f"BigQuery type {dl} is not supported as a load destination."
-    family = t.family
-    text: tuple[Verdict, str] = ("warning", f"{label} values are stored as text in {dl}.")
-    unrelated: tuple[Verdict, str] = ("error", f"{label} cannot be loaded into {dl}: the types are unrelated.")
-    narrowing: tuple[Verdict, str] = (
-        "needs_validation",
-        f"{label} → {dl} narrows the type: every value must convert to {dl}, so the source data must be validated.",
-    )
-
-    if family is Family.INTEGER:
-        unsigned = t.detail == "unsigned64"
-        if d == "INT64":
-            if unsigned:
-                return "needs_validation", (
-                    f"{label} is unsigned 64-bit: values above 9,223,372,036,854,775,807 do not fit INT64."
-                )
-            return "ok", f"{label} loads into INT64 unchanged."
-        if d in ("NUMERIC", "BIGNUMERIC"):
-            needed = 20 if unsigned else 19
-            whole, _ = _integer_digits(dest)
-            if whole >= needed:
-                return "ok", f"Every {label} value fits {dl} exactly."
-            return "needs_validation", f"{dl} holds {whole} whole digits: larger {label} values would fail."
-        if d == "FLOAT64":
-            return "warning", (f"{label} → FLOAT64: integers beyond ±2^53 (9,007,199,254,740,992) lose precision.")
-        if d == "STRING":
-            return text
-        if d == "JSON":
-            return "warning", f"{label} values are stored as JSON numbers."
-        if d == "BOOL":
-            return "needs_validation", f"{label} → BOOL narrows the type: only 0 and 1 convert, so validate the data."
-        return unrelated
-
-    if family is Family.DECIMAL:
-        if d in ("NUMERIC", "BIGNUMERIC"):
-            return _decimal_into(t, label, dest)
-        if d == "FLOAT64":
-            return "warning", (
-                f"{label} → FLOAT64: FLOAT64 keeps about 15 significant digits, so exact decimal values may be rounded."
-            )
-        if d == "INT64":
-            if t.precision is not None and (t.scale or 0) <= 0 and t.precision <= 18:
-                return "ok", f"Every {label} value is a whole number that fits INT64."
-            return "needs_validation", (
-                f"{label} → INT64 narrows the type: values with a fractional part or beyond INT64's range would "
-                "fail, so validate the data."
-            )
-        if d == "STRING":
-            return text
-        if d == "JSON":
-            return "warning", f"{label} values are stored as JSON numbers."
-        if d == "BOOL":
-            return "needs_validation", f"{label} → BOOL narrows the type: only 0 and 1 convert, so validate the data."
-        return unrelated
-
-    if family is Family.FLOAT:
-        if d == "FLOAT64":
-            return "ok", f"{label} loads into FLOAT64 unchanged."
-        if d in ("NUMERIC", "BIGNUMERIC"):
-            return "needs_validation", (
-                f"{label} → {dl} narrows the type: NaN, infinity and values beyond {dl}'s range fail, and extra "
-                "decimal places are rounded, so validate the data."
-            )
-        if d == "INT64":
-            return "needs_validation", (
-                f"{label} → INT64 narrows the type: values with a fractional part fail, so validate the data."
-            )
-        if d == "STRING":
-            return text
-        if d in ("JSON", "BOOL"):
-            return narrowing
-        return unrelated
-
-    if family is Family.STRING:
-        if d == "STRING":
-            return "ok", f"{label} loads into STRING unchanged."
-        if d == "BYTES":
-            return "warning", f"{label} values are stored as their UTF-8 bytes."
-        if d == "JSON":
-            return "needs_validation", (
-                f"{label} → JSON: every value must be valid JSON, so the source data must be validated."
-            )
-        if d in (
-            "INT64",
-            "NUMERIC",
-            "BIGNUMERIC",
-            "FLOAT64",
-            "BOOL",
-            "DATE",
-            "TIME",
-            "DATETIME",
-            "TIMESTAMP",
-            "GEOGRAPHY",
-            "INTERVAL",
-        ):
-            return "needs_validation", (
-                f"{label} → {dl} narrows the type: every value must parse as {dl}, so the source data must be "
-                "validated."
-            )
-        return unrelated
-
-    if family is Family.BOOLEAN:
-        if d == "BOOL":
-            return "ok", f"{label} loads into BOOL unchanged."
-        if d in ("INT64", "NUMERIC", "BIGNUMERIC", "FLOAT64"):
-            return "warning", f"{label} values are stored as 1 and 0 in {dl}."
-        if d == "STRING":
-            return "warning", f"{label} values are stored as the text 'true' and 'false'."
-        if d == "JSON":
-            return "warning", f"{label} values are stored as JSON true/false."
-        return unrelated
-
-    if family is Family.DATE:
-        if d == "DATE":
-            return "ok", "DATE loads into DATE unchanged."
-        if d == "DATETIME":
-            return "warning", "DATE → DATETIME widens the type: each date is stored as midnight of that day."
-        if d == "TIMESTAMP":
-            return "warning", "DATE → TIMESTAMP widens the type: each date is stored as midnight UTC of that day."
-        if d == "STRING":
-            return text
-        return unrelated
-
-    if family is Family.TIME:
-        if d == "TIME":
-            return "ok", "TIME loads into TIME unchanged."
-        if d == "STRING":
-            return text
-        return unrelated
-
-    if family is Family.TIMESTAMP:
-        if t.tz:
-            if d == "TIMESTAMP":
-                return "ok", f"{label} loads into TIMESTAMP unchanged."
-            if d == "DATETIME":
-                return "warning", (f"{label} → DATETIME drops the time zone: values are stored as UTC wall-clock time.")
-        else:
-            if d == "DATETIME":
-                return "ok", f"{label} (no time zone) loads into DATETIME unchanged."
-            if d == "TIMESTAMP":
-                return "warning", (
-                    f"{label} has no time zone; TIMESTAMP stores an instant, so the values are interpreted as UTC."
-                )
-        if d == "DATE":
-            return "needs_validation", (
-                f"{label} → DATE narrows the type: a time of day other than midnight would be lost, so validate "
-                "the data."
-            )
-        if d == "STRING":
-            return text
-        return unrelated
-
-    if family is Family.JSON:
-        if d == "JSON":
-            return "ok", "JSON loads into JSON unchanged."
-        if d == "STRING":
-            return "ok", "JSON documents are stored as JSON text in STRING."
-        return "error", f"JSON documents cannot be loaded into {dl}: use a JSON or STRING column."
-
-    if family is Family.BYTES:
-        if d == "BYTES":
-            return "ok", "BYTES loads into BYTES unchanged."
-        if d == "STRING":
-            return "needs_validation", (
-                f"{label} → STRING: every value must be valid UTF-8 text, so the source data must be validated."
-            )
-        return unrelated
-
-    if family is Family.INTERVAL:
-        if d == "INTERVAL":
-            return "ok", "INTERVAL loads into INTERVAL unchanged."
-        if d == "STRING":
-            return "warning", f"{label} values are stored as text."
-        return unrelated
-
-    if family is Family.ARRAY:
-        return "error", "It is a multi-dimensional array; BigQuery arrays cannot contain arrays."
-
-    # Family.UNKNOWN (and anything added to Family later)
-    if d == "STRING":
-        return "warning", f"Source type {label} is not recognised; its values are loaded as text."
-    return "error", f"Source type {label} is not recognised; only a STRING column can hold it."
-
-
-def _validated(finding: _Finding, result: ValidationResult, dest: _Dest) -> _Finding:
-    """Settle a needs_validation verdict with what the scan of the source found."""
-    if result.failures > 0:
-        examples = ", ".join(repr(str(e)[:40]) for e in list(result.examples)[:_MAX_EXAMPLES])
-        example_text = f", e.g. {examples}" if examples else ""
+    if is_array and dest.mode != "REPEATED":
         return _Finding(
             "error",
-            f"{finding.message} Data validation: {_fmt(result.failures)} of {_fmt(result.checked_rows)} checked "
-            f"values cannot be converted to {dest.label}{example_text}.",
-            "Fix or exclude the failing source values"
-            + (finding.fix.removeprefix("Validate the source data")[:-1] if finding.fix else "")
-            + ".",
+            f"It is an array in the source, but {dest.name!r} holds a single {dest.label} value; an array "
+            "needs a REPEATED column.",
+            "Deselect the column or load into a table with a REPEATED column.",
         )
-    if result.sampled:
-        scope = (
-            f"a sample of {_fmt(result.checked_rows)} rows converts to {dest.label}; values outside the sample "
-            "are not checked and would fail the run if they do not convert"
+    if not is_array and dest.mode == "REPEATED":
+        return _Finding(
+            "error",
+            f"{dest.name!r} is a REPEATED (array) column, but the source holds a single {label} value.",
+            "Deselect the column or load into a table with a non-repeated column.",
         )
-    else:
-        scope = f"all {_fmt(result.checked_rows)} rows convert to {dest.label}"
-    return _Finding("warning", f"{finding.message} Validated: {scope}.")
-
-
-def _widen_target(t: CanonicalType, dest: _Dest) -> tuple[str, int | None, int | None] | None:
-    """An in-place SET DATA TYPE that makes a narrowing source type fit, when BigQuery allows one."""
-    target, _ = bigquery_type_for(t)
-    d = dest.type
-    parameterized = dest.field.precision is not None
-    if d == "INT64" and target in ("NUMERIC", "BIGNUMERIC", "FLOAT64"):
-        return target, None, None
-    if d == "NUMERIC":
-        if target in ("BIGNUMERIC", "FLOAT64"):
-            return target, None, None
-        if parameterized and target in ("INT64", "NUMERIC"):
-            if t.family is Family.DECIMAL and t.precision is not None:
-                # Keep the column parameterized, just wide enough: BigQuery allows growing both parts.
-                whole, places = _integer_digits(dest)
-                new_places = max(places, t.scale or 0)
-                new_whole = max(whole, t.precision - (t.scale or 0))
-                if new_places <= NUMERIC_MAX_SCALE and new_whole <= NUMERIC_MAX_INTEGER_DIGITS:
-                    return "NUMERIC", new_whole + new_places, new_places
-                return "BIGNUMERIC", None, None
-            return "NUMERIC", None, None
-    if d == "BIGNUMERIC" and parameterized and target in ("INT64", "NUMERIC", "BIGNUMERIC"):
-        return "BIGNUMERIC", None, None
     return None

@@ -18,10 +18,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ml_platform.etl import casts
 from ml_platform.etl.errors import CastError, SchemaMismatchError
-from ml_platform.etl.types import BigQueryField
+from ml_platform.etl.type_rules import decimal_digits, rule_for
+from ml_platform.etl.types import BigQueryField, CanonicalType, Family, standard_bigquery_type
 
-__all__ = ["Conformer", "ColumnSource", "arrow_schema_for", "arrow_type_for"]
+__all__ = ["CASTS", "Conformer", "ColumnSource", "arrow_schema_for", "arrow_type_for"]
 
 NUMERIC_TYPE = pa.decimal128(38, 9)
 BIGNUMERIC_TYPE = pa.decimal256(76, 38)
@@ -82,6 +84,9 @@ class ColumnSource:
     source: str | None = None
     constant: str | None = None
     validate_json: bool = False
+    # The source column's canonical type: with it, the cast is the one the type rules name
+    # for (this type, the destination type), the same entry the report's verdict came from.
+    source_type: CanonicalType | None = None
 
 
 class Conformer:
@@ -140,16 +145,21 @@ class Conformer:
             )
 
         if f.is_repeated:
-            result = self._conform_list(column, f, target, fail)
+            result = self._conform_list(column, f, target, fail, src)
         else:
-            convert = _converter(column.type, f, target, validate_json=src.validate_json)
+            convert = _cast_for(column.type, f, target, src, src.source_type)
             result = _apply(column, convert, fail)
             if f.is_required and result.null_count:
                 raise fail(_first_null(result), "the destination column is REQUIRED")
         return result
 
     def _conform_list(
-        self, column: pa.Array, f: BigQueryField, target: pa.DataType, fail: Callable[[int, str], CastError]
+        self,
+        column: pa.Array,
+        f: BigQueryField,
+        target: pa.DataType,
+        fail: Callable[[int, str], CastError],
+        src: ColumnSource,
     ) -> pa.Array:
         if pa.types.is_null(column.type):
             return _empty_lists(len(column), target)
@@ -166,7 +176,10 @@ class Conformer:
         element_field = BigQueryField(f.name, f.field_type, "NULLABLE", precision=f.precision, scale=f.scale)
         element_type = target.value_type
         values = _normalize(values)
-        convert = _converter(values.type, element_field, element_type, validate_json=False)
+        element = src.source_type.element if src.source_type is not None else None
+        if src.source_type is not None and element is None:
+            element = CanonicalType(Family.UNKNOWN)
+        convert = _cast_for(values.type, element_field, element_type, ColumnSource(source=src.source), element)
 
         def element_fail(index: int, reason: str) -> CastError:
             row = int(pc.sum(pc.less_equal(rebased.slice(1), pa.scalar(index, rebased.type))).as_py())
@@ -221,7 +234,16 @@ def _value_at(column: pa.Array, index: int) -> Any:
     try:
         return column[index].as_py()
     except Exception:  # noqa: BLE001 - a value Arrow cannot render is still worth a message
+        pass
+    raw = column.slice(index, 1)
+    if pa.types.is_temporal(raw.type) and raw.type.bit_width in (32, 64):
+        # PostgreSQL ±infinity and years beyond 9999 do not fit Python's calendar: show the raw count.
+        raw_value = raw.view(pa.int32() if raw.type.bit_width == 32 else pa.int64())[0].as_py()
+        return f"{raw_value} ({raw.type} outside the calendar, e.g. PostgreSQL infinity)"
+    try:
         return str(column[index])
+    except Exception:  # noqa: BLE001
+        return f"(a {raw.type} value that cannot be shown)"
 
 
 def _first_null(column: pa.Array) -> int:
@@ -271,6 +293,115 @@ def _fails(convert: Callable[[pa.Array], pa.Array], part: pa.Array) -> bool:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+Converter = Callable[[pa.Array], pa.Array]
+CastFactory = Callable[[pa.DataType, BigQueryField, pa.DataType, bool], Converter]
+
+
+def _cast_for(
+    source: pa.DataType, f: BigQueryField, target: pa.DataType, src: ColumnSource, canonical: CanonicalType | None
+) -> Converter:
+    """The converter the type rules name for (canonical source type, destination type)."""
+    if canonical is None:  # a caller without types (benchmarks): convert by the Arrow type alone
+        return _converter(source, f, target, validate_json=src.validate_json)
+    match = rule_for(canonical, f.field_type, f.precision, f.scale)
+    if match.cast is None:
+        raise SchemaMismatchError(
+            f"Source column {src.source!r} ({canonical}) cannot be loaded into {f.name!r} ({_describe_target(f)}): "
+            f"{match.message}"
+        )
+    if pa.types.is_null(source):
+        return lambda arr: pa.nulls(len(arr), target)
+    convert = CASTS[match.cast](source, f, target, src.validate_json)
+    if pa.types.is_date32(target) or pa.types.is_timestamp(target):
+        return lambda arr: casts.in_bigquery_range(convert(arr))
+    return convert
+
+
+def _same(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    return _converter(source, f, target, validate_json=validate_json)
+
+
+def _text(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    if standard_bigquery_type(f.field_type) != "STRING":
+        return _same(source, f, target, validate_json)
+    return casts.text_array
+
+
+def _int_to_float(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    if pa.types.is_integer(source):
+        # Round to nearest, ties to even, as the rule's message says (a safe cast would refuse > 2^53).
+        return lambda arr: pc.cast(arr, pa.float64(), safe=False)
+    return _same(source, f, target, validate_json)
+
+
+def _decimal_to_float(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    if pa.types.is_decimal(source):
+        # Through the decimal text: the text -> float parse is correctly rounded to the nearest double.
+        return lambda arr: pc.cast(pc.cast(arr, pa.string()), pa.float64())
+    return _same(source, f, target, validate_json)
+
+
+def _decimal_round(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    whole, places = decimal_digits(standard_bigquery_type(f.field_type), f.precision, f.scale)
+    if pa.types.is_floating(source):
+        return lambda arr: casts.rounded_decimals(arr, whole, places, target)
+    exact = _to_decimal(source, f, target)
+
+    def convert(arr: pa.Array) -> pa.Array:
+        try:
+            return exact(arr)  # the fast path, whenever no value needs rounding
+        except _ARROW_ERRORS:
+            return casts.rounded_decimals(arr, whole, places, target)
+
+    return convert
+
+
+def _bool_to_number(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    if pa.types.is_boolean(source):
+        return lambda arr: pc.cast(pc.cast(arr, pa.int64()), target)
+    return _same(source, f, target, validate_json)
+
+
+def _bool_text(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    # A boolean stored as 0/1 (MySQL BIT(1)) is still written 'true'/'false', as the rule says.
+    to_bool = _to_bool(source)
+    return lambda arr: pc.cast(to_bool(arr), pa.string())
+
+
+def _decimal_to_int(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    if pa.types.is_decimal(source):
+        return lambda arr: pc.cast(arr, pa.int64())  # a safe cast: a fractional part fails
+    if pa.types.is_string(source) or pa.types.is_floating(source):
+        return casts.whole_decimals  # '12.000' (PostgreSQL numeric as text) is the whole number 12
+    return _same(source, f, target, validate_json)
+
+
+def _bool_01(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    return _to_bool(source)
+
+
+def _timetz_to_utc(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    return casts.utc_time_of_day
+
+
+# Every cast a type rule may name (tests/test_type_rules.py walks the table against this).
+CASTS: dict[str, CastFactory] = {
+    "same": _same,
+    "parse": _same,
+    "json_text": _same,
+    "text": _text,
+    "int_to_float": _int_to_float,
+    "decimal_to_float": _decimal_to_float,
+    "decimal_round": _decimal_round,
+    "float_to_decimal": _decimal_round,
+    "bool_to_number": _bool_to_number,
+    "bool_01": _bool_01,
+    "decimal_to_int": _decimal_to_int,
+    "bool_text": _bool_text,
+    "timetz_to_utc": _timetz_to_utc,
+}
 
 
 def _converter(

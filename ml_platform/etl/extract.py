@@ -21,6 +21,7 @@ import datetime as dt
 import decimal
 import ipaddress
 import json
+import operator
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from sqlalchemy import (
     cast,
     column,
     func,
+    or_,
     select,
     table,
     text,
@@ -49,8 +51,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import ARRAY, TypeEngine
 
+from ml_platform.etl.casts import render_text
 from ml_platform.etl.errors import ConnectTarget, SourceReadError, classify_source_error
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
+from ml_platform.etl.values import needs_reading, read_value
 
 __all__ = [
     "ExtractQuery",
@@ -225,13 +229,45 @@ def _filters(engine: Engine, query: ExtractQuery) -> list[ColumnElement[bool]]:
         return []
     cur = _col(query.cursor)
     parts: list[ColumnElement[bool]] = [cur.is_not(None)]
-    if query.after is not None:
-        parts.append(cur > _bind(engine, query, "wm_after", query.after))
-    if query.before is not None:
-        parts.append(cur < _bind(engine, query, "wm_before", query.before))
-    if query.through is not None:
-        parts.append(cur <= _bind(engine, query, "wm_through", query.through))
+    for name, value, op in (
+        ("wm_after", query.after, operator.gt),
+        ("wm_before", query.before, operator.lt),
+        ("wm_through", query.through, operator.le),
+    ):
+        if value is not None:
+            parts.append(_compare(engine, query, cur, op, name, value))
     return [and_(*parts)]
+
+
+def _compare(engine: Engine, query: ExtractQuery, cur: Any, op: Any, name: str, value: Any) -> ColumnElement[bool]:
+    """`cur <op> value`; on SQLite, a date/time cursor also holding Unix-second INTEGERs compares both forms.
+
+    SQLite orders every INTEGER before every TEXT, so against a text bound an epoch row would never be
+    "after" the watermark (and every text row would be after an integer bound): each storage class is
+    compared with the bound in its own form (`etl.values` reads those integers as Unix seconds).
+    """
+    col = query.column(query.cursor) if query.cursor else None
+    sqlite_time = (
+        engine.dialect.name == "sqlite" and col is not None and col.type.family in (Family.TIMESTAMP, Family.DATE)
+    )
+    if sqlite_time and isinstance(value, str):
+        # A watermark taken from text rows ('2024-05-01 08:00:00' or ISO 'T' form): compare it as a time.
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    condition = op(cur, _bind(engine, query, name, value))
+    if not sqlite_time or not isinstance(value, dt.date):
+        return condition
+    instant = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(dt.UTC).replace(tzinfo=None)
+    epoch = (instant - dt.datetime(1970, 1, 1)) / dt.timedelta(seconds=1)
+    storage = func.typeof(cur)
+    return or_(
+        and_(storage == "integer", op(cur, bindparam(f"{name}_epoch", epoch))),
+        and_(storage != "integer", condition),
+    )
 
 
 def _needs_text(t: CanonicalType) -> bool:
@@ -316,15 +352,25 @@ def _sqlalchemy_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) ->
         with conn:
             result = conn.execution_options(stream_results=True, yield_per=fetch).execute(stmt)
             for rows in result.partitions(fetch):
-                yield rows_to_batch(rows, query.columns)
+                yield rows_to_batch(rows, query.columns, dialect=engine.dialect.name)
     except SQLAlchemyError as exc:
         raise _source_error(engine, exc, f"reading {query.table}") from None
 
 
-def rows_to_batch(rows: Sequence[Sequence[Any]], columns: Sequence[SourceColumn]) -> pa.RecordBatch:
-    """DB-API rows as one record batch; column types inferred from the values, text when they disagree."""
+def rows_to_batch(
+    rows: Sequence[Sequence[Any]], columns: Sequence[SourceColumn], *, dialect: str = ""
+) -> pa.RecordBatch:
+    """DB-API rows as one record batch; column types inferred from the values, text when they disagree.
+
+    Values are first read the way their column means them (`etl.values`, shared with the preview).
+    """
     values_by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    arrays = [_to_arrow(list(values), col) for values, col in zip(values_by_column, columns, strict=True)]
+    arrays = []
+    for values, col in zip(values_by_column, columns, strict=True):
+        listed = list(values)
+        if needs_reading(col, dialect):
+            listed = [read_value(v, col, dialect) for v in listed]
+        arrays.append(_to_arrow(listed, col))
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
 
 
@@ -351,7 +397,7 @@ def _prepare(values: list[Any], col: SourceColumn, first: Any) -> list[Any]:
         return [bytes(v) if isinstance(v, memoryview | bytearray) else v for v in values]
     if isinstance(first, _STRINGIFY):
         return [None if v is None else str(v) for v in values]
-    if isinstance(first, dt.timedelta) and family is not Family.TIME:
+    if isinstance(first, dt.timedelta):
         return [None if v is None else _iso_duration(v) for v in values]
     if isinstance(first, dict):
         return [None if v is None else json.dumps(v, default=str) for v in values]
@@ -380,11 +426,7 @@ def _text(value: Any) -> str:
             return raw.decode()
         except UnicodeDecodeError:
             return raw.hex()
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, list | dict):
-        return json.dumps(value, default=str)
-    return str(value)
+    return render_text(value)
 
 
 def _iso_duration(value: dt.timedelta) -> str:

@@ -775,7 +775,7 @@ def _column_sources(spec: RunSpec, plan: _Plan, dialect: str) -> dict[str, Colum
         # PostgreSQL, MySQL and MariaDB (json_valid CHECK) guarantee JSON columns hold JSON;
         # text columns and SQLite do not, and BigQuery rejects a whole load for one bad value.
         validate = col.type.family is not Family.JSON or dialect == "sqlite"
-        sources[dest_name] = ColumnSource(source=source_name, validate_json=validate)
+        sources[dest_name] = ColumnSource(source=source_name, validate_json=validate, source_type=col.type)
     if plan.tag_dest is not None:
         sources[plan.tag_dest] = ColumnSource(constant=spec.source_tag)
     return sources
@@ -917,7 +917,9 @@ def extract_to_parquet(
             fields.append(BigQueryField(spec.tag_column, "STRING"))
     sqlite = engine.dialect.name == "sqlite"
     sources = {
-        dest_names[c.name]: ColumnSource(source=c.name, validate_json=c.type.family is not Family.JSON or sqlite)
+        dest_names[c.name]: ColumnSource(
+            source=c.name, validate_json=c.type.family is not Family.JSON or sqlite, source_type=c.type
+        )
         for c in spec.columns
     }
     if spec.source_tag is not None:

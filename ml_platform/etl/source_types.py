@@ -18,6 +18,8 @@ from ml_platform.etl.types import CanonicalType, Family
 __all__ = ["parse_source_type", "UNKNOWN"]
 
 UNKNOWN = CanonicalType(Family.UNKNOWN)
+# A boolean kept in an integer column (MySQL TINYINT(1), SQLite BOOLEAN): 2 is a possible value.
+INT_BOOLEAN = CanonicalType(Family.BOOLEAN, detail="int")
 
 _DIALECT_ALIASES = {
     "postgresql": "postgresql",
@@ -224,11 +226,10 @@ def _parse_mysql(text: str, *, is_enum: bool, is_json: bool) -> CanonicalType:
     if base not in _MYSQL_BYTES:  # BINARY is a type of its own, elsewhere only a collation attribute
         base = " ".join(_MYSQL_NOISE.sub("", base).split())
 
-    if base in ("bool", "boolean"):
-        return CanonicalType(Family.BOOLEAN)
-    if base in ("tinyint", "int1") and args == ["1"]:
-        # The MySQL convention for BOOL (what every ORM and connector reads as boolean).
-        return CanonicalType(Family.BOOLEAN)
+    if base in ("bool", "boolean") or (base in ("tinyint", "int1") and args == ["1"]):
+        # The MySQL convention for BOOL (what every ORM and connector reads as boolean), but
+        # the column is a TINYINT and may hold any of -128..127: detail "int" says so.
+        return INT_BOOLEAN
     if base in _MYSQL_INTEGER:
         if unsigned and base in _MYSQL_64BIT:
             return CanonicalType(Family.INTEGER, detail="unsigned64")
@@ -259,7 +260,8 @@ def _parse_mysql(text: str, *, is_enum: bool, is_json: bool) -> CanonicalType:
         # MySQL stores TIMESTAMP as UTC and converts with the session time zone.
         return CanonicalType(Family.TIMESTAMP, tz=True)
     if base == "time":
-        return CanonicalType(Family.TIME)
+        # A duration (-838:59:59 to 838:59:59), not only a time of day.
+        return CanonicalType(Family.TIME, detail="duration")
     if base == "year":
         return CanonicalType(Family.INTEGER, detail="year")
     if base == "json":
@@ -287,7 +289,7 @@ def _parse_sqlite(text: str, *, is_json: bool) -> CanonicalType:
     upper = base.upper()
 
     if upper in ("BOOLEAN", "BOOL"):
-        return CanonicalType(Family.BOOLEAN)
+        return INT_BOOLEAN  # stored as an integer, which may be any integer
     if upper == "DATE":
         return CanonicalType(Family.DATE)
     if upper in ("DATETIME", "TIMESTAMP", "TIMESTAMP WITHOUT TIME ZONE"):

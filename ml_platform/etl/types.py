@@ -168,13 +168,23 @@ _RESERVED_PREFIXES = ("_table_", "_file_", "_partition", "_row_timestamp", "__ro
 MAX_COLUMN_NAME = 300
 
 
+_VALID_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def normalize_column_name(name: str) -> str:
     """A column name BigQuery accepts, derived deterministically from a source name.
 
     BigQuery allows letters, digits and underscores, must not start with a digit
-    or a reserved prefix, and caps names at 300 characters.
+    or a reserved prefix, and caps names at 300 characters. A name BigQuery already
+    accepts is kept exactly (`_id` stays `_id`; it is not `id`); only the underscores
+    that replace invalid characters at either end are trimmed (`(total)` -> `total`).
     """
-    cleaned = _INVALID_NAME_CHARS.sub("_", name.strip()).strip("_") or "column"
+    stripped = name.strip()
+    if _VALID_NAME.match(stripped) and len(stripped) <= MAX_COLUMN_NAME:
+        cleaned = stripped
+    else:
+        # Trim only the underscores the substitution produces, not the source's own.
+        cleaned = _trim_substituted(stripped) or "column"
     if cleaned[0].isdigit():
         cleaned = f"_{cleaned}"
     if cleaned.lower().startswith(_RESERVED_PREFIXES):
@@ -182,21 +192,38 @@ def normalize_column_name(name: str) -> str:
     return cleaned[:MAX_COLUMN_NAME]
 
 
+def _trim_substituted(original: str) -> str:
+    """`original` with invalid characters as `_`, minus those at either end."""
+    start = 0
+    while start < len(original) and not re.match(r"[0-9A-Za-z_]", original[start]):
+        start += 1
+    end = len(original)
+    while end > start and not re.match(r"[0-9A-Za-z_]", original[end - 1]):
+        end -= 1
+    return _INVALID_NAME_CHARS.sub("_", original[start:end])
+
+
 def normalize_column_names(names: list[str] | tuple[str, ...]) -> list[str]:
-    """BigQuery-valid names for `names`, in order, unique case-insensitively.
+    """BigQuery-valid names for `names`, in order, unique case-insensitively. Deterministic.
 
     BigQuery column names are case-insensitive, so `id` and `ID` collide, as do `a b`
-    and `a-b` once normalized. A name whose normalized form is already unique keeps it
-    (so an existing destination column `x_2` still maps to source `x_2`); only the later
-    duplicates get `_2`, `_3`... suffixes, skipping any suffix another column claimed.
+    and `a-b` once normalized. Who keeps a contested name, in this order:
+    1. a source column whose own name is already valid keeps it (first one wins among
+       names differing only by case), so `a_b` is never renamed because of `a b`;
+    2. the other columns get their normalized name when nobody holds it;
+    3. the rest get `_2`, `_3`... suffixes, skipping any name another column holds.
+    `naming_collisions` explains each renaming.
     """
     normalized = [normalize_column_name(n) for n in names]
     claimed: set[str] = set()
     result: list[str | None] = [None] * len(normalized)
-    for index, name in enumerate(normalized):
-        if name.lower() not in claimed:
-            claimed.add(name.lower())
-            result[index] = name
+    for keep_own in (True, False):
+        for index, name in enumerate(normalized):
+            if result[index] is not None or (keep_own and name != names[index]):
+                continue
+            if name.lower() not in claimed:
+                claimed.add(name.lower())
+                result[index] = name
     for index, name in enumerate(normalized):
         if result[index] is not None:
             continue
@@ -210,6 +237,22 @@ def normalize_column_names(names: list[str] | tuple[str, ...]) -> list[str]:
         claimed.add(candidate.lower())
         result[index] = candidate
     return [name for name in result if name is not None]
+
+
+def naming_collisions(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Source name -> why its column is not named after it (only for suffixed names)."""
+    final = normalize_column_names(names)
+    owner = {n.lower(): src for src, n in zip(names, final, strict=True)}
+    notes: dict[str, str] = {}
+    for src, name in zip(names, final, strict=True):
+        wanted = normalize_column_name(src)
+        if name.lower() != wanted.lower():
+            holder = owner.get(wanted.lower(), wanted)
+            notes[src] = (
+                f"Named {name!r} because {wanted!r} is taken by source column {holder!r} (BigQuery names are "
+                "case-insensitive; a column whose own name is already valid keeps it, then the first one in order)."
+            )
+    return notes
 
 
 # BIGNUMERIC holds 76.76 digits with scale 38: 38 whole integer digits are always safe.

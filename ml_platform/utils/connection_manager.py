@@ -55,6 +55,7 @@ from ml_platform.etl import errors as run_errors
 from ml_platform.etl.errors import scrub
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import Family, SourceColumn
+from ml_platform.etl.values import read_value
 from ml_platform.utils import source_policy
 
 __all__ = [
@@ -955,28 +956,12 @@ def _conform(value: Any, col: SourceColumn, kind: str) -> Any:
     family = col.type.family
     if isinstance(value, memoryview):
         value = value.tobytes()
+    # The reading the load uses too (MySQL BIT and TIME, SQLite epoch DATETIME, SQLite NUMERIC REAL).
+    value = read_value(value, col, kind)
     if kind == "mysql":
-        if (
-            isinstance(value, bytes)
-            and col.type.detail in ("bit", "unsigned64")
-            and col.source_type.lower().startswith("bit")
-        ):
-            value = int.from_bytes(value, "big")
         if family is Family.BOOLEAN:
-            if isinstance(value, bytes):
-                value = int.from_bytes(value, "big")
             if value in (0, 1) and not isinstance(value, bool):
                 return bool(value)
-        # PyMySQL returns TIME as a timedelta because MySQL TIME spans -838h..838h.
-        if (
-            family is Family.TIME
-            and isinstance(value, dt.timedelta)
-            and dt.timedelta(0) <= value < dt.timedelta(days=1)
-        ):
-            return (dt.datetime.min + value).time()
-        # The session runs in UTC (see _mysql_session_utc), so a TIMESTAMP value is UTC.
-        if family is Family.TIMESTAMP and col.type.tz and isinstance(value, dt.datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
     if kind == "sqlite" and family is Family.BOOLEAN and value in (0, 1) and not isinstance(value, bool):
         return bool(value)
     if family is Family.JSON and isinstance(value, (str, bytes)):

@@ -162,6 +162,7 @@ _CHECKABLE = frozenset(
         "BYTES",
     }
 )
+_ROUNDING_CASTS = frozenset({"decimal_round", "float_to_decimal"})
 _PARAMETERS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 
 # --- text grammar (PostgreSQL ARE and MariaDB PCRE share these) -----------------------
@@ -209,6 +210,9 @@ class _Target:
     kind: str
     whole_digits: int = 0
     places: int = 0
+    # The cast rounds extra decimal places (type_rules "decimal_round"/"float_to_decimal"):
+    # only values too large once rounded fail, not the ones with more places.
+    rounds: bool = False
 
 
 # --- entry point ------------------------------------------------------------------
@@ -360,12 +364,13 @@ def _target(spec: ValidationSpec) -> _Target | None:
     declared = _PARAMETERS.search(spec.target_type or "")
     if precision is None and declared:
         precision, scale = int(declared.group(1)), int(declared.group(2) or 0)
+    rounds = spec.cast in _ROUNDING_CASTS
     if precision is not None:
         places = int(scale or 0)
-        return _Target(kind, max(int(precision) - places, 0), places)
+        return _Target(kind, max(int(precision) - places, 0), places, rounds)
     if kind == "BIGNUMERIC":
-        return _Target(kind, BIGNUMERIC_MAX_INTEGER_DIGITS, BIGNUMERIC_MAX_SCALE)
-    return _Target(kind, NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE)
+        return _Target(kind, BIGNUMERIC_MAX_INTEGER_DIGITS, BIGNUMERIC_MAX_SCALE, rounds)
+    return _Target(kind, NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE, rounds)
 
 
 def _estimate(
@@ -575,6 +580,8 @@ def _digits_fit(b: _Builder, digits: Expr, whole_length: Expr, exponent: Expr, t
     significant = b.ltrim_zeros(digits)
     point = whole_length + exponent - (b.length(digits) - b.length(significant))
     kept = b.rtrim_zeros(significant)
+    if target.rounds:  # extra places are rounded, not refused
+        return or_(kept == "", point <= target.whole_digits)
     return or_(kept == "", and_(point <= target.whole_digits, b.length(kept) - point <= target.places))
 
 
@@ -667,6 +674,9 @@ class _RegexBuilder(_Builder):
         if family is Family.DECIMAL:
             if kind == "INT64":
                 return case((and_(x >= _number(INT64_MIN), x <= _number(INT64_MAX)), x == func.floor(x)), else_=false())
+            if kind in ("NUMERIC", "BIGNUMERIC") and target.rounds:
+                # Rounded half away from zero (PostgreSQL and MariaDB round() on decimals do the same).
+                return func.abs(func.round(x, target.places)) < _number(10**target.whole_digits)
             if kind in ("NUMERIC", "BIGNUMERIC"):
                 return case(
                     (func.abs(x) < _number(10**target.whole_digits), x == func.round(x, target.places)), else_=false()
@@ -800,7 +810,8 @@ class _Postgres(_RegexBuilder):
             .where(or_(elements.c.v.is_(None), case((ok, 0), else_=1) == 1))
             .scalar_subquery()
         )
-        return case((value.is_(None), 0), else_=counted)
+        # The load refuses a whole row for one bad element: count arrays, not elements.
+        return case((value.is_(None), 0), (counted > 0, 1), else_=0)
 
     def failing_element_values(self, sample: Any, value: Expr, source: CanonicalType, target: _Target) -> Any:
         element_type = source.element or CanonicalType(Family.UNKNOWN)
