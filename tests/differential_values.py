@@ -239,6 +239,9 @@ def _decimal_boundary(precision: int, scale: int) -> tuple:
     if scale > 9:
         # A digit that rounds up (and one that rounds away from zero for negatives) at 9 places.
         values += [decimal.Decimal("0.0000000015"), decimal.Decimal("-0.0000000025"), decimal.Decimal("1.0000000005")]
+    if scale >= 2:
+        # Short decimals with no exact binary form: FLOAT64 must get their nearest double.
+        values += [decimal.Decimal("-19.40"), decimal.Decimal("0.30"), decimal.Decimal("19.99")]
     if scale > 2:
         values += [decimal.Decimal("0.125"), decimal.Decimal("-0.125"), decimal.Decimal("0.135")]
     return tuple(v for v in values if abs(v) <= top and v == v.quantize(tiny))
