@@ -12,7 +12,8 @@
   translated (such connections stay on PyMySQL). For trusted networks only. Its URL pins TCP
   (`prefer_socket=false`), refuses the cleartext plugin; it refuses LOCAL INFILE requests
   (tests/test_fast_extract_security.py); the session is UTC and read-only.
-- SQLite: the engine's own pysqlite connection (read-only URI, the path the source policy
+- SQLite (only with method="fast": bench/bench_sources.py showed no reliable gain, so the
+  runner's "auto" keeps the generic path): the engine's own pysqlite connection (read-only URI, the path the source policy
   resolved, its busy timeout) read with `fetchmany` into the generic path's own Arrow
   conversion, without SQLAlchemy's per-row result machinery: the generic path's values by
   construction. (ADBC's SQLite driver reads 5-8x faster but fails the whole read on the
