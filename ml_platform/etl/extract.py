@@ -53,6 +53,7 @@ from sqlalchemy.types import ARRAY, TypeEngine
 
 from ml_platform.etl.casts import render_text
 from ml_platform.etl.errors import ConnectTarget, SourceReadError, classify_source_error
+from ml_platform.etl.fast_extract import fast_batches
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 from ml_platform.etl.values import needs_reading, read_value
 
@@ -65,7 +66,7 @@ __all__ = [
     "rows_to_batch",
 ]
 
-Method = Literal["auto", "adbc", "sqlalchemy"]
+Method = Literal["auto", "adbc", "fast", "sqlalchemy"]
 
 # ADBC's PostgreSQL reader sizes its batches in bytes. 8 MiB (~70k rows of a typical
 # transactions table) measured as fast as 16 MiB with 60 MB less peak memory.
@@ -123,8 +124,15 @@ def extract_batches(
     use_adbc = method == "adbc" or (method == "auto" and _adbc_available(engine))
     if use_adbc:
         yield from _adbc_batches(engine, query, chunk_rows)
-    else:
-        yield from _sqlalchemy_batches(engine, query, chunk_rows)
+        return
+    # SQLite's raw-cursor reader showed no reliable gain in bench/bench_sources.py: only on request ("fast").
+    if method == "fast" or (method == "auto" and engine.dialect.name != "sqlite"):
+        # MySQL/MariaDB and SQLite fast paths (etl/fast_extract.py); None: a column or setting needs the generic path.
+        fast = fast_batches(engine, query, _statement(engine, query, fast=False), chunk_rows)
+        if fast is not None:
+            yield from fast
+            return
+    yield from _sqlalchemy_batches(engine, query, chunk_rows)
 
 
 def cursor_boundary(engine: Engine, query: ExtractQuery, offset: int) -> tuple[Any, Any]:

@@ -53,6 +53,7 @@ from sqlalchemy.pool import NullPool
 
 from ml_platform.etl import errors as run_errors
 from ml_platform.etl.errors import scrub
+from ml_platform.etl.fast_extract import remember_connect_args
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import Family, SourceColumn
 from ml_platform.etl.values import read_value
@@ -345,6 +346,7 @@ def _create_engine(params: ConnectionParams) -> Engine:
         # SQLite database lives only as long as its one connection, so it keeps SQLAlchemy's default.
         kwargs["poolclass"] = NullPool
     engine = create_engine(url, **kwargs)
+    remember_connect_args(engine, kwargs["connect_args"])  # the fast extraction paths honour the same settings
     if params.dialect == "mysql":
         # MySQL TIMESTAMP values are stored in UTC but handed back in the session zone;
         # pinning the session to UTC makes a naive value mean UTC everywhere downstream.

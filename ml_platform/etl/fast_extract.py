@@ -1,0 +1,459 @@
+"""Fast extraction paths for MySQL/MariaDB and SQLite, chosen by measurement (bench/bench_sources.py).
+
+- MySQL/MariaDB (default): the engine's own PyMySQL connection and server-side cursor with
+  PyMySQL's per-value converters switched off, so rows arrive as the server's text and Arrow
+  parses each column in C++ (integers, decimals at their declared precision, floats, dates).
+  Same connection, so every safety setting is the generic path's own (no LOCAL INFILE, no
+  cleartext password plugin, TLS options, connect/read/write timeouts, the UTC session).
+- MySQL/MariaDB through connectorx (opt-in, ETL_MYSQL_CONNECTORX=1): Rust reads the result
+  straight into Arrow, several times faster again, but it opens its own connection and holds
+  the GIL while it connects and waits for the first rows, so a silent server freezes the whole
+  worker (heartbeat included) beyond the connection's read timeout, and TLS options are not
+  translated (such connections stay on PyMySQL). For trusted networks only. Its URL pins TCP
+  (`prefer_socket=false`), refuses the cleartext plugin; it refuses LOCAL INFILE requests
+  (tests/test_fast_extract_security.py); the session is UTC and read-only.
+- SQLite (only with method="fast": bench/bench_sources.py showed no reliable gain, so the
+  runner's "auto" keeps the generic path): the engine's own pysqlite connection (read-only URI, the path the source policy
+  resolved, its busy timeout) read with `fetchmany` into the generic path's own Arrow
+  conversion, without SQLAlchemy's per-row result machinery: the generic path's values by
+  construction. (ADBC's SQLite driver reads 5-8x faster but fails the whole read on the
+  first value whose storage class differs from the first rows' — including a column that is
+  NULL in its first 1024 rows — which SQLite's dynamic typing allows.)
+
+All use the generic path's statement (same columns, keyset filters and order), so checkpoints
+and resume behave exactly as on the generic path. A column type a reader would map lossily
+sends the whole read to the next reader, and finally to the generic path.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Engine, cast, literal_column
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import CHAR
+
+from ml_platform.etl.errors import SourceReadError, classify_source_error
+from ml_platform.etl.types import SourceColumn
+
+__all__ = [
+    "FAST_FETCH_ROWS",
+    "fast_batches",
+    "mysql_fast_columns",
+    "pymysql_generic_columns",
+    "mysql_url",
+    "remember_connect_args",
+]
+
+# Rows per batch on the fast paths: big enough to amortise per-batch work, small enough that
+# a batch of the bench's 10 columns stays under ~10 MB of Arrow data.
+FAST_FETCH_ROWS = 50_000
+# Batches read ahead of the consumer on the MySQL path (memory: this many batches at most).
+_READ_AHEAD = 2
+
+_connect_args: weakref.WeakKeyDictionary[Engine, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def remember_connect_args(engine: Engine, args: Mapping[str, Any]) -> None:
+    """Record the driver arguments `engine` connects with (safety settings applied), for the fast paths.
+
+    An engine whose arguments were never recorded always takes the generic path: the fast
+    MySQL path opens its own connection and must know every setting it has to honour.
+    """
+    _connect_args[engine] = dict(args)
+
+
+# --- which columns the MySQL fast path reads exactly ------------------------------------
+
+_MYSQL_INTEGERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
+_MYSQL_TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"}
+_MYSQL_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_MYSQL_TEMPORAL = {"date": pa.date32(), "datetime": pa.timestamp("us"), "timestamp": pa.timestamp("us")}
+_DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+# connectorx decodes DECIMAL through a 96-bit decimal into decimal128(38, 10).
+_CX_DECIMAL_DIGITS = 28
+_CX_DECIMAL_SCALE = 10
+
+
+def _mysql_base(source_type: str) -> str:
+    return source_type.strip().lower().split("(")[0].split(" ")[0]
+
+
+def _mysql_exact(col: SourceColumn) -> bool:
+    declared = col.source_type.strip().lower()
+    base = _mysql_base(declared)
+    if base in _MYSQL_INTEGERS:
+        # BIGINT UNSIGNED above 2^63 does not fit the int64 the generic path produces.
+        return not (base == "bigint" and "unsigned" in declared)
+    if base in ("decimal", "numeric", "dec", "fixed"):
+        match = _DECIMAL_ARGS.search(declared)
+        precision, scale = (int(match.group(1)), int(match.group(2) or 0)) if match else (10, 0)
+        return precision <= _CX_DECIMAL_DIGITS and scale <= _CX_DECIMAL_SCALE
+    # FLOAT is decoded as float32 (0.1 -> 0.10000000149...), TIME as a time of day (no -838:59:59),
+    # YEAR, BIT and spatial types differently from PyMySQL: those stay on the generic path.
+    return base in ("double", "real") or base in _MYSQL_TEXT or base in _MYSQL_BINARY or base in _MYSQL_TEMPORAL
+
+
+def mysql_fast_columns(columns: Sequence[SourceColumn]) -> list[str]:
+    """The columns the MySQL fast path cannot read exactly (empty: it can read them all)."""
+    return [c.name for c in columns if not _mysql_exact(c)]
+
+
+# --- the MySQL connection, with the engine's safety settings -----------------------------
+
+_TLS_OPTIONS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
+_UTF8 = ("utf8mb4", "utf8", "utf8mb3")
+
+
+def mysql_url(engine: Engine) -> str | None:
+    """The connectorx URL for `engine`, or None when a setting of its connection cannot be honoured."""
+    args = _connect_args.get(engine)
+    url = engine.url
+    if args is None or not url.host:
+        return None
+    if args.get("local_infile") or args.get("unix_socket") or args.get("init_command"):
+        return None  # never the case with connection_manager's settings; refuse rather than guess
+    if args.get("read_default_file") or args.get("read_default_group") or args.get("client_flag"):
+        return None
+    if any(args.get(k) for k in _TLS_OPTIONS) and not args.get("ssl_disabled"):
+        return None  # TLS settings are not translated: the generic path honours them
+    if str(args.get("charset", "utf8mb4")).lower() not in _UTF8:
+        return None
+    plugins = args.get("auth_plugin_map") or {}
+    if b"mysql_clear_password" not in plugins:
+        return None  # the engine was not built with the cleartext refusal: do not be the one that sends it
+    user = quote(url.username or "", safe="")
+    password = f":{quote(url.password, safe='')}" if url.password else ""
+    port = url.port or 3306
+    database = quote(url.database or "", safe="")
+    timeout_ms = int(float(args.get("connect_timeout", 10)) * 1000)
+    query = f"prefer_socket=false&enable_cleartext_plugin=false&tcp_connect_timeout_ms={timeout_ms}"
+    return f"mysql://{user}{password}@{url.host}:{port}/{database}?{query}"
+
+
+def _read_timeout(engine: Engine) -> float:
+    args = _connect_args.get(engine) or {}
+    return float(args.get("read_timeout") or 600)
+
+
+# --- dispatch -----------------------------------------------------------------------------
+
+
+def fast_batches(
+    engine: Engine, query: Any, statement: Any, chunk_rows: int, *, connectorx: bool | None = None
+) -> Iterator[pa.RecordBatch] | None:
+    """Batches of `statement` (the generic path's SELECT for `query`) on a fast path, or None for the generic path.
+
+    `connectorx` (default: the ETL_MYSQL_CONNECTORX environment variable) opts MySQL sources into
+    connectorx; see the module docstring for why it is not the default.
+    """
+    kind = engine.dialect.name
+    if engine not in _connect_args:
+        return None
+    if kind == "sqlite":
+        return _sqlite_batches(engine, query, statement, chunk_rows)
+    if kind not in ("mysql", "mariadb"):
+        return None
+    if connectorx is None:
+        connectorx = os.environ.get("ETL_MYSQL_CONNECTORX", "").lower() in ("1", "true", "yes")
+    if connectorx and not mysql_fast_columns(query.columns):
+        url = mysql_url(engine)
+        if url is not None and _connectorx_available():
+            return _mysql_batches(engine, url, query, statement, chunk_rows)
+    if not pymysql_generic_columns(query.columns):
+        return _pymysql_batches(engine, query, statement, chunk_rows)
+    return None
+
+
+def _connectorx_available() -> bool:
+    try:
+        import connectorx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _secrets(engine: Engine) -> list[str]:
+    password = engine.url.password
+    return [str(password), quote(str(password), safe="")] if password else []
+
+
+def _driver_sql(engine: Engine, statement: Any) -> tuple[str, Any]:
+    """`statement` as the DB-API driver takes it: SQL in its paramstyle and the bound values."""
+    compiled = statement.compile(dialect=engine.dialect)
+    bound = compiled.construct_params()
+    if compiled.positiontup is not None:
+        return str(compiled), tuple(bound[name] for name in compiled.positiontup)
+    return str(compiled), bound
+
+
+# --- SQLite -------------------------------------------------------------------------------
+
+
+def _sqlite_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    from ml_platform.etl.extract import rows_to_batch
+
+    sql, params = _driver_sql(engine, statement)
+    fetch = max(1, min(chunk_rows, FAST_FETCH_ROWS))
+    try:
+        conn = engine.connect()
+    except SQLAlchemyError as exc:
+        raise _sqlite_error(engine, exc, connecting=True) from None
+    try:
+        with conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(fetch):
+                    yield rows_to_batch(rows, query.columns)
+            finally:
+                cursor.close()
+    except (SQLAlchemyError, OSError) as exc:
+        raise _sqlite_error(engine, exc, context=f"reading {query.table}") from None
+    except Exception as exc:
+        if type(exc).__module__ == "sqlite3":
+            raise _sqlite_error(engine, exc, context=f"reading {query.table}") from None
+        raise
+
+
+def _sqlite_error(engine: Engine, exc: BaseException, *, connecting: bool = False, context: str = "") -> Any:
+    from ml_platform.etl.extract import _connect_error, _source_error
+
+    return _connect_error(engine, exc) if connecting else _source_error(engine, exc, context)
+
+
+# --- MySQL / MariaDB through the engine's own PyMySQL connection ---------------------------
+
+# What the server sends as text, parsed by Arrow instead of PyMySQL's per-value Python converters.
+_PYMYSQL_NUMBERS: dict[str, pa.DataType] = {
+    **{name: pa.int64() for name in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year")},
+    **{name: pa.float64() for name in ("float", "double", "real")},
+}
+_DECIMAL_BASES = ("decimal", "numeric", "dec", "fixed")
+
+
+def _pymysql_type(col: SourceColumn) -> pa.DataType | None | bool:
+    """The Arrow type to parse `col`'s text into; None to keep PyMySQL's str/bytes; False: not exact here."""
+    declared = col.source_type.strip().lower()
+    base = _mysql_base(declared)
+    if base == "bigint" and "unsigned" in declared:
+        return False  # above 2^63 the generic path falls back to text
+    if base in _PYMYSQL_NUMBERS:
+        return _PYMYSQL_NUMBERS[base]
+    if base in _DECIMAL_BASES:
+        match = _DECIMAL_ARGS.search(declared)
+        precision, scale = (int(match.group(1)), int(match.group(2) or 0)) if match else (10, 0)
+        return pa.decimal128(precision, scale) if precision <= 38 else False
+    if base in _MYSQL_TEMPORAL:
+        return _MYSQL_TEMPORAL[base]
+    if base in _MYSQL_TEXT or base in _MYSQL_BINARY:
+        return None
+    return False  # TIME (a duration), BIT, spatial types: PyMySQL's own conversion, on the generic path
+
+
+def pymysql_generic_columns(columns: Sequence[SourceColumn]) -> list[str]:
+    """The columns the PyMySQL fast path leaves to the generic path (empty: it reads them all)."""
+    return [c.name for c in columns if _pymysql_type(c) is False]
+
+
+def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The generic path's server-side cursor with PyMySQL's value converters off: rows of text, parsed by Arrow.
+
+    Same engine, same connection, so every safety setting (no LOCAL INFILE, no cleartext password,
+    timeouts, TLS, the UTC session) is the generic path's own.
+    """
+    from ml_platform.etl.extract import _connect_error, _source_error
+
+    types = [_pymysql_type(c) for c in query.columns]
+    fetch = max(1, min(chunk_rows, FAST_FETCH_ROWS))
+    sql, params = _driver_sql(engine, statement)
+    try:
+        conn = engine.connect()
+    except SQLAlchemyError as exc:
+        raise _connect_error(engine, exc) from None
+    try:
+        with conn:
+            raw = conn.connection.driver_connection
+            decoders = raw.decoders  # type: ignore[union-attr]
+            raw.decoders = {}  # type: ignore[union-attr]
+            cursor = raw.cursor(_ss_cursor())  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(fetch):
+                    yield _text_batch(rows, query.columns, types)
+            finally:
+                cursor.close()
+                raw.decoders = decoders  # type: ignore[union-attr]
+    except SQLAlchemyError as exc:
+        raise _source_error(engine, exc, f"reading {query.table}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("pymysql"):
+            raise _source_error(engine, exc, f"reading {query.table}") from None
+        raise
+
+
+def _ss_cursor() -> Any:
+    import pymysql.cursors
+
+    return pymysql.cursors.SSCursor
+
+
+def _text_batch(rows: Sequence[Sequence[Any]], columns: Sequence[SourceColumn], types: Sequence[Any]) -> Any:
+    arrays = []
+    for values, col, target in zip(zip(*rows, strict=True), columns, types, strict=True):
+        if target is None:
+            arrays.append(pa.array(values))  # str -> string, bytes (binary collation) -> binary, as the generic path
+        elif col.name and _mysql_base(col.source_type) in _MYSQL_TEMPORAL:
+            arrays.append(_temporal(pa.array(values, pa.string()), target))
+        else:
+            arrays.append(pa.array(values, pa.string()).cast(target))
+    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+# --- MySQL / MariaDB through connectorx (opt-in) ----------------------------------------
+
+
+def _mysql_sql(engine: Engine, statement: Any, query: Any) -> str:
+    """The SELECT with bounds as literals (connectorx takes no parameters) and dates read as text.
+
+    DATE/DATETIME/TIMESTAMP are read as text and parsed here: connectorx aborts the whole read on
+    a zero date ('0000-00-00'), which PyMySQL hands over as text (see `_temporal`).
+    """
+    from sqlalchemy.dialects import mysql
+
+    temporal = {c.name for c in query.columns if _mysql_base(c.source_type) in _MYSQL_TEMPORAL}
+    if temporal:
+        replaced = [
+            cast(literal_column(_quote(engine, c.name)), CHAR).label(c.name) if c.name in temporal else col
+            for c, col in zip(query.columns, statement.selected_columns, strict=True)
+        ]
+        statement = statement.with_only_columns(*replaced, maintain_column_froms=True)
+    return str(statement.compile(dialect=mysql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+def _quote(engine: Engine, name: str) -> str:
+    return engine.dialect.identifier_preparer.quote(name)
+
+
+def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    sql = _mysql_sql(engine, statement, query)
+    batch_rows = max(1, min(chunk_rows, FAST_FETCH_ROWS))
+    temporal = {c.name: _MYSQL_TEMPORAL[_mysql_base(c.source_type)] for c in query.columns
+                if _mysql_base(c.source_type) in _MYSQL_TEMPORAL}  # fmt: skip
+    reader = _ReadAhead(url, sql, batch_rows)
+    timeout = _read_timeout(engine)
+    context = f"reading {query.table}"
+    try:
+        while True:
+            try:
+                item = reader.items.get(timeout=timeout)
+            except queue.Empty:
+                raise SourceReadError(
+                    f"{context}: the server sent no data for {timeout:.0f} s (read timeout)", transient=True
+                ) from None
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise classify_source_error(_as_exception(item), secrets=_secrets(engine), context=context) from None
+            if item.num_rows:  # connectorx may end with an empty batch; the generic path yields none
+                yield _normalise(item, query.columns, temporal)
+    finally:
+        reader.stop()
+
+
+class _ReadAhead:
+    """connectorx's stream read on a thread, at most `_READ_AHEAD` batches ahead of the consumer.
+
+    The consumer waits at most the connection's read timeout for each batch, so a server that
+    goes silent fails the read in time (the generic path's PyMySQL `read_timeout`).
+    """
+
+    def __init__(self, url: str, sql: str, batch_rows: int) -> None:
+        self.items: queue.Queue[Any] = queue.Queue(maxsize=_READ_AHEAD)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url, sql, batch_rows), daemon=True,
+                                        name="etl-fast-read")  # fmt: skip
+        self._thread.start()
+
+    def _run(self, url: str, sql: str, batch_rows: int) -> None:
+        import connectorx
+
+        try:
+            reader = connectorx.read_sql(
+                url,
+                sql,
+                return_type="arrow_stream",
+                batch_size=batch_rows,
+                # The generic path's session: UTC wall time for TIMESTAMP, and nothing it could write.
+                pre_execution_query=["SET time_zone = '+00:00'", "SET SESSION TRANSACTION READ ONLY"],
+            )
+            for batch in reader:
+                if not self._put(batch):
+                    return
+            self._put(None)
+        except BaseException as exc:  # noqa: BLE001 - connectorx panics are BaseExceptions; handed to the consumer
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self.items.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def _as_exception(item: BaseException) -> Exception:
+    return item if isinstance(item, Exception) else RuntimeError(str(item))
+
+
+def _normalise(batch: pa.RecordBatch, columns: Sequence[SourceColumn], temporal: Mapping[str, pa.DataType]) -> Any:
+    """connectorx's batch with the generic path's Arrow types (int64 integers, binary bytes, parsed dates)."""
+    arrays = []
+    for col, array in zip(columns, batch.columns, strict=True):
+        if col.name in temporal:
+            array = _temporal(array, temporal[col.name])
+        elif pa.types.is_integer(array.type):
+            array = array.cast(pa.int64())
+        elif pa.types.is_large_binary(array.type):
+            array = array.cast(pa.binary())
+        elif pa.types.is_large_string(array.type):
+            array = array.cast(pa.string())
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+def _temporal(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """MySQL's text form of a date/datetime parsed into `target`; left as text when a value does not parse.
+
+    That is what the generic path does with a batch holding a zero date ('0000-00-00'):
+    PyMySQL returns it as text, and the batch goes on as text for the conform step to judge.
+    """
+    text = array.cast(pa.string())
+    try:
+        return pc.cast(text, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # PyMySQL's form of such a batch: valid values as Python's isoformat, the others as the server wrote them.
+        return pa.array([_iso(value, target) for value in text.to_pylist()], pa.string())
+
+
+def _iso(value: str | None, target: pa.DataType) -> str | None:
+    if value is None:
+        return None
+    try:
+        return pc.cast(pa.array([value]), target)[0].as_py().isoformat()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return value

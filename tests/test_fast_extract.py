@@ -1,0 +1,259 @@
+"""The MySQL/MariaDB and SQLite fast extraction paths read exactly what the generic path reads.
+
+Every test extracts the same real table through both paths (`method="fast"` and
+`method="sqlalchemy"`) with the same chunk size, so the batches line up, and compares
+the values batch by batch and what the runner would load after conforming them to the
+table a new job creates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from ml_platform.etl.compatibility import schema_for_new_table
+from ml_platform.etl.conform import ColumnSource, Conformer
+from ml_platform.etl.errors import RunError
+from ml_platform.etl.extract import ExtractQuery, extract_batches
+from ml_platform.etl.fast_extract import fast_batches, mysql_fast_columns, mysql_url, pymysql_generic_columns
+from ml_platform.etl.types import Family
+from ml_platform.utils.connection_manager import ConnectionParams, get_columns, get_engine
+
+pytestmark = pytest.mark.integration
+
+MARIADB_TABLE = """
+CREATE TABLE t (
+  id int PRIMARY KEY, ti tinyint, flag tinyint(1), si smallint unsigned, mi mediumint, bi bigint,
+  iu int unsigned, d decimal(28,10), money decimal(12,2), db double, c char(3), vc varchar(20),
+  tx text, e enum('a','b'), st set('x','y'), j json, bn binary(4), vb varbinary(10), bl blob,
+  dt date, dtt datetime(6), dt0 datetime, ts timestamp(6) NULL
+)"""
+MARIADB_ROWS = [
+    "(1, -128, 1, 65535, -8388608, -9223372036854775808, 4294967295, '123456789012345678.1234567891',"
+    " '-9999999999.99', -1.7976931348623157e308, 'abc', 'héllo ✓ 𝄞', 'a\\nb\\tc', 'b', 'x,y', '{\"a\": [1, 2]}',"
+    " X'00FF0102', X'DEAD', X'BEEF', '1000-01-01', '9999-12-31 23:59:59.999999', '2024-02-29 12:00:00',"
+    " '1970-01-01 00:00:01')",
+    "(2, 127, 0, 0, 8388607, 9223372036854775807, 0, '-0.0000000001', '0.00', 5e-324, '', '', '', 'a', '',"
+    " '[]', X'00000000', X'', X'', '2024-02-29', '2000-01-01 00:00:00.000001', '2000-01-01 00:00:00',"
+    " '2038-01-19 03:14:07.999999')",
+    "(3, NULL, 2, NULL, NULL, NULL, NULL, NULL, NULL, 0.1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+    " NULL, NULL, NULL, NULL)",
+    "(4, 0, NULL, 1, 0, 0, 1, '0', '12.30', NULL, 'z', 'x', 'y', NULL, 'y', 'null', NULL, NULL, NULL,"
+    " '2020-01-01', '2020-01-01 10:00:00.5', '2020-01-01 10:00:00', '2020-01-01 10:00:00.5')",
+    "(5, 1, 1, 2, 3, 4, 5, '1', '1', 1.5, 'q', 'w', 'e', 'a', 'x', '{}', X'01020304', X'FF', X'00',"
+    " '2020-01-02', '2020-01-02 00:00:00', '2020-01-02 00:00:00', '2020-01-02 00:00:00')",
+]
+# What the fast path cannot read exactly: these send the whole read to the generic path.
+MARIADB_GENERIC_ONLY = "f float, tm time(6), yr year, bt bit(8), bu bigint unsigned, d65 decimal(65,30)"
+
+
+def _params(source: Any) -> ConnectionParams:
+    fields = source.as_connection_fields()
+    if fields["engine"] == "sqlite":
+        fields["options"] = {"read_only": True}
+    return ConnectionParams(**fields)
+
+
+def _extract(engine: Any, query: ExtractQuery, method: str, chunk_rows: int) -> list[pa.RecordBatch]:
+    return list(extract_batches(engine, query, chunk_rows=chunk_rows, method=method))  # type: ignore[arg-type]
+
+
+def _conformed(query: ExtractQuery, batches: list[pa.RecordBatch], dialect: str) -> tuple[str, Any]:
+    """What the runner would load into a new table: the conformed table, or the error it would fail with."""
+    fields = schema_for_new_table(query.columns)
+    sources = {
+        f.name: ColumnSource(source=c.name, validate_json=c.type.family is not Family.JSON or dialect == "sqlite")
+        for c, f in zip(query.columns, fields, strict=True)
+    }
+    conformer = Conformer(fields, sources, key_columns=("id",))
+    try:
+        return "ok", pa.Table.from_batches([conformer.conform(b) for b in batches], schema=conformer.schema)
+    except RunError as exc:
+        return "error", str(exc)
+
+
+def assert_same_as_generic(engine: Any, query: ExtractQuery, dialect: str, chunk_rows: int = 2) -> int:
+    fast = _extract(engine, query, "fast", chunk_rows)
+    generic = _extract(engine, query, "sqlalchemy", chunk_rows)
+    assert [b.num_rows for b in fast] == [b.num_rows for b in generic]
+    for got, want in zip(fast, generic, strict=True):
+        assert got.schema.names == want.schema.names
+        assert got.to_pylist() == want.to_pylist()
+    assert _conformed(query, fast, dialect) == _conformed(query, generic, dialect)
+    return sum(b.num_rows for b in fast)
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+
+@pytest.fixture(params=["pymysql", "connectorx"])
+def mysql_reader(request, monkeypatch) -> str:
+    """Both MySQL fast readers: PyMySQL's text rows parsed by Arrow (default) and connectorx (opt-in)."""
+    monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1" if request.param == "connectorx" else "0")
+    return request.param
+
+
+@pytest.fixture
+def mariadb_types(mysql_source: Any, mysql_reader: str) -> tuple[Any, tuple[Any, ...]]:
+    mysql_source.execute(
+        "SET SESSION sql_mode = 'STRICT_TRANS_TABLES'",  # per connection: the zero-date rows below need it off
+        MARIADB_TABLE,
+        f"INSERT INTO t VALUES {', '.join(MARIADB_ROWS)}",
+    )
+    params = _params(mysql_source)
+    return get_engine(params), tuple(get_columns(params, None, "t"))
+
+
+def test_it_reads_every_mariadb_type_family_as_the_generic_path_does(mariadb_types) -> None:
+    engine, columns = mariadb_types
+    assert mysql_fast_columns(columns) == []
+    query = ExtractQuery(None, "t", columns, order_by=("id",))
+    assert fast_batches(engine, query, None, 2) is not None
+    assert assert_same_as_generic(engine, query, "mysql") == len(MARIADB_ROWS)
+
+
+def test_it_reads_mariadb_keyset_ranges_as_the_generic_path_does(mariadb_types) -> None:
+    engine, columns = mariadb_types
+    for bounds in ({"after": 1, "before": 5}, {"after": 2, "through": 4}, {"after": None, "through": 3}):
+        query = ExtractQuery(None, "t", columns, cursor="id", order_by=("id",), **bounds)
+        assert assert_same_as_generic(engine, query, "mysql") > 0
+    by_time = ExtractQuery(None, "t", columns, cursor="dtt", after=_dt("2000-01-01 00:00:00"), order_by=("id",))
+    assert assert_same_as_generic(engine, by_time, "mysql") == 4
+
+
+def _dt(text: str) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text)
+
+
+def test_it_reads_zero_dates_as_the_generic_path_does(mysql_source, mysql_reader) -> None:
+    mysql_source.execute(
+        "CREATE TABLE z (id int PRIMARY KEY, d date, t datetime)",
+        "SET SESSION sql_mode = ''",
+    )
+    # sql_mode is per session: insert in the session that relaxed it.
+    import pymysql
+
+    conn = pymysql.connect(host=mysql_source.host, port=mysql_source.port, user=mysql_source.username,
+                           password=mysql_source.password, database=mysql_source.database, autocommit=True)  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute("INSERT INTO z VALUES (1, '2020-01-01', '2020-01-01 10:00:00'), (2, '0000-00-00', "
+                    "'0000-00-00 00:00:00'), (3, NULL, NULL)")  # fmt: skip
+    conn.close()
+    params = _params(mysql_source)
+    query = ExtractQuery(None, "z", tuple(get_columns(params, None, "z")), order_by=("id",))
+    # One batch holding a zero date and valid dates, then one holding only a NULL.
+    assert assert_same_as_generic(get_engine(params), query, "mysql", chunk_rows=2) == 3
+
+
+@pytest.mark.parametrize("connectorx", [False, True])
+def test_it_sends_types_it_would_read_lossily_to_the_generic_path(mysql_source, connectorx) -> None:
+    mysql_source.execute(
+        f"CREATE TABLE g (id int PRIMARY KEY, {MARIADB_GENERIC_ONLY})",
+        "INSERT INTO g VALUES (1, 0.1, '-838:59:59', 1901, b'10101010', 18446744073709551615, "
+        "'12345678901234567890123456789012345.123456789012345678901234567891')",
+    )
+    params = _params(mysql_source)
+    columns = tuple(get_columns(params, None, "g"))
+    assert pymysql_generic_columns(columns) == ["tm", "bt", "bu", "d65"]
+    assert mysql_fast_columns(columns) == ["f", "tm", "yr", "bt", "bu", "d65"]
+    engine = get_engine(params)
+    for col in columns[1:]:
+        query = ExtractQuery(None, "g", (columns[0], col))
+        # With connectorx on, FLOAT and YEAR go to the PyMySQL reader, which reads them exactly.
+        taken = fast_batches(engine, query, query_statement(engine, query), 10, connectorx=connectorx)
+        assert (taken is None) == (col.name in pymysql_generic_columns(columns))
+        fast = _extract(engine, query, "fast", 10)[0].to_pylist()
+        assert fast == _extract(engine, query, "sqlalchemy", 10)[0].to_pylist()
+
+
+def test_it_keeps_tls_connections_on_the_generic_path(mysql_source) -> None:
+    plain = get_engine(_params(mysql_source))
+    assert mysql_url(plain) is not None
+    tls = ConnectionParams(**mysql_source.as_connection_fields(), options={"ssl_verify_cert": True})
+    assert mysql_url(get_engine(tls)) is None
+
+
+def test_it_never_uses_the_fast_path_for_an_engine_built_without_the_safety_settings(mysql_source) -> None:
+    from sqlalchemy import create_engine
+
+    from ml_platform.utils.connection_manager import build_url
+
+    bare = create_engine(build_url(_params(mysql_source)))
+    try:
+        assert mysql_url(bare) is None
+    finally:
+        bare.dispose()
+
+
+def test_it_reports_a_failed_fast_read_like_the_generic_path(mysql_source) -> None:
+    mysql_source.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    params = _params(mysql_source)
+    columns = tuple(get_columns(params, None, "t"))
+    mysql_source.execute("DROP TABLE t")
+    query = ExtractQuery(None, "t", columns)
+    with pytest.raises(RunError) as fast:
+        _extract(get_engine(params), query, "fast", 10)
+    assert "reading t" in str(fast.value) and "doesn't exist" in str(fast.value)
+
+
+# --------------------------------------------------------------------------- SQLite
+
+SQLITE_TABLE = """
+CREATE TABLE t (
+  id INTEGER PRIMARY KEY, n INTEGER, amount NUMERIC(12,2), ratio REAL, flag BOOLEAN, name TEXT, code VARCHAR(3),
+  created DATETIME, ts TIMESTAMP, day DATE, doc JSON, raw BLOB, anything
+)"""
+SQLITE_ROWS = [
+    "(1, 9223372036854775807, 12.5, 0.1, 1, 'héllo ✓ 𝄞', 'EUR', '2020-01-01 10:00:00', '2020-01-01T10:00:00.123456',"
+    " '2020-01-01', '{\"a\": 1}', X'00FF', 1)",
+    "(2, -9223372036854775808, 12, 1e308, 0, '', '', 1577836800, 1577836800.5, '1000-01-01', '[]', X'', 'text')",
+    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "(4, 'not a number', '1.50', 5, 2, 42, 7, 'yesterday', NULL, 20200101, 'not json', 'text in a blob', X'01')",
+    "(5, 3.5, 99999999999.99, -0.0, 1, 'x', 'USD', '2024-02-29 23:59:59', '2024-02-29 23:59:59', '2024-02-29',"
+    " '{}', X'DEADBEEF', 2.5)",
+]
+
+
+@pytest.fixture
+def sqlite_types(sqlite_source: Any) -> tuple[Any, tuple[Any, ...]]:
+    sqlite_source.execute(SQLITE_TABLE, f"INSERT INTO t VALUES {', '.join(SQLITE_ROWS)}")
+    params = _params(sqlite_source)
+    return get_engine(params), tuple(get_columns(params, None, "t"))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_it_reads_every_sqlite_storage_class_as_the_generic_path_does(sqlite_types, chunk_rows) -> None:
+    engine, columns = sqlite_types
+    query = ExtractQuery(None, "t", columns, order_by=("id",))
+    assert fast_batches(engine, query, query_statement(engine, query), chunk_rows) is not None
+    assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == len(SQLITE_ROWS)
+
+
+def query_statement(engine: Any, query: ExtractQuery) -> Any:
+    from ml_platform.etl.extract import _statement
+
+    return _statement(engine, query, fast=False)
+
+
+def test_it_reads_sqlite_keyset_ranges_as_the_generic_path_does(sqlite_types) -> None:
+    engine, columns = sqlite_types
+    for bounds in ({"after": 1, "before": 5}, {"after": 2, "through": 4}, {"through": 3}):
+        query = ExtractQuery(None, "t", columns, cursor="id", order_by=("id",), **bounds)
+        assert assert_same_as_generic(engine, query, "sqlite") > 0
+    by_text = ExtractQuery(None, "t", columns, cursor="day", after=_dt("2000-01-01 00:00:00").date(), order_by=("id",))
+    assert assert_same_as_generic(engine, by_text, "sqlite") == 2
+
+
+def test_it_opens_sqlite_read_only_on_the_fast_path(sqlite_source, tmp_path) -> None:
+    sqlite_source.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    params = _params(sqlite_source)
+    columns = tuple(get_columns(params, None, "t"))
+    missing = ConnectionParams(engine="sqlite", database=str(tmp_path / "missing.sqlite3"), options={"read_only": True})
+    with pytest.raises(RunError):
+        _extract(get_engine(missing), ExtractQuery(None, "t", columns), "fast", 10)
+    assert not (tmp_path / "missing.sqlite3").exists()
