@@ -15,11 +15,12 @@ filter that is true for every row (`etl.bqsql.partition_filter`), so a table wit
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import TYPE_CHECKING, Any
 
 from ml_platform.etl.bqsql import bq_literal, partition_filter, quote_name, table_ref
 from ml_platform.etl.errors import SchemaMismatchError, WarehouseError
-from ml_platform.etl.ledger import Identity, fence_check, ledger_insert
+from ml_platform.etl.ledger import Identity, fence_check, ledger_insert, unit_check, unit_committed_sql
 
 if TYPE_CHECKING:
     from ml_platform.etl.runspec import FaultHook, Plan
@@ -131,7 +132,7 @@ def _merge_statement(plan: Plan, staging: str) -> str:
 
 def commit_script(plan: Plan, staging: str, who: Identity, number: int, *, watermark: Any, rows: int) -> str:
     """The unit's transaction: fence check, the strategy's change, the ledger row."""
-    body = [fence_check(who), *strategy_statements(plan, staging)]
+    body = [fence_check(who), unit_check(who, number), *strategy_statements(plan, staging)]
     body.append(ledger_insert(who, number, kind="unit", watermark=watermark, rows=rows))
     return "BEGIN TRANSACTION; " + "; ".join(body) + "; COMMIT TRANSACTION;"
 
@@ -185,19 +186,22 @@ def apply_once(
     attempt = settle(warehouse, who, number, heartbeat)
     if attempt is None:
         return False
-    job = warehouse.submit(script, who.commit_job_id(number, attempt))
-    fault("commit_submitted")
-    import concurrent.futures
-
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-commit") as pool:
-        heartbeat.wait(pool.submit(warehouse.wait, job))
+        try:
+            job = warehouse.submit(script, who.commit_job_id(number, attempt))
+            fault("commit_submitted")
+            heartbeat.wait(pool.submit(warehouse.wait, job))
+        except WarehouseError:
+            # Another delivery of this very run may have committed the unit meanwhile (its job id
+            # was taken, or its ledger row refused ours): then the unit is done, not failed.
+            if int(warehouse.query(unit_committed_sql(who, number))[0]["n"]):
+                return False
+            raise
     return True
 
 
 def settle(warehouse: Warehouse, who: Identity, number: int, heartbeat: Heartbeat) -> int | None:
     """Wait for any earlier attempt at this unit; None when one committed, else the next attempt number."""
-    import concurrent.futures
-
     attempt = 0
     while True:
         job = warehouse.find_job(who.commit_job_id(number, attempt))

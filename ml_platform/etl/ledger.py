@@ -87,6 +87,22 @@ def fence_check(who: Identity) -> str:
     )
 
 
+def unit_check(who: Identity, number: int) -> str:
+    """A statement that fails the script when this unit already committed (a duplicate delivery)."""
+    message = bq_literal(f"Unit {who.unit_id(number)} is already committed", "STRING")
+    return (
+        f"SELECT ERROR({message}) FROM {ledger_ref(who.dataset)} "  # noqa: S608 - bq_literal/quote_name
+        f"WHERE unit = {bq_literal(who.unit_id(number), 'STRING')} AND kind = 'unit' LIMIT 1"
+    )
+
+
+def unit_committed_sql(who: Identity, number: int) -> str:
+    return (
+        f"SELECT COUNT(*) AS n FROM {ledger_ref(who.dataset)} "  # noqa: S608
+        f"WHERE unit = {bq_literal(who.unit_id(number), 'STRING')} AND kind = 'unit'"
+    )
+
+
 def ledger_insert(who: Identity, number: int, *, kind: str, watermark: Any, rows: int) -> str:
     values = ", ".join(
         [
