@@ -14,6 +14,7 @@ a newer one; and should one be lost anyway, the runner's commits are idempotent
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -96,7 +97,7 @@ class RunAborted(Exception):
     """The run record was closed by someone else (e.g. declared dead by the scheduler)."""
 
 
-def spec_for(job: EtlJob, run: JobRun | None = None) -> RunSpec:
+def spec_for(job: EtlJob) -> RunSpec:
     """The runner's view of a job: the selected columns as the source has them now."""
     schema = job.source_schema or None
     available = {c.name.lower(): c for c in sources.get_columns(job.connection, schema, job.source_table)}
@@ -128,10 +129,6 @@ def spec_for(job: EtlJob, run: JobRun | None = None) -> RunSpec:
         chunk_rows=settings.ETL_CHUNK_ROWS,
         checkpoint_rows=settings.ETL_CHECKPOINT_ROWS,
         job_id=job.pk,
-        # The run's id names its ledger units and commit jobs; run ids only grow, so it is also
-        # the fencing token: once a later run of the job has claimed the table, this one cannot commit.
-        run_id=run.pk if run is not None else "adhoc",
-        fence=run.pk if run is not None else 0,
     )
 
 
@@ -246,7 +243,9 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
                           "any more: ask a site administrator to assign it, or reconnect the job to a new table.",
                      transient=False)
     try:
-        spec = spec_for(job, run)
+        # The run's id names its ledger units and commit jobs; run ids only grow, so it is also the
+        # fencing token: once a later run of the job has claimed the table, this one cannot commit.
+        spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
         engine = cm.get_engine(sources.params_for(job.connection))
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)

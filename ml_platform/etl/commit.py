@@ -178,12 +178,15 @@ def apply_once(
     script: str,
     heartbeat: Heartbeat,
     fault: FaultHook,
+    attempt: int | None = None,
 ) -> bool:
     """Submit the unit's commit under a deterministic job id unless an earlier attempt already committed it.
 
-    Returns False when the unit was found committed (nothing was submitted).
+    `attempt` is the next attempt number when the caller has just settled this unit. Returns
+    False when the unit was found committed (nothing was submitted).
     """
-    attempt = settle(warehouse, who, number, heartbeat)
+    if attempt is None:
+        attempt = settle(warehouse, who, number, heartbeat)
     if attempt is None:
         return False
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-commit") as pool:

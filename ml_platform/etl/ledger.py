@@ -128,18 +128,12 @@ def claim_script(who: Identity) -> str:
     return f"BEGIN TRANSACTION; {fence_check(who)}; {ledger_insert(who, -1, kind='claim', watermark=None, rows=0)}; COMMIT TRANSACTION;"
 
 
-def committed_units_sql(who: Identity) -> str:
+def resume_sql(who: Identity) -> str:
+    """The job's committed units that matter to a starting run: this run's, and those carrying a watermark."""
     return (
-        f"SELECT unit, watermark, row_count FROM {ledger_ref(who.dataset)} "  # noqa: S608
-        f"WHERE {_mine(who)} AND run = {bq_literal(who.run, 'STRING')} AND kind = 'unit'"
-    )
-
-
-def last_watermark_sql(who: Identity) -> str:
-    return (
-        f"SELECT watermark FROM {ledger_ref(who.dataset)} "  # noqa: S608
-        f"WHERE {_mine(who)} AND kind = 'unit' AND signature = {bq_literal(who.signature, 'STRING')} "
-        "AND watermark IS NOT NULL ORDER BY fence DESC, committed_at DESC LIMIT 1"
+        f"SELECT run, unit, signature, fence, committed_at, watermark FROM {ledger_ref(who.dataset)} "  # noqa: S608
+        f"WHERE {_mine(who)} AND kind = 'unit' AND (run = {bq_literal(who.run, 'STRING')} OR "
+        f"(signature = {bq_literal(who.signature, 'STRING')} AND watermark IS NOT NULL))"
     )
 
 

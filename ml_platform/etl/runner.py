@@ -104,10 +104,11 @@ def run_job(
     prefix = staging_prefix(spec.job_id)
     staging = f"{prefix}r{_safe(spec.run_id)}_{uuid.uuid4().hex[:12]}"
     run_dir = Path(spool_dir) / staging
-    dropped = _drop_leftover_staging(warehouse, dataset, prefix)
+    dropped, tables = _drop_leftover_staging(warehouse, dataset, prefix)
     plan = _prepare_destination(spec, warehouse)
     who = _identity(spec, plan)
-    _ensure_ledger(warehouse, dataset)
+    if tables is None or ledger.LEDGER_TABLE not in tables:
+        _ensure_ledger(warehouse, dataset)
     warehouse.query(ledger.claim_script(who))
     state = _RunState(progress, warehouse, who, plan, fault or _no_fault)
     if not state.resume(engine):
@@ -181,33 +182,36 @@ class _RunState:
         self.watermark_before: Any = None
         self.derived = False
         self.read_from: Any = None
+        self.attempt: int | None = None
 
     def resume(self, engine: Engine) -> bool:
         """Settle earlier attempts of this run, then derive the watermark; False when nothing is left to do."""
         seen = -1
         while True:
-            done = self.warehouse.query(ledger.committed_units_sql(self.who))
+            rows = self.warehouse.query(ledger.resume_sql(self.who))
+            done = [r for r in rows if r["run"] == self.who.run]
             self.number = max((ledger.unit_number(r["unit"]) + 1 for r in done), default=0)
             if self.number == seen:
                 raise WarehouseError(f"The commit of unit {self.number} succeeded but left no ledger row", transient=True)
             seen = self.number
-            if commits.settle(self.warehouse, self.who, self.number, self.heartbeat) is not None:
+            self.attempt = commits.settle(self.warehouse, self.who, self.number, self.heartbeat)
+            if self.attempt is not None:
                 break
         spec = self.plan.spec
         if done and not _uses_cursor(spec):
             return False  # an earlier attempt of this run committed its one unit
         if _uses_cursor(spec):
-            self._derive_watermark()
+            self._derive_watermark([r for r in rows if r["signature"] == self.who.signature])
         if self.watermark is None:
             self.heartbeat.estimate = estimate_rows(engine, spec.source_schema, spec.source_table)
         self.heartbeat.watermark = self.watermark
         self.heartbeat.emit("starting", force=True)
         return True
 
-    def _derive_watermark(self) -> None:
-        rows = self.warehouse.query(ledger.last_watermark_sql(self.who))
-        if rows:
-            self.watermark = ledger.parse_watermark(rows[0]["watermark"])
+    def _derive_watermark(self, units: list[dict[str, Any]]) -> None:
+        latest = max(units, key=lambda r: (r["fence"], r["committed_at"]), default=None)
+        if latest is not None:
+            self.watermark = ledger.parse_watermark(latest["watermark"])
         elif self.plan.existing(self.plan.cursor_dest.name if self.plan.cursor_dest else None) and (
             self.plan.tag_dest is None or self.plan.existing(self.plan.tag_dest)
         ):
@@ -221,7 +225,8 @@ class _RunState:
 
     def committed(self, unit_max: Any, rows: int, script: str) -> None:
         """Apply one unit's commit script once; then report the checkpoint."""
-        if commits.apply_once(self.warehouse, self.who, self.number, script, self.heartbeat, self.fault):
+        known, self.attempt = self.attempt, None  # resume() settled the first unit: no second look-up
+        if commits.apply_once(self.warehouse, self.who, self.number, script, self.heartbeat, self.fault, known):
             self.heartbeat.rows_loaded += rows
         self.fault("after_commit")
         self.number += 1
@@ -274,20 +279,24 @@ def _validate(spec: RunSpec) -> None:
         raise SchemaMismatchError("chunk_rows must be positive")
 
 
-def _drop_leftover_staging(warehouse: Warehouse, dataset: str, prefix: str) -> list[str]:
-    """Staging tables of an earlier, crashed run of this job (one active run per job makes this safe)."""
+def _drop_leftover_staging(warehouse: Warehouse, dataset: str, prefix: str) -> tuple[list[str], list[str] | None]:
+    """Drop staging tables of earlier runs of this job: (dropped, the dataset's tables; None when unknown).
+
+    A run of this job still working on one of them was superseded (one active run per job): its
+    claim is fenced off, so losing its staging table only makes it fail sooner.
+    """
     try:
         names = warehouse.table_names(dataset)
     except RunError as exc:
         if exc.transient:
             raise
-        return []  # the dataset may not exist yet; nothing to clean
+        return [], None  # the dataset may not exist yet; nothing to clean
     dropped = []
     for name in names:
         if name.startswith(prefix):
             warehouse.drop(dataset, name)
             dropped.append(name)
-    return dropped
+    return dropped, names
 
 
 def _prepare_destination(spec: RunSpec, warehouse: Warehouse) -> Plan:
