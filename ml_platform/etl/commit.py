@@ -92,7 +92,10 @@ def new_rows_condition(plan: Plan) -> str:
 def incremental_source(plan: Plan, staging: str) -> str:
     source = table_ref(plan.spec.destination_dataset, staging)
     keys = key_columns(plan)
-    return _latest_per_key(plan, source, keys) if keys else source
+    primary = tuple(plan.dest_names[c.name] for c in plan.spec.columns if c.primary_key)
+    if not keys or (primary and set(primary) <= set(keys)):
+        return source  # the source's primary key already makes staging unique per key: no window pass
+    return _latest_per_key(plan, source, keys)
 
 
 def strategy_statements(plan: Plan, staging: str) -> list[str]:

@@ -24,7 +24,8 @@ class RunSpec:
     `columns` are the selected source columns (with their canonical types and primary-key
     flags). `column_mapping` maps source names to destination names; a column not in it
     goes to its normalized name. `cursor_column` and `merge_key` are source names.
-    `watermark` is the last committed cursor value (None: derive it from the destination).
+    `watermark` is the app's cached copy of the last committed cursor value, for display only: the
+    runner derives the watermark from the commit ledger, else from the destination (issue 15).
     `checkpoint_rows` splits keyset-ordered loads into separately committed checkpoints
     (None or 0: one commit).
 
