@@ -144,6 +144,11 @@ class EtlJob(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     # {"type": "int"|"decimal"|"timestamp"|"date"|"string", "value": "<text>"}; None = nothing loaded yet
     watermark = models.JSONField(null=True, blank=True)
+    # Incremental runs re-read this far below the watermark (cursor units; seconds for timestamps,
+    # days for dates); NULL = the cursor type's default. See etl.watermark.
+    reread_window = models.FloatField(null=True, blank=True)
+    # Incremental without a key: "dedup" (whole-row) or "append" (append-with-overlap, no re-read).
+    incremental_overlap = models.CharField(max_length=10, default="dedup", blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

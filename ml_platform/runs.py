@@ -14,7 +14,9 @@ a newer one; and should one be lost anyway, the runner's commits are idempotent
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -38,6 +40,57 @@ HEARTBEAT_EVERY_S = 1.0
 # Backoff for a bookkeeping write while the Django database is unreachable (~31 s in all,
 # well inside ETL_HEARTBEAT_TIMEOUT).
 DB_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+# TEST SEAM: fault-injection tests set this to a callable taking the runner's point names
+# (etl.runspec.FaultHook); production never sets it.
+FAULT_HOOK: Callable[[str], None] | None = None
+HEARTBEAT_THREAD_EVERY_S = 5.0
+
+
+class HeartbeatThread:
+    """Writes the run's heartbeat from a background thread for the whole run.
+
+    Progress reports beat too, but a slow source query (a keyset boundary with a large OFFSET,
+    the wait for a first batch) reports nothing: without this the scheduler would reap a run
+    that is still working, and start a second one.
+    """
+
+    def __init__(self, run_id: int, every: float = HEARTBEAT_THREAD_EVERY_S) -> None:
+        self.run_id, self.every = run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"etl-heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> HeartbeatThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                self.beat()
+        finally:
+            connection.close()
+
+    def beat(self) -> None:
+        try:
+            with transaction.atomic():
+                # skip_locked: a row another transaction holds is simply not beaten this time.
+                mine = JobRun.objects.select_for_update(skip_locked=True).filter(
+                    pk=self.run_id, status=JobRun.Status.RUNNING
+                )
+                if mine.exists():
+                    mine.update(heartbeat_at=timezone.now())
+        except DatabaseError as exc:
+            logger.warning("run %s: heartbeat not written (%s)", self.run_id, " ".join(str(exc).split())[:200])
+            try:
+                connection.close()
+            except DatabaseError:
+                pass
 
 
 class RunAborted(Exception):
@@ -67,7 +120,10 @@ def spec_for(job: EtlJob) -> RunSpec:
         column_mapping=mapping,
         cursor_column=(available[job.cursor_column.lower()].name if job.cursor_column.lower() in available
                        else job.cursor_column) or None,
-        merge_key=tuple(job.merge_key or ()),
+        # Every column reference is spelled as the source spells it now (Reconnect may change the case).
+        merge_key=tuple(available[k.lower()].name if k.lower() in available else k for k in job.merge_key or ()),
+        reread_window=job.reread_window,
+        overlap="append" if job.incremental_overlap == "append" else "dedup",
         source_tag=job.source_tag or None,
         watermark=watermark_from_json(job.watermark),
         chunk_rows=settings.ETL_CHUNK_ROWS,
@@ -188,11 +244,15 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
                           "any more: ask a site administrator to assign it, or reconnect the job to a new table.",
                      transient=False)
     try:
-        spec = spec_for(job)
+        # The run's id names its ledger units and commit jobs; run ids only grow, so it is also the
+        # fencing token: once a later run of the job has claimed the table, this one cannot commit.
+        spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
         engine = cm.get_engine(sources.params_for(job.connection))
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)
-        result = run_job(spec, bq=warehouse(), engine=engine, progress=_Recorder(run, echo), spool_dir=spool)
+        with HeartbeatThread(run.pk):
+            result = run_job(spec, bq=warehouse(), engine=engine, progress=_Recorder(run, echo), spool_dir=spool,
+                             fault=FAULT_HOOK)
     except RunAborted:
         logger.warning("run %s was aborted", run_id)
         _db(f"reading run {run_id}", run.refresh_from_db)

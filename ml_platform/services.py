@@ -540,6 +540,9 @@ def job_update(
         if changed:
             raise JobCreateError("The table changed since the report: " + " ".join(changed) + " Check again.")
         before = job_snapshot(job)
+        # once15: a new cursor column or strategy makes the old watermark meaningless; the next run
+        # derives it afresh from the ledger/destination (the runner keys its ledger watermark the same way).
+        reset_watermark = (cursor_column.lower(), load_strategy) != (job.cursor_column.lower(), job.load_strategy)
         job.name = name
         job.selected_columns = [c.name for c in source_columns]
         job.column_mapping = plan.mapping()
@@ -552,10 +555,12 @@ def job_update(
         job.schedule = schedule
         job.schedule_timezone = schedule_timezone
         job.full_clean()
-        # Only the edited fields: the watermark a run committed since the page was loaded stays.
+        # Only the edited fields: the watermark a run committed since the page was loaded stays (unless reset).
+        if reset_watermark:
+            job.watermark = None
         job.save(update_fields=["name", "selected_columns", "column_mapping", "load_plan", "load_strategy",
                                 "cursor_column", "merge_key", "next_run_at", "schedule", "schedule_timezone",
-                                "updated_at"])
+                                "updated_at"] + (["watermark"] if reset_watermark else []))
         audit(workspace=job.workspace, actor=actor, action="edited", target=job,
               changes=changed_fields(before, job_snapshot(job)))
         # BigQuery last: if it refuses, the job row rolls back with the exception.
@@ -607,8 +612,12 @@ def job_reconnect(
     job.column_mapping = result.plan.mapping()
     job.load_plan = result.plan.to_json()
     job.selected_columns = [c.name for c in source_columns]
+    # Every column reference follows the new source's spelling: the cursor and the merge key too.
+    by_lower = {c.name.lower(): c.name for c in source_columns}
+    job.cursor_column = by_lower.get(job.cursor_column.lower(), job.cursor_column) if job.cursor_column else ""
+    job.merge_key = [by_lower.get(k.lower(), k) for k in job.merge_key or []]
     job.save(update_fields=["connection", "source_schema", "source_table", "column_mapping", "load_plan",
-                            "selected_columns", "updated_at"])
+                            "selected_columns", "cursor_column", "merge_key", "updated_at"])
     changes = changed_fields(before, job_snapshot(job))
     changes.setdefault("connection", {"before": before["connection"], "after": connection.name})
     audit(workspace=job.workspace, actor=actor, action="reconnected", target=job, changes=changes)

@@ -310,8 +310,8 @@ def test_it_retries_a_run_whose_bigquery_goes_away_mid_load(user, pg_source, set
     assert again.status == "succeeded", again.error
     assert again.rows_loaded == total - checkpoint
     assert checksum(bq, dataset) == source_checksum(pg_source)
-    # No staging table is left behind (the failed run's, or the one it could not drop).
-    assert [t.table_id for t in bq.list_tables(dataset)] == ["orders"]
+    # No staging table is left behind (the failed run's, or the one it could not drop); the commit ledger stays.
+    assert [t.table_id for t in bq.list_tables(dataset)] == ["_etl_ledger", "orders"]
 
 
 # --------------------------------------------------------------------------- 3. worker killed mid-commit
@@ -384,8 +384,9 @@ def test_it_fails_a_worker_killed_mid_commit_and_the_next_run_has_no_duplicates(
     again = run_sync(job=EtlJob.objects.get(pk=job.pk))
     assert again.status == "succeeded", again.error
     assert checksum(bq, bq_dataset) == source_checksum(pg_source)  # count == distinct ids: no duplicates
-    # It re-read from the persisted watermark and committed only what the destination lacked.
-    assert again.rows_extracted == total - persisted and again.rows_loaded == total - top
+    # It resumed from the commit ledger's watermark (not the app's cached one), re-reading the default
+    # window of 1,000 ids below it, and committed only what the destination lacked.
+    assert again.rows_extracted == total - top + 1001 and again.rows_loaded == total - top
 
 
 # --------------------------------------------------------------------------- 4. the Django database goes away
@@ -506,5 +507,5 @@ def test_it_finishes_a_run_through_a_django_database_outage(
     )
     again = run_sync(job=EtlJob.objects.get(pk=job.pk))
     assert again.status == "succeeded", again.error
-    assert again.rows_extracted == 1000 and again.rows_loaded == 1000
+    assert again.rows_extracted == 1000 + 1001 and again.rows_loaded == 1000  # + the re-read window
     assert checksum(bq, bq_dataset) == source_checksum(pg_source)

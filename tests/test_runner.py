@@ -63,7 +63,12 @@ class Job:
         fields = schema_for_new_table(self.columns, tag_column=tag_column)
         self.bq.create_table(self.dataset, self.spec_args["destination_table"], fields)
 
+    runs = 0
+
     def run(self, progress: Callable[[RunProgress], None] | None = None, **overrides: Any) -> RunResult:
+        # Each call is a new run (its own ledger units and a larger fencing token), as the worker does it.
+        Job.runs += 1
+        overrides = {"run_id": f"r{Job.runs}", "fence": Job.runs, **overrides}
         return run_job(
             self.spec(**overrides),
             bq=self.bq,
@@ -130,7 +135,7 @@ def test_it_replaces_the_destination_with_the_source(pg_source, bq, bq_dataset, 
 
     assert (first.rows_loaded, second.rows_loaded) == (500, 400)
     assert dest_rows(job) == source_rows(pg_source)
-    assert job.tables() == ["dest"]
+    assert job.tables() == ["_etl_ledger", "dest"]
 
 
 def test_it_appends_every_extracted_row(mysql_source, bq, bq_dataset, tmp_path) -> None:
@@ -156,7 +161,10 @@ def test_it_loads_only_rows_past_the_watermark(sqlite_source, bq, bq_dataset, tm
     second = job.run(watermark=watermark_from_json(watermark_to_json(first.watermark_after)))
 
     assert (first.watermark_before, first.watermark_after) == (None, 3000)
-    assert (second.rows_extracted, second.watermark_before, second.watermark_after) == (50, 3000, 3500)
+    # The default re-read window (1,000 below the watermark, ties included) reads ids 200..350 again;
+    # only the 50 new ones are committed.
+    assert (second.rows_extracted, second.rows_loaded) == (151, 50)
+    assert (second.watermark_before, second.watermark_after) == (3000, 3500)
     assert dest_rows(job) == source_rows(sqlite_source)
 
 
@@ -329,14 +337,15 @@ def test_it_resumes_at_the_last_checkpoint_after_a_crash(pg_source, bq, bq_datas
         job.run(progress=crash_after_first_checkpoint)
     assert persisted == [3000]
     assert len(dest_rows(job)) == 300
-    assert job.tables() == ["dest"]
+    assert job.tables() == ["_etl_ledger", "dest"]
 
     checkpoints: list[Any] = []
     resumed = job.run(progress=lambda p: p.phase == "checkpoint" and checkpoints.append(p.watermark))
 
     assert resumed.watermark_derived and resumed.watermark_before == 3000
     assert (resumed.rows_loaded, resumed.checkpoints, resumed.watermark_after) == (700, 3, 10000)
-    assert checkpoints == [6000, 9000, 10000]
+    # The resumed run starts 1,000 below the watermark (the re-read window), so its units shift.
+    assert checkpoints == [4990, 7990, 10000]
     assert dest_rows(job) == source_rows(pg_source)
     assert job.rows("COUNT(*) AS n, COUNT(DISTINCT id) AS k, SUM(amount) AS s", order="1") == [
         {"n": 1000, "k": 1000, "s": sum(r[1] for r in source_rows(pg_source))}
@@ -347,8 +356,9 @@ def test_it_keeps_committed_checkpoints_when_the_source_fails_midway(pg_source, 
     accounts_table(pg_source, 600, name="base")
     # A view that fails on row 450 (division by zero), like a source dying part-way through.
     pg_source.execute("CREATE VIEW t AS SELECT id, amount, note, updated, 1 / (id - 450) AS boom FROM base")
+    # A view has no primary key: the job names its key, so the re-read window de-duplicates on it.
     job = Job(pg_source, bq, bq_dataset, tmp_path, load_strategy="incremental", cursor_column="updated",
-              checkpoint_rows=200)  # fmt: skip
+              checkpoint_rows=200, key_columns=("id",))  # fmt: skip
     job.create_destination()
 
     with pytest.raises(SourceReadError) as failure:
@@ -361,7 +371,7 @@ def test_it_keeps_committed_checkpoints_when_the_source_fails_midway(pg_source, 
     job.run()
 
     assert dest_rows(job) == source_rows(pg_source, "base")
-    assert job.tables() == ["dest"]
+    assert job.tables() == ["_etl_ledger", "dest"]
 
 
 def test_it_rejects_an_uncastable_value_and_leaves_the_table_unchanged(pg_source, bq, bq_dataset, tmp_path) -> None:
@@ -382,7 +392,7 @@ def test_it_rejects_an_uncastable_value_and_leaves_the_table_unchanged(pg_source
     assert error.key == "id=142" and "'twelve'" in str(error) and "id=142" in str(error)
     assert job.rows() == [{"id": 1, "qty": 100}, {"id": 2, "qty": 200}]
     assert [f.name for f in bq.get_table_schema(bq_dataset, "dest").fields] == ["id", "qty"]  # no tag column yet
-    assert job.tables() == ["dest"]
+    assert job.tables() == ["_etl_ledger", "dest"]
 
 
 def test_it_rejects_null_array_elements(pg_source, bq, bq_dataset, tmp_path) -> None:
@@ -410,7 +420,8 @@ def test_it_classifies_an_unreachable_source_as_transient_without_the_password(b
 
     assert failure.value.transient
     assert "s3cret-Pa55" not in str(failure.value)
-    assert bq.list_tables(bq_dataset) == []  # not even the destination it would have created
+    # Not even the destination it would have created; only the (empty) commit ledger.
+    assert [t.table_id for t in bq.list_tables(bq_dataset)] == ["_etl_ledger"]
 
 
 def test_it_classifies_a_rejected_login_as_permanent(mysql_source, bq, bq_dataset, tmp_path) -> None:
@@ -537,7 +548,7 @@ def test_it_drops_staging_tables_a_crashed_run_left_behind(sqlite_source, bq, bq
     result = job.run()
 
     assert result.staging_dropped == (leftover,)
-    assert job.tables() == sorted([other_job, "dest"])
+    assert job.tables() == sorted([other_job, "dest", "_etl_ledger"])
 
 
 def test_it_reports_progress_with_an_estimate(pg_source, bq, bq_dataset, tmp_path) -> None:

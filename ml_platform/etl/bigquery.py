@@ -694,6 +694,9 @@ class BigQuery:
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=disposition,
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+            # The table's own schema, explicitly: with WRITE_TRUNCATE and no schema, BigQuery may
+            # replace the table's schema with the file's (JSON, DATETIME, GEOGRAPHY columns lost).
+            schema=list(bq_table.schema),
         )
         parquet_options = bigquery.ParquetOptions()  # type: ignore[no-untyped-call]
         # Without list inference a Parquet LIST arrives as a RECORD with a `list.element` field.

@@ -1,0 +1,287 @@
+"""The runner's I/O helpers: progress/heartbeat, the classified warehouse calls, Parquet spool, staging loads."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ml_platform.etl.errors import RunError, classify_warehouse_error
+from ml_platform.etl.runspec import Phase, ProgressCallback, RunProgress
+from ml_platform.etl.types import BigQueryField, TableSchema
+
+if TYPE_CHECKING:
+    from ml_platform.etl.bigquery import BigQuery
+
+logger = logging.getLogger(__name__)
+
+# A worker that reports nothing for this long looks dead to the scheduler (ETL_HEARTBEAT_TIMEOUT
+# is 120 s): every wait on BigQuery ticks the progress callback at this interval.
+HEARTBEAT_SECONDS = 10.0
+# Progress while extracting is reported at most this often; callers write it to a database.
+PROGRESS_INTERVAL_SECONDS = 1.0
+# Spool files are loaded while extraction continues, each by one load job. A part is closed at
+# whichever limit comes first; the upload of a part is buffered whole by the client, so the
+# byte limit (Arrow size, about 2x the Parquet file) bounds memory for wide rows.
+PART_ROWS = 500_000
+PART_ARROW_BYTES = 64 * 1024 * 1024
+# Parquet row groups: the generic path yields small batches, ADBC large ones; both are regrouped.
+ROW_GROUP_ROWS = 64 * 1024
+ROW_GROUP_ARROW_BYTES = 16 * 1024 * 1024
+# Snappy: ~30% smaller uploads than none for ~0.2 s of CPU per 2M rows; zstd halves the file
+# again but costs twice the write time, which the emulator run (CPU-bound) cannot afford.
+COMPRESSION = "snappy"
+
+
+_T = TypeVar("_T")
+
+
+class Heartbeat:
+    """Progress reporting with throttling, and waiting on slow calls without going silent."""
+
+    def __init__(self, callback: ProgressCallback | None, estimate: int | None) -> None:
+        self.callback = callback
+        self.estimate = estimate
+        self.phase: Phase = "starting"
+        self.rows_extracted = 0
+        self.rows_loaded = 0
+        self.checkpoints = 0
+        self.watermark: Any = None
+        self._last = 0.0
+
+    def emit(self, phase: Phase | None = None, *, force: bool = False) -> None:
+        if phase is not None and phase != self.phase:
+            self.phase = phase
+            force = True
+        now = time.monotonic()
+        if self.callback is None or (not force and now - self._last < PROGRESS_INTERVAL_SECONDS):
+            return
+        self._last = now
+        self.callback(
+            RunProgress(
+                phase=self.phase,
+                rows_extracted=self.rows_extracted,
+                rows_estimate=self.estimate,
+                rows_loaded=self.rows_loaded,
+                checkpoints=self.checkpoints,
+                watermark=self.watermark,
+            )
+        )
+
+    def wait(self, future: concurrent.futures.Future[_T]) -> _T:
+        while True:
+            try:
+                return future.result(timeout=HEARTBEAT_SECONDS)
+            except concurrent.futures.TimeoutError:
+                self.emit(force=True)
+
+
+class Warehouse:
+    """The runner's view of the BigQuery wrapper; every failure becomes a classified RunError."""
+
+    def __init__(self, bq: BigQuery) -> None:
+        self.bq = bq
+
+    def _call(self, context: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        try:
+            return fn(*args, **kwargs)
+        except RunError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the wrapper may raise client, HTTP or its own errors
+            raise classify_warehouse_error(exc, context=context) from None
+
+    def schema(self, dataset: str, table: str) -> TableSchema | None:
+        try:
+            return self.bq.get_table_schema(dataset, table)
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                return None
+            raise classify_warehouse_error(exc, context=f"reading the schema of {dataset}.{table}") from None
+
+    def create_table(self, dataset: str, table: str, fields: Sequence[BigQueryField]) -> None:
+        self._call(f"creating {dataset}.{table}", self.bq.create_table, dataset, table, list(fields))
+
+    def add_columns(self, dataset: str, table: str, fields: Sequence[BigQueryField]) -> None:
+        self._call(f"adding columns to {dataset}.{table}", self.bq.add_columns, dataset, table, list(fields))
+
+    def table_names(self, dataset: str) -> list[str]:
+        # The wrapper's list_tables counts every table's rows (a query per 50 tables); the
+        # clean-up only needs names, so it lists them with the wrapper's own client.
+        client = self.bq.client
+        items = self._call(f"listing tables of {dataset}", client.list_tables, f"{self.bq.project}.{dataset}")
+        return [item.table_id for item in items]
+
+    def drop(self, dataset: str, table: str) -> None:
+        self._call(f"dropping {dataset}.{table}", self.bq.drop_table, dataset, table)
+
+    def load(self, path: Path, dataset: str, table: str, write_disposition: str) -> None:
+        self._call(f"loading into {dataset}.{table}", self.bq.load_parquet, path, dataset, table, write_disposition)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._call("running a query", self.bq.query, sql, params or {})
+
+    def max_value(self, dataset: str, table: str, column: str, where_tag: tuple[str, str] | None) -> Any:
+        return self._call(
+            f"reading MAX({column}) of {dataset}.{table}", self.bq.max_value, dataset, table, column, where_tag
+        )
+
+
+    def find_job(self, job_id: str) -> Any:
+        """The BigQuery job with this id, or None when there is none (a commit never submitted)."""
+        try:
+            return self.bq.client.get_job(job_id, location=self.bq.location, timeout=self.bq.http_timeout)
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                return None
+            raise classify_warehouse_error(exc, context=f"looking up BigQuery job {job_id}") from None
+
+    def submit(self, sql: str, job_id: str) -> Any:
+        """Start a query job under a deterministic id (never retried under another id by the client)."""
+        return self._call(
+            "submitting a commit",
+            self.bq.client.query,
+            sql,
+            job_id=job_id,
+            job_retry=None,
+            timeout=self.bq.http_timeout,
+        )
+
+    def wait(self, job: Any) -> None:
+        """Wait for a job; a failed job raises its classified error."""
+        self._call("committing", job.result, timeout=self.bq.job_timeout)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    link: BaseException | None = exc
+    while link is not None:
+        if getattr(link, "code", None) == 404 or type(link).__name__ in ("NotFound", "TableNotFound"):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+# --- spooling ---------------------------------------------------------------------
+
+
+class Spool:
+    """Parquet part files of conformed batches; each closed part is handed to `on_part`.
+
+    Parts are bounded (`PART_ROWS`) so a load of part k runs while part k+1 is being
+    extracted, and so no single upload buffers more than one part in memory.
+    """
+
+    def __init__(self, directory: Path, schema: pa.Schema, on_part: Callable[[Path, int], None]) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.on_part = on_part
+        self.parts = 0
+        self.bytes = 0
+        self.rows = 0
+        self.paths: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._path: Path | None = None
+        self._part_rows = 0
+        self._part_bytes = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        self.rows += batch.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_ARROW_BYTES:
+            self._flush()
+        if self._part_rows >= PART_ROWS or self._part_bytes >= PART_ARROW_BYTES:
+            self._close_part()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._path = self.directory / f"part-{self.parts:05d}.parquet"
+            self._writer = pq.ParquetWriter(self._path, self.schema, compression=COMPRESSION)
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self._part_rows += table.num_rows
+        self._part_bytes += self._pending_bytes
+        self._pending = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+
+    def _close_part(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        assert self._path is not None
+        self.bytes += self._path.stat().st_size
+        path, rows = self._path, self._part_rows
+        self._writer, self._path, self._part_rows, self._part_bytes = None, None, 0, 0
+        self.parts += 1
+        self.paths.append(path)
+        self.on_part(path, rows)
+
+    def finish(self) -> None:
+        self._flush()
+        self._close_part()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the run already failed; keep its error
+                pass
+            self._writer = None
+
+
+class Loader:
+    """Loads spool parts into staging one after another on a background thread."""
+
+    def __init__(self, warehouse: Warehouse, dataset: str, table: str) -> None:
+        self.warehouse = warehouse
+        self.dataset = dataset
+        self.table = table
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-load")
+        self._futures: list[concurrent.futures.Future[None]] = []
+        self._first = True
+
+    def submit(self, path: Path, _rows: int) -> None:
+        self.raise_if_failed()
+        disposition = "WRITE_TRUNCATE" if self._first else "WRITE_APPEND"
+        self._first = False
+        self._futures.append(self._pool.submit(self._load, path, disposition))
+
+    def _load(self, path: Path, disposition: str) -> None:
+        try:
+            self.warehouse.load(path, self.dataset, self.table, disposition)
+        finally:
+            path.unlink(missing_ok=True)  # a loaded part is never needed again
+
+    def raise_if_failed(self) -> None:
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                future.result()
+
+    def wait(self, heartbeat: Heartbeat) -> None:
+        for future in self._futures:
+            heartbeat.wait(future)
+
+    @property
+    def loaded_anything(self) -> bool:
+        return bool(self._futures)
+
+    def close(self) -> None:
+        # Let an in-flight load finish before staging is dropped; never start queued ones.
+        for future in self._futures:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
