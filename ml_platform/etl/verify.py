@@ -173,8 +173,8 @@ def _bisect(pool: concurrent.futures.Executor, source: Side, dest: Side, key: st
         if small:
             report(Progress("comparing", level, len(small), result.rows_fetched))
             for chunk in _chunks(small):
-                s_rows, d_rows = _both(pool, lambda c=chunk: source.rows(lo, width, c),
-                                       lambda c=chunk: dest.rows(lo, width, c))
+                s_rows, d_rows = _both(pool, lambda c=chunk, w=width: source.rows(lo, w, c),
+                                       lambda c=chunk, w=width: dest.rows(lo, w, c))
                 result.queries += 2
                 result.rows_fetched += len(s_rows) + len(d_rows)
                 _compare(s_rows, d_rows, missing, extra, changed)
@@ -184,7 +184,8 @@ def _bisect(pool: concurrent.futures.Executor, source: Side, dest: Side, key: st
         src, dst = {}, {}
         for chunk in _chunks(large):
             within = (width, chunk)
-            s, d = _both(pool, lambda w=within: source.buckets(lo, child, w), lambda w=within: dest.buckets(lo, child, w))
+            s, d = _both(pool, lambda w=within, c=child: source.buckets(lo, c, w),
+                         lambda w=within, c=child: dest.buckets(lo, c, w))
             result.queries += 2
             src.update(s)
             dst.update(d)
