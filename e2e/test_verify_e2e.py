@@ -51,12 +51,12 @@ def test_verify_from_the_jobs_page_shows_the_picture_and_repair_fixes_it(page: P
     expect(strip).to_be_visible()
     assert strip.locator('rect[fill="#dc3545"]').count() == 3  # 10-12, 2500 and 4000 lie in three ranges
     assert strip.locator('rect[fill="#198754"]').count() > 10
-    expect(page.locator('#runs-table tr[data-kind="verify"]')).to_have_count(1)
+    expect(page.locator('#runs-table [data-kind="verify"]')).to_have_count(1)
 
     panel.get_by_role("button", name="Repair 5 rows").click()
     expect(page.get_by_test_id("verification-result")).to_have_attribute("data-in-sync", "true", timeout=120_000)
     expect(page.get_by_test_id("verification-result")).to_contain_text("5 rows reloaded")
     expect(page.get_by_test_id("verification-strip").locator('rect[fill="#dc3545"]')).to_have_count(0)
-    expect(page.locator('#runs-table tr[data-kind="repair"]')).to_have_count(1)
+    expect(page.locator('#runs-table [data-kind="repair"]')).to_have_count(1)
     rows = bq.query(f"SELECT COUNT(*) AS n, COUNTIF(note = 'tampered') AS t FROM {table}")[0]
     assert (rows["n"], rows["t"]) == (5000, 0)
