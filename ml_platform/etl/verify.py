@@ -115,9 +115,31 @@ NO_KEY_MESSAGE = (
 )
 
 
-def _both[T](pool: concurrent.futures.Executor, a: Callable[[], T], b: Callable[[], T]) -> tuple[T, T]:
-    fa, fb = pool.submit(a), pool.submit(b)
-    return fa.result(), fb.result()
+HEARTBEAT_SECONDS = 10.0
+
+
+class _Pool(concurrent.futures.ThreadPoolExecutor):
+    """Runs the two sides' queries concurrently; while waiting, re-sends the last progress as a heartbeat
+    (a checksum of a large table is one long query, and a silent worker looks dead to the reaper)."""
+
+    def __init__(self, report: ProgressCallback) -> None:
+        super().__init__(max_workers=2, thread_name_prefix="verify")
+        self.report = report
+        self.last = Progress("counting", 0, 0, 0)
+
+    def tell(self, progress: Progress) -> None:
+        self.last = progress
+        self.report(progress)
+
+
+def _both[T](pool: _Pool, a: Callable[[], T], b: Callable[[], T]) -> tuple[T, T]:
+    futures = [pool.submit(a), pool.submit(b)]
+    while True:
+        done, pending = concurrent.futures.wait(futures, timeout=HEARTBEAT_SECONDS,
+                                                return_when=concurrent.futures.FIRST_EXCEPTION)
+        if not pending or any(f.exception() is not None for f in done):
+            return futures[0].result(), futures[1].result()
+        pool.report(pool.last)
 
 
 def _top_width(lo: int, hi: int) -> int:
@@ -131,21 +153,21 @@ def verify(source: Side, dest: Side, *, key: str | None, progress: ProgressCallb
     """Compare `source` with `dest`. `progress` is called between steps; raising from it cancels."""
     started = time.monotonic()
     report = progress or (lambda _p: None)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
+    with _Pool(report) as pool:
         if key is None:
-            report(Progress("counting", 0, 0, 0))
+            pool.tell(Progress("counting", 0, 0, 0))
             (sn, ss), (dn, ds) = _both(pool, source.total, dest.total)
             result = VerifyResult(in_sync=(sn, ss) == (dn, ds), keyed=False, key=None, source_rows=sn, dest_rows=dn,
                                   queries=2, message=NO_KEY_MESSAGE)
         else:
-            result = _bisect(pool, source, dest, key, report)
+            result = _bisect(pool, source, dest, key)
     result.seconds = round(time.monotonic() - started, 3)
     report(Progress("done", 0, 0, result.rows_fetched))
     return result
 
 
-def _bisect(pool: concurrent.futures.Executor, source: Side, dest: Side, key: str,
-            report: ProgressCallback) -> VerifyResult:
+def _bisect(pool: _Pool, source: Side, dest: Side, key: str) -> VerifyResult:
+    report = pool.tell
     report(Progress("counting", 0, 0, 0))
     (smin, smax, sn), (dmin, dmax, dn) = _both(pool, source.bounds, dest.bounds)
     result = VerifyResult(in_sync=True, keyed=True, key=key, source_rows=sn, dest_rows=dn, queries=2)
