@@ -150,6 +150,8 @@ class EtlJob(models.Model):
     # Incremental without a key: "dedup" (whole-row) or "append" (append-with-overlap, no re-read).
     incremental_overlap = models.CharField(max_length=10, default="dedup", blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Verify (ml_platform/verification.py) after every successful run.
+    verify_after_run = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -182,6 +184,11 @@ class JobRun(models.Model):
         MANUAL = "manual", "Manual"
         SCHEDULE = "schedule", "Schedule"
 
+    class Kind(models.TextChoices):
+        RUN = "run", "Run"
+        VERIFY = "verify", "Verify"
+        REPAIR = "repair", "Repair"
+
     job = models.ForeignKey(EtlJob, on_delete=models.CASCADE, related_name="runs")
     # Past runs keep showing the connection they used, even after a Reconnect.
     connection = models.ForeignKey(Connection, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -202,6 +209,9 @@ class JobRun(models.Model):
     watermark_after = models.JSONField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=1)
     error = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RUN)
+    # A verify or repair run's result (etl.verify.VerifyResult.to_json()).
+    verification = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

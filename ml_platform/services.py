@@ -329,9 +329,11 @@ def runs_fail_stale(*, now: datetime | None = None) -> int:
 
 
 def run_execute(*, run_id: int) -> None:
+    from ml_platform import verification
     from ml_platform.runs import execute_run
 
     execute_run(run_id=run_id)
+    verification.after_run(run_id=run_id)
 
 
 # --------------------------------------------------------------------------- jobs

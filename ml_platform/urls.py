@@ -5,7 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from ml_platform import api_etl, job_pages, pages, views, workspace_pages
+from ml_platform import api_etl, job_pages, pages, verify_api, verify_pages, views, workspace_pages
 
 api_patterns = [
     path("connections/", views.api_connections, name="api_connections"),
@@ -22,6 +22,7 @@ api_patterns = [
          name="api_validate_schema_compatibility"),
     path("jobs/", views.api_jobs, name="api_jobs"),
     path("jobs/<int:job_id>/", views.api_job_detail, name="api_job_detail"),
+    path("jobs/<int:job_id>/verify/", verify_api.api_job_verify, name="api_job_verify"),
 ]
 
 urlpatterns = [
@@ -40,6 +41,11 @@ urlpatterns = [
     path("jobs/<int:job_id>/delete/", pages.job_delete, name="job_delete"),
     path("jobs/<int:job_id>/edit/", job_pages.job_edit, name="job_edit"),
     path("jobs/<int:job_id>/reconnect/", job_pages.job_reconnect, name="job_reconnect"),
+    path("jobs/<int:job_id>/verify/", verify_pages.job_verify, name="job_verify"),
+    path("jobs/<int:job_id>/verify/cancel/", verify_pages.job_verify_cancel, name="job_verify_cancel"),
+    path("jobs/<int:job_id>/verify/settings/", verify_pages.job_verify_settings, name="job_verify_settings"),
+    path("jobs/<int:job_id>/verification/", verify_pages.job_verification, name="job_verification"),
+    path("jobs/<int:job_id>/repair/", verify_pages.job_repair, name="job_repair"),
     path("connections/", pages.connections, name="connections"),
     path("connections/new/", pages.connection_create, name="connection_create"),
     path("connections/test/", pages.connection_test_unsaved, name="connection_test_unsaved"),

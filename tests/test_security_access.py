@@ -89,6 +89,12 @@ ACCESS: dict[str, Access] = {
     "job_delete": _a("object", GET=(VIEWER, PAGE), POST=(EDITOR, ACT)),
     "job_edit": _a("object", GET=(VIEWER, PAGE), POST=(EDITOR, FORM)),
     "job_reconnect": _a("object", GET=(VIEWER, PAGE), POST=(EDITOR, FORM)),
+    # Verify / Repair (verify17)
+    "job_verify": _a("object", POST=(EDITOR, ACT)),
+    "job_repair": _a("object", POST=(EDITOR, ACT)),
+    "job_verify_cancel": _a("object", POST=(EDITOR, ACT)),
+    "job_verify_settings": _a("object", POST=(EDITOR, ACT)),
+    "job_verification": _a("object", GET=(VIEWER, PAGE)),
     # connections
     "connections": _a("scoped", GET=(VIEWER, PAGE)),
     "connection_create": _a("scoped", GET=(VIEWER, PAGE), POST=(EDITOR, FORM)),
@@ -126,6 +132,7 @@ ACCESS: dict[str, Access] = {
     "api_validate_schema_compatibility": _a("scoped", POST=(EDITOR, API_BODY)),
     "api_jobs": _a("scoped", GET=(VIEWER, API), POST=(EDITOR, API_BODY)),
     "api_job_detail": _a("object", GET=(VIEWER, API)),
+    "api_job_verify": _a("object", GET=(VIEWER, API), POST=(EDITOR, {200, 202, 409})),  # 409: already active
 }
 # URL parameters that name a workspace object.
 OBJECT_KWARGS = {"connection_id", "job_id", "run_id", "membership_id", "token_id"}

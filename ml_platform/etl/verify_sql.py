@@ -1,0 +1,336 @@
+"""Per-dialect SQL that normalises a row to one canonical text and hashes it, inside each database.
+
+Two values that are equal after the job's casts must give the same text on every engine:
+
+| destination type | canonical text |
+|---|---|
+| INT64 | the integer in decimal |
+| NUMERIC / BIGNUMERIC | rounded to the destination's scale, trailing zeros (and a bare `.`) removed |
+| FLOAT64 | rounded to 6 decimals, then as NUMERIC |
+| BOOL | `1` / `0` |
+| TIMESTAMP / DATETIME | microseconds since 1970-01-01 UTC (a naive source timestamp is UTC, as the runner loads it) |
+| DATE | `YYYY-MM-DD` |
+| JSON | the JSON text with every space, tab, line feed and carriage return removed |
+| BYTES | lower-case hex |
+| anything else | the value as text |
+
+NULL is `\\N`; columns are joined with `|`. A row's hash is the first 15 hex digits of the MD5 of
+that text, as an integer (60 bits, so a SUM over billions of rows stays exact in NUMERIC/DECIMAL).
+SQLite has no MD5: `register_sqlite` adds Python functions with the same normalisation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Dialect = Literal["postgresql", "mysql", "sqlite", "bigquery"]
+Kind = Literal["int", "numeric", "float", "bool", "timestamp", "datetime", "date", "json", "bytes", "text"]
+
+NULL_TEXT = "\\N"
+SEPARATOR = "|"
+HASH_HEX = 15
+FLOAT_DECIMALS = 6
+# JSON whitespace (RFC 8259): space, tab, line feed, carriage return.
+_WS = re.compile(r"[ \t\n\r]+")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class VerifyColumn:
+    """One compared column: its name on each side and how its values are normalised."""
+
+    source: str
+    dest: str
+    kind: Kind
+    scale: int = 9
+
+
+def kind_for(field_type: str) -> Kind:
+    t = field_type.upper()
+    if t in ("INT64", "INTEGER"):
+        return "int"
+    if t in ("NUMERIC", "DECIMAL", "BIGNUMERIC", "BIGDECIMAL"):
+        return "numeric"
+    if t in ("FLOAT64", "FLOAT"):
+        return "float"
+    if t in ("BOOL", "BOOLEAN"):
+        return "bool"
+    if t == "TIMESTAMP":
+        return "timestamp"
+    if t == "DATETIME":
+        return "datetime"
+    if t == "DATE":
+        return "date"
+    if t == "JSON":
+        return "json"
+    if t == "BYTES":
+        return "bytes"
+    return "text"
+
+
+def scale_for(field_type: str, scale: int | None) -> int:
+    """The destination's scale: declared, else BigQuery's default (9 for NUMERIC, capped at 9 for BIGNUMERIC)."""
+    if scale is not None:
+        return min(scale, 9)
+    return FLOAT_DECIMALS if kind_for(field_type) == "float" else 9
+
+
+def quote(dialect: Dialect, name: str) -> str:
+    if dialect in ("mysql", "bigquery"):
+        if "`" in name:
+            raise ValueError(f"Invalid column name {name!r}")
+        return f"`{name}`"
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def _pg(col: VerifyColumn, ref: str) -> str:
+    match col.kind:
+        case "int":
+            return f"({ref})::bigint::text"
+        case "numeric":
+            return f"trim_scale(round(({ref})::numeric, {col.scale}))::text"
+        case "float":
+            return f"trim_scale(round(({ref})::numeric, {FLOAT_DECIMALS}))::text"
+        case "bool":
+            return f"CASE WHEN ({ref})::boolean THEN '1' WHEN NOT ({ref})::boolean THEN '0' END"
+        case "timestamp" | "datetime":
+            return f"(extract(epoch from {ref}) * 1000000)::bigint::text"
+        case "date":
+            return f"to_char({ref}, 'YYYY-MM-DD')"
+        case "json":
+            return f"translate(({ref})::text, E' \\t\\n\\r', '')"
+        case "bytes":
+            return f"encode({ref}, 'hex')"
+    return f"({ref})::text"
+
+
+def _mysql(col: VerifyColumn, ref: str) -> str:
+    def strip(text: str) -> str:
+        return f"IF(INSTR({text}, '.') > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text})), {text})"
+
+    match col.kind:
+        case "int":
+            return f"CAST({ref} AS CHAR)"
+        case "numeric":
+            return strip(f"CAST(CAST({ref} AS DECIMAL(65,{col.scale})) AS CHAR)")
+        case "float":
+            return strip(f"CAST(CAST(ROUND({ref}, {FLOAT_DECIMALS}) AS DECIMAL(65,{FLOAT_DECIMALS})) AS CHAR)")
+        case "bool":
+            return f"CASE WHEN {ref} <> 0 THEN '1' WHEN {ref} = 0 THEN '0' END"
+        case "timestamp" | "datetime":
+            return f"CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {ref}) AS CHAR)"
+        case "date":
+            return f"DATE_FORMAT({ref}, '%Y-%m-%d')"
+        case "json":
+            return f"REGEXP_REPLACE(CAST({ref} AS CHAR), '[ \\t\\n\\r]+', '')"
+        case "bytes":
+            return f"LOWER(HEX({ref}))"
+    return f"CAST({ref} AS CHAR)"
+
+
+def _bq(col: VerifyColumn, ref: str) -> str:
+    def strip(text: str) -> str:
+        return f"IF(STRPOS({text}, '.') > 0, RTRIM(RTRIM({text}, '0'), '.'), {text})"
+
+    match col.kind:
+        case "int":
+            return f"CAST({ref} AS STRING)"
+        case "numeric":
+            return strip(f"CAST(ROUND({ref}, {col.scale}) AS STRING)")
+        case "float":
+            return strip(f"FORMAT('%.{FLOAT_DECIMALS}f', {ref})")
+        case "bool":
+            return f"CASE WHEN {ref} THEN '1' WHEN NOT {ref} THEN '0' END"
+        case "timestamp":
+            return f"CAST(UNIX_MICROS({ref}) AS STRING)"
+        case "datetime":
+            return f"CAST(UNIX_MICROS(TIMESTAMP({ref})) AS STRING)"
+        case "date":
+            return f"FORMAT_DATE('%Y-%m-%d', {ref})"
+        case "json":
+            return f"TRANSLATE(TO_JSON_STRING({ref}), ' \\t\\n\\r', '')"
+        case "bytes":
+            return f"TO_HEX({ref})"
+    return f"CAST({ref} AS STRING)"
+
+
+_EXPR = {"postgresql": _pg, "mysql": _mysql, "bigquery": _bq}
+
+
+def row_text(dialect: Dialect, columns: tuple[VerifyColumn, ...], *, dest: bool) -> str:
+    """SQL for the row's canonical text (not for SQLite, which hashes in Python)."""
+    expr = _EXPR[dialect]
+    # MySQL and BigQuery read a backslash in a string literal as an escape; PostgreSQL does not.
+    null = NULL_TEXT if dialect == "postgresql" else NULL_TEXT.replace("\\", "\\\\")
+    parts = [f"COALESCE({expr(c, quote(dialect, c.dest if dest else c.source))}, '{null}')" for c in columns]
+    if dialect == "postgresql":
+        return " || '|' || ".join(parts)
+    return "CONCAT(" + ", '|', ".join(parts) + ")"
+
+
+def _hex_int(dialect: Dialect, hexexpr: str, start: int, length: int) -> str:
+    """SQL: the integer of `length` hex digits of `hexexpr` from position `start` (1-based)."""
+    part = f"substr({hexexpr}, {start}, {length})"
+    if dialect == "postgresql":
+        pad = "0" * (8 - length)
+        return f"('x{pad}' || {part})::bit(32)::bigint"
+    if dialect == "mysql":
+        return f"CAST(CONV({part}, 16, 10) AS UNSIGNED)"
+    if dialect == "bigquery":
+        return f"CAST(CONCAT('0x', SUBSTR({hexexpr}, {start}, {length})) AS INT64)"
+    return f"verify_hex_int({part})"
+
+
+def bucket_expr(dialect: Dialect, key: str, lo: int, width: int) -> str:
+    """The bucket of an integer key: (key - lo) integer-divided by width (keys are >= lo)."""
+    if dialect == "bigquery":
+        return f"DIV(({key} - {lo}), {width})"
+    if dialect == "mysql":
+        return f"({key} - {lo}) DIV {width}"
+    if dialect == "postgresql":
+        return f"(({key})::bigint - {lo}) / {width}"
+    return f"(CAST({key} AS INTEGER) - {lo}) / {width}"
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The SQL one side runs. `table` is quoted already; `scope` is an extra WHERE condition (the tag)."""
+
+    dialect: Dialect
+    table: str
+    columns: tuple[VerifyColumn, ...]
+    key: VerifyColumn | None
+    dest: bool
+    scope: str = "TRUE"
+
+    def _q(self, c: VerifyColumn) -> str:
+        return quote(self.dialect, c.dest if self.dest else c.source)
+
+    def _hash_hex(self) -> str:
+        if self.dialect == "sqlite":
+            return f"verify_row_hex({', '.join(self._q(c) for c in self.columns)})"
+        text = row_text(self.dialect, self.columns, dest=self.dest)
+        if self.dialect == "bigquery":
+            return f"TO_HEX(MD5({text}))"
+        return f"md5({text})" if self.dialect == "postgresql" else f"MD5({text})"
+
+    def _sums(self) -> str:
+        # Two halves of a 60-bit hash, each summed in 64-bit integers without overflow (up to 2^31 rows).
+        hi, lo = _hex_int(self.dialect, "h", 1, 7), _hex_int(self.dialect, "h", 8, 8)
+        return f"COUNT(*) AS n, SUM({hi}) AS s1, SUM({lo}) AS s2"
+
+    def bounds(self) -> str:
+        k = self._q(self.key) if self.key else "NULL"
+        return f"SELECT MIN({k}) AS kmin, MAX({k}) AS kmax, COUNT(*) AS n FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
+
+    def total(self) -> str:
+        inner = f"SELECT {self._hash_hex()} AS h FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
+        return f"SELECT {self._sums()} FROM ({inner}) x"  # noqa: S608 - quote()d names, int() numbers
+
+    def _where(self, lo: int, within: tuple[int, list[int]] | None) -> str:
+        assert self.key is not None
+        k = self._q(self.key)
+        where = f"{self.scope} AND {k} >= {int(lo)}"
+        if within is not None:
+            width, parents = within
+            # The key range around the parents first, so an index on the key narrows the scan.
+            first, last = int(lo) + min(parents) * width, int(lo) + (max(parents) + 1) * width
+            where = f"{self.scope} AND {k} >= {first} AND {k} < {last}"
+            where += f" AND {bucket_expr(self.dialect, k, lo, width)} IN ({', '.join(str(int(b)) for b in parents)})"
+        return where
+
+    def buckets(self, lo: int, width: int, within: tuple[int, list[int]] | None) -> str:
+        assert self.key is not None
+        bucket = bucket_expr(self.dialect, self._q(self.key), lo, width)
+        inner = f"SELECT {bucket} AS b, {self._hash_hex()} AS h FROM {self.table} WHERE {self._where(lo, within)}"  # noqa: S608 - quote()d names, int() numbers
+        return f"SELECT x.b AS b, {self._sums()} FROM ({inner}) x GROUP BY x.b"  # noqa: S608 - quote()d names, int() numbers
+
+    def rows(self, lo: int, width: int, buckets: list[int]) -> str:
+        assert self.key is not None
+        k = self._q(self.key)
+        return (f"SELECT {k} AS k, {self._hash_hex()} AS h FROM {self.table} "  # noqa: S608 - quote()d names, int() numbers
+                f"WHERE {self._where(lo, (width, buckets))}")
+
+
+# --- SQLite: the same normalisation in Python -----------------------------------------------------
+
+
+def _strip(text: str) -> str:
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _decimal_text(value: Any, scale: int) -> str:
+    number = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
+    rounded = number.quantize(decimal.Decimal(1).scaleb(-scale), rounding=decimal.ROUND_HALF_UP)
+    return _strip(format(rounded, "f"))
+
+
+def _micros(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(int(round(value * 1_000_000)))
+    text = str(value).strip().replace("Z", "+00:00")
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - _EPOCH
+    return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
+def py_normalise(kind: Kind, scale: int, value: Any) -> str:
+    """A Python value (as SQLite stores it) as the canonical text of `kind`."""
+    if value is None:
+        return NULL_TEXT
+    match kind:
+        case "int":
+            return str(int(value))
+        case "numeric":
+            return _decimal_text(value, scale)
+        case "float":
+            return _strip(format(float(value), f".{FLOAT_DECIMALS}f"))
+        case "bool":
+            if isinstance(value, str):
+                return "1" if value.strip().lower() in ("1", "t", "true", "y", "yes") else "0"
+            return "1" if value else "0"
+        case "timestamp" | "datetime":
+            return _micros(value)
+        case "date":
+            return str(value)[:10]
+        case "json":
+            return _WS.sub("", value if isinstance(value, str) else str(value))
+        case "bytes":
+            return value.hex() if isinstance(value, bytes) else str(value).encode().hex()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def py_row_text(columns: tuple[VerifyColumn, ...], values: tuple[Any, ...]) -> str:
+    return SEPARATOR.join(py_normalise(c.kind, c.scale, v) for c, v in zip(columns, values, strict=True))
+
+
+def py_hash_hex(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def register_sqlite(conn: sqlite3.Connection, columns: tuple[VerifyColumn, ...]) -> None:
+    """Register `verify_row_hex(cols...)` and `verify_hex_int(text)` on a SQLite connection."""
+
+    def row_hex(*values: Any) -> str:
+        return py_hash_hex(py_row_text(columns, values))
+
+    def hex_int(text: str | None) -> int | None:
+        return None if text is None else int(text, 16)
+
+    conn.create_function("verify_row_hex", len(columns), row_hex, deterministic=True)
+    conn.create_function("verify_hex_int", 1, hex_int, deterministic=True)
