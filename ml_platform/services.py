@@ -455,7 +455,10 @@ def job_create(
         ctx = compat.report_for(workspace=workspace, source_columns=source_columns, dataset=destination_dataset,
                                 table=destination_table, options=options, with_state=False)
         if not ctx.report.compatible:
-            raise JobCreateError("Schema incompatible", details=list(ctx.report.errors))
+            # Every finding, not only the errors: a column still to validate says so (and which one).
+            unvalidated = [f"{c.source_name}: {c.message} Validate the data (validate_data) first."
+                           for c in ctx.report.columns if c.verdict == "needs_validation" and c.source_name]
+            raise JobCreateError("Schema incompatible", details=list(ctx.report.errors) + unvalidated)
         if ctx.other_jobs:
             if not source_tag or tag_taken(source_tag, [j.source_tag for j in ctx.other_jobs]):
                 raise JobCreateError(
