@@ -17,7 +17,7 @@ from ml_platform.api.schemas import JobIn, JobPatchIn
 from ml_platform.api.serializers import job_to_dict, report_to_dict, run_to_dict
 from ml_platform.api.sources_in import introspected
 from ml_platform.etl import compatibility as engine
-from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, InvalidIdentifier
+from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, InvalidIdentifier, SchemaChangeRefused
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection, EtlJob
 from ml_platform.utils.connection_manager import SourceError
@@ -31,6 +31,8 @@ def bigquery_error(exc: BigQueryError) -> JsonResponse:
         return json_error(str(exc), status=404)
     if isinstance(exc, InvalidIdentifier):
         return json_error(str(exc), status=400)
+    if isinstance(exc, SchemaChangeRefused):  # e.g. partitioning by a STRING column: the request, not BigQuery
+        return json_error(str(exc), status=422)
     return json_error(f"BigQuery refused the change: {exc}", status=502)
 
 

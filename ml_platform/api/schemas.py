@@ -18,8 +18,24 @@ Cron = Annotated[str, StringConstraints(max_length=100)]
 TimeZone = Annotated[str, StringConstraints(max_length=64)]
 
 
+def has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def no_nul(cls, value: Any) -> Any:
+        # No database stores a NUL inside text (PostgreSQL refuses it): a bad value, never a 500 later on.
+        if has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 def runnable_cron(value: str | None) -> str | None:
