@@ -53,6 +53,7 @@ def test_it_serves_the_swagger_ui_from_our_own_static_files(alice_client) -> Non
     html = page.content.decode()
     assert "/static/ninja/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
     assert reverse("api_openapi") in html  # the UI reads our document
+    assert 'data-api-csrf="true"' in html and 'data-csrf-token=""' not in html  # "Try it out" writes need it
     assert "'self'" in page["Content-Security-Policy"]
 
 

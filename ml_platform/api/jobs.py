@@ -36,6 +36,12 @@ def bigquery_error(exc: BigQueryError) -> JsonResponse:
     return json_error(f"BigQuery refused the change: {exc}", status=502)
 
 
+def job_error(exc: services.JobCreateError) -> JsonResponse:
+    """A job the service refuses as asked (the schema check says no, a replace to confirm, a name for a column
+    that is not selected...): 422 with its details; a malformed request never gets this far (400)."""
+    return json_error(str(exc), status=422, details=exc.details)
+
+
 def model_errors(exc: ValidationError) -> JsonResponse:
     """A model rule the service enforces (e.g. a job name taken in the workspace), as a 400 naming the field."""
     errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
@@ -91,7 +97,7 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
     except SourceError as exc:
         return source_error(exc)
     except services.JobCreateError as exc:
-        return json_error(str(exc), status=422, details=exc.details)
+        return job_error(exc)
     except BigQueryError as exc:
         return bigquery_error(exc)
     return JsonResponse({"status": "ok", "job": job_to_dict(job)}, status=201)
@@ -140,8 +146,7 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
     except SourceError as exc:
         return source_error(exc)
     except services.JobCreateError as exc:
-        return json_error(str(exc), status=422 if not exc.details or "field" not in exc.details[0] else 400,
-                          details=exc.details)
+        return job_error(exc)
     except services.JobBusy as exc:
         return json_error(str(exc), status=409)
     except ValidationError as exc:
