@@ -37,12 +37,24 @@ def validation_details(errors: list[dict]) -> list[dict]:
     return [{"field": field_name(e.get("loc", ())), "error": str(e.get("msg", "invalid"))} for e in errors]
 
 
+CONNECTION_URLS = {"api_connections", "api_connection_detail"}
+
+
 def install(api: NinjaAPI) -> None:
     """Every error the API raises on purpose, in our shape (an unexpected one stays ninja's: re-raised, a 500)."""
 
     @api.exception_handler(ValidationError)
     def invalid(request: HttpRequest, exc: ValidationError) -> JsonResponse:
-        return json_error("Invalid request", status=400, details=validation_details(exc.errors))
+        details = validation_details(exc.errors)
+        match = request.resolver_match
+        if match and match.url_name in CONNECTION_URLS:
+            # The connection endpoints answer in their form's shape, whichever check refused the body.
+            grouped: dict[str, list[str]] = {}
+            for d in details:
+                grouped.setdefault(d["field"], []).append(d["error"])
+            return json_error("Invalid connection", status=400,
+                              details=[{"field": f, "errors": errors} for f, errors in grouped.items()])
+        return json_error("Invalid request", status=400, details=details)
 
     @api.exception_handler(BadRequest)
     def bad_request(request: HttpRequest, exc: BadRequest) -> JsonResponse:
