@@ -43,7 +43,8 @@ def job_error(exc: services.JobCreateError) -> JsonResponse:
 
 
 def model_errors(exc: ValidationError) -> JsonResponse:
-    """A model rule the service enforces (e.g. a job name taken in the workspace), as a 400 naming the field."""
+    """A model rule the service enforces, as a 400 naming the field. The one an Edit can break is the job name
+    taken in the workspace: a two-field unique constraint, which Django reports as a non-field error."""
     errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
     details = [{"field": "name" if "name" in " ".join(m).lower() and f == "__all__" else f, "error": " ".join(m)}
                for f, m in errors.items()]
@@ -109,9 +110,10 @@ def get_job(request: HttpRequest, job_id: int) -> JsonResponse:
     return JsonResponse({"status": "ok", "job": job_to_dict(job)})
 
 
-def edit_check(request: HttpRequest, job: EtlJob, body: JobPatchIn) -> tuple[list[SourceColumn], dict, object]:
-    """What the Edit page checks before saving: the columns exist, the strategy has what it needs, and the
-    schema check passes against the job's table. Returns (selected columns, the edited values, the report)."""
+def edit_check(request: HttpRequest, job: EtlJob,
+               body: JobPatchIn) -> tuple[list[SourceColumn], dict, compat.ReportContext]:
+    """What the Edit page checks before saving: the columns exist, the strategy has what it needs; then the
+    schema check against the job's table. Returns (selected columns, the edited values, the report)."""
     sent = body.model_dump(exclude_unset=True)
     values = {"name": sent.get("name") or job.name,
               "load_strategy": sent.get("load_strategy") or job.load_strategy,
