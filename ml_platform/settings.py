@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     "django_tasks_db",
+    "ninja",  # its Swagger UI static files for /api/docs (no CDN)
     "ml_platform",
     "wizard",
     "axes",
@@ -323,7 +324,7 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
-CSRF_FAILURE_VIEW = "ml_platform.api.csrf_failure"
+CSRF_FAILURE_VIEW = "ml_platform.errors.csrf_failure"
 
 LOGGING = {
     "version": 1,

@@ -5,25 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from ml_platform import api_etl, job_pages, pages, verify_api, verify_pages, views, workspace_pages
-
-api_patterns = [
-    path("connections/", views.api_connections, name="api_connections"),
-    path("connections/<int:connection_id>/", views.api_connection_detail, name="api_connection_detail"),
-    path("connections/<int:connection_id>/test/", views.api_connection_test, name="api_connection_test"),
-    path("connections/<int:connection_id>/tables/", views.api_connection_tables, name="api_connection_tables"),
-    path("connections/<int:connection_id>/tables/<str:table>/columns/", views.api_connection_columns,
-         name="api_connection_columns"),
-    path("connections/<int:connection_id>/tables/<str:table>/preview/", views.api_connection_preview,
-         name="api_connection_preview"),
-    path("datasets/", api_etl.api_datasets, name="api_datasets"),
-    path("datasets/<str:dataset>/tables/", api_etl.api_dataset_tables, name="api_dataset_tables"),
-    path("validate-schema-compatibility/", api_etl.api_validate_schema_compatibility,
-         name="api_validate_schema_compatibility"),
-    path("jobs/", views.api_jobs, name="api_jobs"),
-    path("jobs/<int:job_id>/", views.api_job_detail, name="api_job_detail"),
-    path("jobs/<int:job_id>/verify/", verify_api.api_job_verify, name="api_job_verify"),
-]
+from ml_platform import job_pages, pages, verify_pages, workspace_pages
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs", permanent=False)),
@@ -62,6 +44,6 @@ urlpatterns = [
     path("workspace/tokens/<int:token_id>/revoke/", workspace_pages.api_token_revoke, name="api_token_revoke"),
     path("workspace/datasets/new/", workspace_pages.dataset_create, name="dataset_create"),
     path("etl/", include("wizard.urls")),
-    path("api/etl/", include(api_patterns)),
+    path("api/", include("ml_platform.api.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -144,3 +144,80 @@ def test_it_refuses_a_schedule_that_never_runs_with_a_400_naming_the_field(alice
     assert refused.json()["status"] == "error"
     assert [d["field"] for d in refused.json()["details"]] == ["schedule"]
     assert not bq.table_exists(dest, "feb31") and not EtlJob.objects.filter(name="feb 31").exists()
+
+
+# --------------------------------------------------------------------------- validate_data and plain column names
+
+
+@pytest.fixture
+def coded(user, dest, pg_source):
+    """A PostgreSQL source whose text column `code` goes into the table's INT64 `code` (needs validation)."""
+    from ml_platform.warehouse import warehouse
+
+    pg_source.execute("CREATE TABLE src (id bigint PRIMARY KEY, amount numeric(12,2), code text)",
+                      "INSERT INTO src VALUES (1, 2.5, '12'), (2, 3.5, '7')",
+                      "CREATE TABLE dirty (id bigint PRIMARY KEY, code text)",
+                      "INSERT INTO dirty VALUES (1, '12'), (2, 'abc')")
+    warehouse().add_columns(dest, "orders", [BigQueryField("code", "INT64")])
+    return services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+
+
+def test_it_creates_a_job_that_needs_validation_once_validate_data_passes(alice_client, dest, coded, bq) -> None:
+    body = {"name": "coded", "connection_id": coded.pk, "source_table": "public.src", "use_existing_table": True,
+            "existing_table_name": f"{dest}.orders", "load_strategy": "append"}
+    unvalidated = post(alice_client, "api_jobs", body)
+    assert unvalidated.status_code == 422 and unvalidated.json()["message"] == "Schema incompatible"
+    assert any("code" in d and "validate_data" in d for d in unvalidated.json()["details"])
+    created = post(alice_client, "api_jobs", {**body, "validate_data": True})
+    assert created.status_code == 201, created.content
+    job = EtlJob.objects.get(name="coded")
+    assert job.selected_columns == ["id", "amount", "code"] and job.column_mapping["code"] == "code"
+    assert bq.row_count(dest, "orders") == 2  # creating the job loads nothing
+
+
+def test_it_refuses_a_job_whose_data_fails_validation_naming_the_value(alice_client, dest, coded) -> None:
+    body = {"name": "dirty", "connection_id": coded.pk, "source_table": "public.dirty", "use_existing_table": True,
+            "existing_table_name": f"{dest}.orders", "validate_data": True}
+    refused = post(alice_client, "api_jobs", body)
+    assert refused.status_code == 422 and refused.json()["message"] == "Schema incompatible"
+    assert any("abc" in d for d in refused.json()["details"]), refused.json()
+    assert not EtlJob.objects.filter(name="dirty").exists()
+
+
+def test_it_accepts_a_plain_list_of_column_names_with_types_from_the_source(alice_client, dest, coded, bq) -> None:
+    report = post(alice_client, VALIDATE, {"source_columns": ["id", "AMOUNT"], "connection_id": coded.pk,
+                                           "source_table": "public.src", "destination_table": f"{dest}.orders"})
+    assert report.status_code == 200, report.content
+    rows = {c["source_name"]: c for c in report.json()["columns"] if c["source_name"]}
+    assert set(rows) == {"id", "amount"} and rows["amount"]["source_type"] == "DECIMAL(12,2)"  # read from the source
+    assert report.json()["compatible"] is True
+    created = post(alice_client, "api_jobs", {"name": "two columns", "connection_id": coded.pk,
+                                              "source_table": "public.src", "source_columns": ["id", "amount"],
+                                              "destination_table": f"{dest}.two"})
+    assert created.status_code == 201, created.content
+    assert created.json()["job"]["selected_columns"] == ["id", "amount"]
+    assert [f.name for f in bq.get_table_schema(dest, "two").fields] == ["id", "amount"]
+
+
+def test_it_answers_bad_column_lists_and_unknown_fields_with_a_400_naming_the_field(alice_client, dest,
+                                                                                     coded) -> None:
+    base = {"connection_id": coded.pk, "source_table": "public.src", "destination_table": f"{dest}.orders"}
+    job = {**base, "name": "x", "destination_table": f"{dest}.x"}
+    cases = [
+        (VALIDATE, {**base, "source_columns": ["id", "nope"]}, "source_columns"),
+        (VALIDATE, {"destination_table": f"{dest}.orders", "source_columns": ["id"]}, "source_columns"),
+        (VALIDATE, {**base, "source_columns": ["id", {"name": "amount", "type": "int"}]}, "source_columns"),
+        (VALIDATE, {**base, "colour": "red"}, "colour"),
+        ("api_jobs", {**job, "source_columns": ["id", "nope"]}, "source_columns"),
+        ("api_jobs", {**job, "columns": ["nope"]}, "columns"),
+        ("api_jobs", {**job, "source_columns": [{"name": "id", "type": "int"}]}, "source_columns"),
+        ("api_jobs", {**job, "colour": "red"}, "colour"),
+        ("api_jobs", {**job, "validate_data": "yes please"}, "validate_data"),
+        ("api_jobs", {**job, "schedule_timezone": "Nowhere/City"}, "schedule_timezone"),
+    ]
+    for name, body, field in cases:
+        response = post(alice_client, name, body)
+        assert response.status_code == 400, (body, response.content)
+        fields = {d["field"].split(".")[0] for d in response.json()["details"]}
+        assert fields == {field}, (body, response.json())
+    assert not EtlJob.objects.exists()

@@ -131,7 +131,16 @@ ACCESS: dict[str, Access] = {
     "api_dataset_tables": _a("scoped", GET=(VIEWER, API)),
     "api_validate_schema_compatibility": _a("scoped", POST=(EDITOR, API_BODY)),
     "api_jobs": _a("scoped", GET=(VIEWER, API), POST=(EDITOR, API_BODY)),
-    "api_job_detail": _a("object", GET=(VIEWER, API)),
+    "api_job_detail": _a("object", GET=(VIEWER, API), PATCH=(EDITOR, API_BODY),
+                         DELETE=(EDITOR, {200, 409})),  # 409: a run is active
+    "api_job_runs": _a("object", GET=(VIEWER, API)),
+    "api_job_run": _a("object", POST=(EDITOR, {202, 409})),  # 409: a run is already queued or running
+    "api_job_pause": _a("object", POST=(EDITOR, API)),
+    "api_job_resume": _a("object", POST=(EDITOR, API)),
+    "api_job_reconnect": _a("object", POST=(EDITOR, {200, 409, 422})),  # "{}": the job's own connection and table
+    # the API's OpenAPI document and its Swagger UI (signed-in members, like the API itself)
+    "api_docs": _a("scoped", GET=(VIEWER, PAGE)),
+    "api_openapi": _a("scoped", GET=(VIEWER, API)),
     "api_job_verify": _a("object", GET=(VIEWER, API), POST=(EDITOR, {200, 202, 409})),  # 409: already active
 }
 # URL parameters that name a workspace object.

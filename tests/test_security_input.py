@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -282,8 +283,10 @@ def test_it_rejects_invalid_job_creation_requests(alice_client, connection, dest
     for field, values in bad.items():
         for value in values:
             body = job_body(connection, dest, **{field: value})
-            # A merge key or cursor column only counts for the strategy that uses it.
-            body.setdefault("load_strategy", {"merge_key": "merge", "cursor_column": "incremental"}.get(field))
+            # A merge key or cursor column only counts for the strategy that uses it (any other field keeps the
+            # default strategy: a null one would be the only error every body has).
+            if strategy := {"merge_key": "merge", "cursor_column": "incremental"}.get(field):
+                body.setdefault("load_strategy", strategy)
             assert_api_error(json_post(alice_client, url, body), f"{field}={str(value)[:40]!r}")
     existing = job_body(connection, dest, use_existing_table=True)
     for name in [None, "nodot", f"{dest}.nope", f"{dest}.has space", "a;b.orders", MB]:
@@ -306,13 +309,21 @@ def test_it_rejects_invalid_job_creation_requests(alice_client, connection, dest
                  max_leaves=5),
     max_size=6))
 def test_it_never_fails_on_arbitrary_json_bodies(alice_client, connection, dest, body: dict) -> None:
-    # Fuzzed fields over a valid request, so the examples get past the first check. For job creation
-    # `name` stays invalid, so no example ever creates a job (or a table).
+    # Fuzzed fields over a valid request, so the examples get past the first check. Each example gets a job name
+    # and table of its own, so one that the fuzz leaves valid really creates its job (and the next is not refused
+    # only because the name or the table is taken).
+    n = next(FUZZ_EXAMPLE)
+    fresh = {"name": f"fuzz {n}", "destination_table": f"{dest}.fuzz_{n}"}
     for url, sent in ((reverse("api_validate_schema_compatibility"), {**validate_body(connection, dest), **body}),
-                      (reverse("api_jobs"), {**job_body(connection, dest), **body, "name": ""})):
+                      (reverse("api_jobs"), {**job_body(connection, dest), **fresh, **body})):
         response = json_post(alice_client, url, sent)
-        if response.status_code != 200:
+        if response.status_code == 201:
+            assert EtlJob.objects.filter(pk=response.json()["job"]["id"], name=sent["name"]).exists(), sent
+        elif response.status_code != 200:
             assert_api_error(response, f"{url} {sent!r}")
+
+
+FUZZ_EXAMPLE = itertools.count()
 
 
 # --------------------------------------------------------------------------- wizard

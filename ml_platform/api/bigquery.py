@@ -1,0 +1,102 @@
+"""/api/etl/datasets/... and /api/etl/validate-schema-compatibility/: the spec's BigQuery endpoints."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from ninja import Router
+
+from ml_platform import compat, selectors, sources
+from ml_platform.api.errors import json_error, source_error
+from ml_platform.api.parsing import BadRequest
+from ml_platform.api.schemas import ColumnIn, CompatibilityIn
+from ml_platform.api.serializers import report_to_dict
+from ml_platform.api.sources_in import introspected, typed_columns
+from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
+from ml_platform.etl.types import SourceColumn
+from ml_platform.models import Connection
+from ml_platform.utils.connection_manager import SourceError
+from ml_platform.warehouse import warehouse
+
+router = Router(tags=["bigquery"])
+
+
+@router.get("/datasets/", url_name="api_datasets", summary="The workspace's BigQuery datasets")
+def datasets(request: HttpRequest) -> JsonResponse:
+    try:
+        names = warehouse().list_datasets()
+    except BigQueryError as exc:
+        return json_error(f"BigQuery is not reachable: {exc}", status=502)
+    mine = set(selectors.datasets_in(scope=request.scope))
+    return JsonResponse({"status": "ok", "datasets": [n for n in names if n in mine]})
+
+
+@router.get("/datasets/{dataset}/tables/", url_name="api_dataset_tables",
+            summary="A dataset's tables with exact row counts and the jobs loading into each")
+def dataset_tables(request: HttpRequest, dataset: str) -> JsonResponse:
+    selectors.dataset_in(scope=request.scope, dataset=dataset)
+    try:
+        tables = warehouse().list_tables(dataset)
+    except (DatasetNotFound, InvalidIdentifier):
+        return json_error(f"Dataset {dataset!r} not found", status=404)
+    except BigQueryError as exc:
+        return json_error(f"BigQuery is not reachable: {exc}", status=502)
+    by_table: dict[str, list[int]] = {}
+    for job in selectors.jobs_in(scope=request.scope).filter(destination_dataset=dataset):
+        by_table.setdefault(job.destination_table.lower(), []).append(job.pk)
+    return JsonResponse({"status": "ok", "dataset": dataset, "tables": [
+        {"table_id": t.table_id, "row_count": t.row_count, "column_count": t.column_count,
+         "table_type": t.table_type, "job_ids": by_table.get(t.table_id.lower(), [])} for t in tables]})
+
+
+def resolve_source(request: HttpRequest, body: CompatibilityIn) -> tuple[list[SourceColumn], Connection | None]:
+    """Source columns typed in the body, or read from the source (all, or the names the body lists)."""
+    connection = None
+    if body.connection_id is not None:
+        connection = selectors.connection_in(scope=request.scope, connection_id=body.connection_id)
+    typed = body.source_columns and isinstance(body.source_columns[0], ColumnIn)
+    if typed or (body.source_columns == [] and connection is None):
+        dialect = body.dialect or (connection.engine if connection else "postgresql")
+        return typed_columns(body.source_columns, dialect), connection
+    if connection is None or not body.source_table:
+        field = "source_columns" if body.source_columns else "source_table"
+        raise BadRequest("Give source_columns (name and type), or connection_id and source_table",
+                         details=[{"field": field, "error": "column names need connection_id and source_table"}]
+                         if body.source_columns else [])
+    schema, table = sources.split_table(body.source_table)
+    return introspected(connection, schema, table, body.source_columns, field="source_columns"), connection
+
+
+@router.post("/validate-schema-compatibility/", url_name="api_validate_schema_compatibility",
+             summary="Check source columns against an existing BigQuery table (validate_data scans the source)")
+def validate_schema_compatibility(request: HttpRequest, payload: CompatibilityIn) -> JsonResponse:
+    dataset, table = payload.destination_table.split(".", 1)
+    try:
+        columns, connection = resolve_source(request, payload)
+    except SourceError as exc:
+        return source_error(exc)
+    if payload.validate_data and (connection is None or not payload.source_table):
+        raise BadRequest("validate_data needs connection_id and source_table",
+                         details=[{"field": "validate_data", "error": "needs connection_id and source_table"}])
+    settings = {"load_strategy": payload.load_strategy, "cursor_column": payload.cursor_column or "",
+                "merge_key": payload.merge_key, "source_tag": payload.source_tag or "",
+                "relax_required": payload.relax_required}
+    try:
+        ctx = compat.report_for(workspace=request.scope.workspace, source_columns=columns, dataset=dataset,
+                                table=table, options=compat.options_from(**settings), with_state=False)
+        validated = {}
+        if payload.validate_data:
+            schema, source_table = sources.split_table(payload.source_table)
+            validated = compat.validate_data(connection=connection, schema=schema, table=source_table,
+                                             source_columns=columns, destination=ctx.destination,
+                                             options=compat.options_from(**settings))
+            if validated:
+                ctx = compat.report_for(workspace=request.scope.workspace, source_columns=columns, dataset=dataset,
+                                        table=table, options=compat.options_from(**settings, validation=validated),
+                                        with_state=False)
+    except (BigQueryNotFound, InvalidIdentifier):
+        return json_error(f"Table {payload.destination_table!r} not found", status=404)
+    except BigQueryError as exc:
+        return json_error(f"BigQuery is not reachable: {exc}", status=502)
+    except SourceError as exc:
+        return source_error(exc)
+    return JsonResponse(report_to_dict(ctx, validated))

@@ -1,0 +1,72 @@
+"""One error shape for the whole API: `{"status": "error", "message": ..., "details": [...]}` with a 4xx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, JsonResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
+
+from ml_platform.api.parsing import BadRequest
+from ml_platform.sources import SourceBusy
+from ml_platform.utils.connection_manager import TableNotFoundError
+
+
+def json_error(message: str, *, status: int = 400, details: Any = None) -> JsonResponse:
+    return JsonResponse({"status": "error", "message": message, "details": details or []}, status=status)
+
+
+def source_error(exc: Exception) -> JsonResponse:
+    """A source failure as JSON: 404 for a missing table, 429 when the caller has too many calls running."""
+    status = 404 if isinstance(exc, TableNotFoundError) else 429 if isinstance(exc, SourceBusy) else 502
+    return json_error(str(exc), status=status)
+
+
+def field_name(loc: tuple | list) -> str:
+    """`("body", "payload", "source_columns", 0, "name")` -> `source_columns.0.name`: the field as the caller sent it."""
+    parts = [str(p) for p in loc]
+    if parts[:1] in (["body"], ["query"], ["path"]):
+        parts = parts[1:]
+    if parts[:1] == ["payload"]:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_details(errors: list[dict]) -> list[dict]:
+    return [{"field": field_name(e.get("loc", ())), "error": str(e.get("msg", "invalid"))} for e in errors]
+
+
+CONNECTION_URLS = {"api_connections", "api_connection_detail"}
+
+
+def install(api: NinjaAPI) -> None:
+    """Every error the API raises on purpose, in our shape (an unexpected one stays ninja's: re-raised, a 500)."""
+
+    @api.exception_handler(ValidationError)
+    def invalid(request: HttpRequest, exc: ValidationError) -> JsonResponse:
+        details = validation_details(exc.errors)
+        match = request.resolver_match
+        if match and match.url_name in CONNECTION_URLS:
+            # The connection endpoints answer in their form's shape, whichever check refused the body.
+            grouped: dict[str, list[str]] = {}
+            for d in details:
+                grouped.setdefault(d["field"], []).append(d["error"])
+            return json_error("Invalid connection", status=400,
+                              details=[{"field": f, "errors": errors} for f, errors in grouped.items()])
+        return json_error("Invalid request", status=400, details=details)
+
+    @api.exception_handler(BadRequest)
+    def bad_request(request: HttpRequest, exc: BadRequest) -> JsonResponse:
+        return json_error(exc.message, status=exc.status, details=exc.details)
+
+    @api.exception_handler(HttpError)
+    def http_error(request: HttpRequest, exc: HttpError) -> JsonResponse:
+        if isinstance(exc.__cause__, BadRequest):  # the body parser's own refusal (not JSON, not an object...)
+            return bad_request(request, exc.__cause__)
+        return json_error(exc.message, status=exc.status_code)
+
+    @api.exception_handler(Http404)
+    def not_found(request: HttpRequest, exc: Http404) -> JsonResponse:
+        # Never the reason: another workspace's object answers exactly like a missing id.
+        return json_error("Not found", status=404)

@@ -1,0 +1,77 @@
+"""/api/etl/jobs/<id>/run|pause|resume|reconnect/: the job page's buttons, through the pages' services."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from ninja import Router
+
+from ml_platform import compat, selectors, services, sources
+from ml_platform.api.errors import json_error, source_error
+from ml_platform.api.jobs import incompatible_details
+from ml_platform.api.schemas import ReconnectIn
+from ml_platform.api.serializers import job_to_dict, report_to_dict, run_to_dict
+from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.utils.connection_manager import SourceError
+
+router = Router(tags=["jobs"])
+
+
+@router.post("/jobs/{int:job_id}/run/", url_name="api_job_run",
+             summary="Run Now: queue a run (409 while one is queued or running)")
+def run_job(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    try:
+        run = services.run_enqueue(job=job, actor=request.user)
+    except services.RunAlreadyActive as exc:
+        return json_error(str(exc), status=409)
+    return JsonResponse({"status": "ok", "run": run_to_dict(run)}, status=202)
+
+
+@router.post("/jobs/{int:job_id}/pause/", url_name="api_job_pause", summary="Pause the job's schedule")
+def pause_job(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    return JsonResponse({"status": "ok", "job": job_to_dict(services.job_pause(job=job, actor=request.user))})
+
+
+@router.post("/jobs/{int:job_id}/resume/", url_name="api_job_resume",
+             summary="Resume the schedule from now (missed slots are not replayed)")
+def resume_job(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    return JsonResponse({"status": "ok", "job": job_to_dict(services.job_resume(job=job, actor=request.user))})
+
+
+@router.post("/jobs/{int:job_id}/reconnect/", url_name="api_job_reconnect",
+             summary="Point the job at another connection / source table after the schema check; the BigQuery "
+                     "table, its rows and the watermark stay")
+def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn | None = None) -> JsonResponse:
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    payload = payload or ReconnectIn()
+    connection = selectors.connection_in(scope=request.scope,
+                                         connection_id=payload.connection_id or job.connection_id)
+    if payload.source_table:
+        schema, table = sources.split_table(payload.source_table)
+    else:
+        schema, table = job.source_schema or None, job.source_table
+    try:
+        source = sources.get_columns(connection, schema, table)
+        by_name = {c.name.lower(): c for c in source}
+        selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
+        missing = [c for c in job.selected_columns if c.lower() not in by_name]
+        options = compat.options_from(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
+                                      merge_key=job.merge_key, source_tag=job.source_tag)
+        ctx = compat.report_for(workspace=request.scope.workspace, source_columns=selected,
+                                dataset=job.destination_dataset, table=job.destination_table, options=options,
+                                exclude_job=job, with_state=False)
+    except SourceError as exc:
+        return source_error(exc)
+    except BigQueryError as exc:
+        return json_error(f"BigQuery is not reachable: {exc}", status=502)
+    report = report_to_dict(ctx, missing=missing)
+    if not report["compatible"]:
+        return json_error("Schema incompatible", status=422, details=incompatible_details(report))
+    try:
+        services.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=table,
+                               source_columns=selected, actor=request.user)
+    except services.JobBusy as exc:
+        return json_error(str(exc), status=409)
+    return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report})

@@ -1,0 +1,107 @@
+"""Model objects and reports as the API's JSON. A password is never serialised: only whether one is set."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ml_platform import compat, services
+from ml_platform.etl import compatibility as engine
+from ml_platform.etl.types import SourceColumn, bigquery_type_for
+from ml_platform.models import Connection, EtlJob, JobRun
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def connection_to_dict(c: Connection) -> dict[str, Any]:
+    return {
+        "id": c.pk,
+        "name": c.name,
+        "engine": c.engine,
+        "host": c.host,
+        "port": c.port,
+        "database": c.database,
+        "username": c.username,
+        "has_password": bool(c.password),
+        "options": services.masked_options(c.options or {}),
+        "last_test_ok": c.last_test_ok,
+        "last_tested_at": _iso(c.last_tested_at),
+    }
+
+
+def job_to_dict(job: EtlJob) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "name": job.name,
+        "connection_id": job.connection_id,
+        "source_schema": job.source_schema,
+        "source_table": job.source_table,
+        "selected_columns": job.selected_columns,
+        "column_mapping": job.column_mapping,
+        "destination_dataset": job.destination_dataset,
+        "destination_table": job.destination_table,
+        "destination_mode": job.destination_mode,
+        "load_strategy": job.load_strategy,
+        "cursor_column": job.cursor_column or None,
+        "merge_key": job.merge_key,
+        "source_tag": job.source_tag or None,
+        "schedule": job.schedule or None,
+        "schedule_timezone": job.schedule_timezone,
+        "status": job.status,
+        "watermark": job.watermark,
+        "next_run_at": _iso(job.next_run_at),
+    }
+
+
+def run_to_dict(run: JobRun) -> dict[str, Any]:
+    """A run as the job page shows it (`number` is its place in the job's own history when the selector set it)."""
+    return {
+        "id": run.pk,
+        "number": getattr(run, "number", None),
+        "job_id": run.job_id,
+        "trigger": run.trigger,
+        "status": run.status,
+        "connection_name": run.connection_name,
+        "source": run.source_display,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_seconds": run.duration_seconds,
+        "rows_extracted": run.rows_extracted,
+        "rows_loaded": run.rows_loaded,
+        "progress_rows": run.progress_rows,
+        "progress_total": getattr(run, "shown_total", run.progress_total),
+        "watermark_before": run.watermark_before,
+        "watermark_after": run.watermark_after,
+        "attempt": run.attempt,
+        "error": run.error or None,
+        "unresponsive_since": _iso(getattr(run, "unresponsive_since", None)),
+    }
+
+
+def column_to_dict(c: SourceColumn) -> dict[str, Any]:
+    bq_type, mode = bigquery_type_for(c.type)
+    return {"name": c.name, "type": c.source_type, "family": str(c.type), "nullable": c.nullable,
+            "primary_key": c.primary_key, "default": c.default, "bigquery_type": bq_type, "bigquery_mode": mode}
+
+
+def validation_to_dict(validated: dict[str, engine.ValidationResult]) -> dict[str, Any]:
+    return {col: {"checked_rows": v.checked_rows, "failures": v.failures, "null_failures": v.null_failures,
+                  "examples": list(v.examples), "sampled": v.sampled} for col, v in validated.items()}
+
+
+def report_to_dict(ctx: compat.ReportContext, validated: dict[str, engine.ValidationResult] | None = None,
+                   missing: list[str] | None = None) -> dict[str, Any]:
+    """The spec's `{compatible, errors, warnings, can_alter}` with per-column detail and the other jobs."""
+    result = ctx.report.to_dict()
+    result["other_jobs"] = [{"id": j.pk, "name": j.name, "source_tag": j.source_tag or None} for j in ctx.other_jobs]
+    if validated:
+        result["validation"] = validation_to_dict(validated)
+    if missing:
+        result["compatible"] = False
+        result["errors"] = [f"Source column {name!r} is gone from the new source table." for name in missing] \
+            + result["errors"]
+    return result
+

@@ -1,0 +1,38 @@
+"""/api/etl/jobs/<id>/verify/: Verify (or Repair) a job through the API; GET answers the newest verification."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from ninja import Router
+
+from ml_platform import selectors, verification
+from ml_platform.api.errors import json_error
+from ml_platform.api.schemas import VerifyIn
+from ml_platform.models import JobRun
+
+router = Router(tags=["verify"])
+
+
+@router.post("/jobs/{int:job_id}/verify/", url_name="api_job_verify",
+             summary="Verify the job's BigQuery rows against its source ({\"repair\": true}: repair the differing "
+                     "key ranges); 202 queued, or 200 with the result when {\"wait\": true}; 409 while a run is active")
+def verify_job(request: HttpRequest, job_id: int, payload: VerifyIn | None = None) -> JsonResponse:
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    payload = payload or VerifyIn()
+    kind = JobRun.Kind.REPAIR if payload.repair else JobRun.Kind.VERIFY
+    try:
+        if payload.wait:
+            run = verification.run_sync(job=job, kind=kind, actor=request.user)
+        else:
+            run = verification.enqueue(job=job, kind=kind, actor=request.user)
+    except (verification.RunAlreadyActive, verification.NothingToRepair) as exc:
+        return json_error(str(exc), status=409)
+    return JsonResponse({"status": "ok", "verification": verification.as_json(run)},
+                        status=200 if payload.wait else 202)
+
+
+@router.get("/jobs/{int:job_id}/verify/", url_name="api_job_verify", summary="The job's newest verification")
+def last_verification(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = selectors.job_in(scope=request.scope, job_id=job_id)
+    run = JobRun.objects.filter(job=job, kind__in=verification.VERIFY_KINDS).order_by("-created_at", "-id").first()
+    return JsonResponse({"status": "ok", "verification": verification.as_json(run) if run is not None else None})
