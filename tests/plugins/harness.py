@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is tests/plugins/harness.py)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")

@@ -28,7 +28,7 @@ from django.urls import reverse
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import ApiToken, AuditEvent, Connection, EtlJob, JobRun, Membership, WorkspaceDataset
-from tests.urlwalk import Route, all_routes
+from tests.security.urlwalk import Route, all_routes
 from wizard.models import WizardDraft
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -231,7 +231,7 @@ def assert_no_markers(response, markers: tuple[str, ...], where: str) -> None:
 def routes_in_table() -> list[Route]:
     routes = all_routes()
     for r in routes:
-        assert r.key in ACCESS, f"new URL pattern {r.key!r}: classify it in tests/test_security_access.py ACCESS"
+        assert r.key in ACCESS, f"new URL pattern {r.key!r}: classify it in tests/security/test_security_access.py ACCESS"
     return routes
 
 
@@ -252,7 +252,7 @@ def test_it_classifies_every_url_pattern() -> None:
     keys = [r.key for r in routes]
     assert len(keys) == len(set(keys)), "two URL patterns share a name"
     unclassified = set(keys) - set(ACCESS)
-    assert not unclassified, f"new URL patterns: classify them in tests/test_security_access.py: {unclassified}"
+    assert not unclassified, f"new URL patterns: classify them in tests/security/test_security_access.py: {unclassified}"
     gone = set(ACCESS) - set(keys)
     assert not gone, f"classified URL patterns that no longer exist: {gone}"
     for r in routes:

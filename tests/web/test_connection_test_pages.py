@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from conftest import SECRET
 from ml_platform import services
 from ml_platform.models import Connection
+from tests.plugins.harness import SECRET
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

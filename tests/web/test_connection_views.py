@@ -7,9 +7,9 @@ import logging
 import pytest
 from django.urls import reverse
 
-from conftest import SECRET
 from ml_platform import services
 from ml_platform.models import Connection, EtlJob
+from tests.plugins.harness import SECRET
 
 pytestmark = pytest.mark.django_db
 
