@@ -28,12 +28,12 @@ from django.urls import reverse
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import ApiToken, AuditEvent, Connection, EtlJob, JobRun, Membership, WorkspaceDataset
+from tests.fixtures import HX
 from tests.security.urlwalk import Route, all_routes
 from wizard.models import WizardDraft
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-HX = {"HX-Request": "true"}
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 ALL_METHODS = ("GET", *UNSAFE_METHODS)
 VIEWER, EDITOR, ADMIN = Membership.Role.VIEWER, Membership.Role.EDITOR, Membership.Role.ADMIN

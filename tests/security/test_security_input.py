@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import Connection, EtlJob
+from tests.fixtures import HX
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-HX = {"HX-Request": "true"}
 MB = "x" * 1_000_000
 HUGE_INT = 10**30
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
@@ -57,14 +57,6 @@ def assert_inline_error(response, where: str, text: str | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def source(pg_source):
-    pg_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text, "
-                      "created_at timestamptz DEFAULT now())",
-                      "INSERT INTO orders (id, amount, note) SELECT g, g * 1.5, 'n' || g FROM generate_series(1, 5) g")
-    return pg_source
 
 
 @pytest.fixture

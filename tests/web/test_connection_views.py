@@ -9,18 +9,10 @@ from django.urls import reverse
 
 from ml_platform import services
 from ml_platform.models import Connection, EtlJob
+from tests.fixtures import HX
 from tests.plugins.harness import SECRET
 
 pytestmark = pytest.mark.django_db
-
-HX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def pg_conn(user, pg_source, pg_role) -> Connection:
-    return services.connection_create(owner=user, name="pg", engine="postgresql", host=pg_source.host,
-                                      port=pg_source.port, database=pg_source.database, username=pg_role,
-                                      password=SECRET)
 
 
 def test_it_creates_a_connection_and_never_renders_the_password(alice_client, pg_source) -> None:
