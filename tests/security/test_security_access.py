@@ -471,6 +471,12 @@ def test_it_sends_anonymous_visitors_to_the_login_page_and_answers_the_api_with_
     assert client.post(reverse("logout")).status_code == 302
 
 
+def test_it_serves_the_login_page(client) -> None:
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b'name="password"' in response.content
+
+
 # --------------------------------------------------------------------------- CSRF
 
 
@@ -503,3 +509,11 @@ def test_it_refuses_every_state_changing_request_without_a_csrf_token(user, owne
     assert paused.status_code == 200
     owned.job.refresh_from_db()
     assert owned.job.status == EtlJob.Status.PAUSED
+
+
+def test_it_renders_navigation_and_htmx_csrf_header(alice_client) -> None:
+    html = alice_client.get(reverse("jobs")).content.decode()
+    for label in ("Jobs", "Connections", "New ETL job"):
+        assert f">{label}</a>" in html
+    assert "hx-headers='{\"X-CSRFToken\"" in html
+    assert "htmx" in html and "/static/vendor/bootstrap/bootstrap.min.css" in html
