@@ -1,6 +1,10 @@
 import pytest
 from playwright.sync_api import expect
 
+# The harness plugin (-p tests.plugins.harness) loads before pytest-playwright, whose own fixture would
+# shadow the harness's launch arguments (Debian's Chromium): defined here, a conftest's fixture wins.
+from tests.plugins.harness import browser_type_launch_args  # noqa: F401
+
 # Two cores run the web server, the worker, the emulator and Chromium at once: give the page
 # time to answer under load rather than flake (actions still fail fast on a wrong page).
 expect.set_options(timeout=20_000)

@@ -1,7 +1,7 @@
 import pytest
 from playwright.sync_api import Page, expect
 
-from conftest import SECRET
+from tests.plugins.harness import SECRET
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

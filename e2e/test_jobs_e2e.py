@@ -10,11 +10,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from conftest import ROOT, django_subprocess_env
 from e2e.helpers import create_connection, job_row, login, run_now_and_wait
 from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
 from ml_platform.sources import get_columns
+from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -11,10 +11,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from conftest import ROOT
 from e2e.helpers import login
 from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
+from tests.plugins.harness import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

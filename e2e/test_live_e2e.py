@@ -11,12 +11,12 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from conftest import ROOT, django_subprocess_env
 from e2e.conftest import REPORT_VIOLATIONS
 from e2e.helpers import htmx_idle, job_row, login
 from ml_platform import services
 from ml_platform.models import EtlJob
 from ml_platform.sources import get_columns
+from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -18,7 +18,6 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import Page, expect
 
-from conftest import ROOT, django_subprocess_env
 from e2e.helpers import (
     choose_existing_table,
     create_connection,
@@ -34,6 +33,7 @@ from e2e.helpers import (
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob, JobRun
+from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -1,6 +1,6 @@
 """validation.validate_columns against real PostgreSQL, MariaDB and SQLite: no mocks, no Django.
 
-Every test builds its own table in a throw-away database (the repo-root `pg_source`,
+Every test builds its own table in a throw-away database (the harness plugin's `pg_source`,
 `mysql_source` and `sqlite_source` fixtures). The agreement tests run the product's own
 cast step (`ml_platform.etl.conform`) on each value and require the SQL verdict to match
 it value by value, so "validated" keeps meaning "the load will accept it".
@@ -14,13 +14,13 @@ import pyarrow as pa
 import pytest
 from sqlalchemy.dialects import postgresql
 
-from conftest import SourceDatabase
 from ml_platform.etl.compatibility import ValidationResult, ValidationSpec
 from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.types import BigQueryField, CanonicalType, Family
 from ml_platform.utils import validation
 from ml_platform.utils.connection_manager import ConnectionParams, SourceError, TableNotFoundError
 from ml_platform.utils.validation import validate_columns
+from tests.plugins.harness import SourceDatabase
 
 pytestmark = pytest.mark.integration
 

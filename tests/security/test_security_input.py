@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import Connection, EtlJob
+from tests.fixtures import HX
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-HX = {"HX-Request": "true"}
 MB = "x" * 1_000_000
 HUGE_INT = 10**30
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
@@ -61,14 +61,6 @@ def assert_inline_error(response, where: str, text: str | None = None) -> None:
 
 
 @pytest.fixture
-def source(pg_source):
-    pg_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text, "
-                      "created_at timestamptz DEFAULT now())",
-                      "INSERT INTO orders (id, amount, note) SELECT g, g * 1.5, 'n' || g FROM generate_series(1, 5) g")
-    return pg_source
-
-
-@pytest.fixture
 def connection(user, source) -> Connection:
     return services.connection_create(owner=user, name="shop", **source.as_connection_fields())
 
@@ -97,6 +89,14 @@ def wiz(alice_client, connection, dest):
     assert alice_client.post(step(2), {"table": "public.orders"}).status_code == 302
     assert alice_client.post(step(3), {"columns": ["id", "amount", "note", "created_at"]}).status_code == 302
     return alice_client
+
+
+@pytest.fixture
+def at_step_five(wiz, dest):
+    """The wizard draft has steps 1-4 done (a new table): step 5 names and schedules the job."""
+    new = {"destination_mode": "new", "dataset": dest, "new_table": "fresh", "load_strategy": "replace"}
+    assert wiz.post(reverse("wizard:step", args=[4]), new).status_code == 302
+    return wiz
 
 
 def conn_fields(source, **overrides) -> dict:
@@ -132,17 +132,26 @@ def test_it_shows_inline_errors_for_every_invalid_connection_field(alice_client,
                                      if field != "name" else data)
             assert_inline_error(edit, f"edit {where}", text)
         tested = alice_client.post(reverse("connection_test_unsaved"), data, headers=HX)
-        assert tested.status_code in (200, 400), f"test {where}: {tested.status_code}"
+        assert tested.status_code == 200, f"test {where}: {tested.status_code}"
+        result = tested.content.decode()
+        if field == "name":  # a test needs no (unique) name: the typed connection itself is tested
+            assert 'data-testid="test-ok"' in result, f"test {where}: {result[:300]}"
+        else:  # the field's error in place of the result, and no connection tried
+            assert 'data-testid="test-error"' in result, f"test {where}: {result[:300]}"
+            assert text is None or text in result, f"test {where}: {text!r} not in {result[:300]}"
     assert list(Connection.objects.values_list("name", flat=True)) == ["shop"]
     connection.refresh_from_db()
     assert connection.host == source.host and connection.port == source.port
 
 
 def test_it_answers_unknown_or_malformed_connection_ids_with_404(alice_client, source) -> None:
-    for value in ("999999", "abc", "-1", "1.5", str(HUGE_INT), "", "1\x00"):
+    for value in ("999999", "abc", "-1", "1.5", str(HUGE_INT), "1\x00"):
         response = alice_client.post(reverse("connection_test_unsaved"), conn_fields(source, connection_id=value),
                                      headers=HX)
-        assert response.status_code in (200, 404), f"connection_id={value!r}: {response.status_code}"
+        assert response.status_code == 404, f"connection_id={value!r}: {response.status_code}"
+    # No id at all is no connection to look up: the typed values of a new connection are tested.
+    unsaved = alice_client.post(reverse("connection_test_unsaved"), conn_fields(source, connection_id=""), headers=HX)
+    assert unsaved.status_code == 200 and b'data-testid="test-ok"' in unsaved.content
     assert alice_client.get(f"/connections/{HUGE_INT}/edit/").status_code == 404
     assert alice_client.post(f"/connections/{HUGE_INT}/test/").status_code == 404
 
@@ -309,21 +318,21 @@ def test_it_rejects_invalid_job_creation_requests(alice_client, connection, dest
                  max_leaves=5),
     max_size=6))
 def test_it_never_fails_on_arbitrary_json_bodies(alice_client, connection, dest, body: dict) -> None:
-    # Fuzzed fields over a valid request, so the examples get past the first check. Each example gets a job name
-    # and table of its own, so one that the fuzz leaves valid really creates its job (and the next is not refused
-    # only because the name or the table is taken).
-    n = next(FUZZ_EXAMPLE)
-    fresh = {"name": f"fuzz {n}", "destination_table": f"{dest}.fuzz_{n}"}
+    # Fuzzed fields over a valid request, so the examples get past the first check and the fuzzed field is
+    # what is tested. Each example names its own job and new table: one the API accepts is really created.
+    unique = uuid.uuid4().hex[:10]
+    valid_job = job_body(connection, dest, name=f"fuzz {unique}", destination_table=f"{dest}.fuzz_{unique}")
     for url, sent in ((reverse("api_validate_schema_compatibility"), {**validate_body(connection, dest), **body}),
-                      (reverse("api_jobs"), {**job_body(connection, dest), **fresh, **body})):
+                      (reverse("api_jobs"), {**valid_job, **body})):
         response = json_post(alice_client, url, sent)
-        if response.status_code == 201:
-            assert EtlJob.objects.filter(pk=response.json()["job"]["id"], name=sent["name"]).exists(), sent
+        if url == reverse("api_jobs") and response.status_code == 201:
+            created = response.json()["job"]
+            assert created["name"] == sent["name"], f"{sent!r}: {created}"
+            assert EtlJob.objects.filter(pk=created["id"], name=sent["name"]).exists(), f"{sent!r}: {created}"
         elif response.status_code != 200:
             assert_api_error(response, f"{url} {sent!r}")
 
 
-FUZZ_EXAMPLE = itertools.count()
 
 
 # --------------------------------------------------------------------------- wizard
@@ -398,14 +407,18 @@ def test_it_shows_a_clear_error_for_every_invalid_cron_preview(alice_client) -> 
 
 @FUZZ
 @given(cron=st.text(max_size=40), tz=st.text(max_size=30) | st.sampled_from(["UTC", "Europe/Berlin", ""]))
-def test_it_never_fails_on_arbitrary_cron_and_time_zone(alice_client, cron: str, tz: str) -> None:
+def test_it_never_fails_on_arbitrary_cron_and_time_zone(alice_client, at_step_five, cron: str, tz: str) -> None:
     response = alice_client.get(reverse("wizard:cron_preview"), {"preset": "custom", "cron": cron, "timezone": tz},
                                 headers=HX)
     assert response.status_code == 200
-    # The schedule step validates the same input the same way (the empty name keeps any job from being created).
+    # The schedule step validates the same input the same way: the same verdict on the schedule, and the
+    # empty name refuses the step, so no job is created.
     schedule = alice_client.post(reverse("wizard:step", args=[5]),
                                  {"name": "", "preset": "custom", "cron": cron, "timezone": tz}, headers=HX)
-    assert schedule.status_code in (200, 302, 400)
+    assert schedule.status_code == 400 and b"This field is required" in schedule.content
+    cron_error = b'data-testid="cron-error"'
+    assert (cron_error in schedule.content) == (cron_error in response.content), repr((cron, tz))
+    assert not EtlJob.objects.exists()
 
 
 # --------------------------------------------------------------------------- job pages

@@ -11,11 +11,11 @@ from django.urls import reverse
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
+from tests.fixtures import HX
 from wizard.models import WizardDraft
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-HX = {"HX-Request": "true"}
 VIEWER, EDITOR, ADMIN = Membership.Role.VIEWER, Membership.Role.EDITOR, Membership.Role.ADMIN
 
 

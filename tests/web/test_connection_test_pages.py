@@ -5,20 +5,12 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from conftest import SECRET
 from ml_platform import services
 from ml_platform.models import Connection
+from tests.fixtures import HX
+from tests.plugins.harness import SECRET
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
-
-HX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def pg_conn(user, pg_source, pg_role) -> Connection:
-    return services.connection_create(owner=user, name="pg", engine="postgresql", host=pg_source.host,
-                                      port=pg_source.port, database=pg_source.database, username=pg_role,
-                                      password=SECRET)
 
 
 def test_it_answers_a_test_without_javascript_with_the_connection_list_and_the_result(alice_client,

@@ -1,10 +1,13 @@
-"""Shared test harness: real services only.
+"""The service harness, a pytest plugin (`-p tests.plugins.harness` in pytest.ini): real services only.
 
 - `bq_emulator_host`: one bqemulator process per session on free ports.
 - `bq` / `bq_dataset`: the product's BigQuery wrapper and a fresh dataset per test.
 - `pg_source` / `mysql_source`: throw-away source databases on the real
   PostgreSQL and MariaDB, dropped after the test.
+- `task_worker`: a real `manage.py db_worker` process on the test database.
 - Playwright drives Debian's /usr/bin/chromium.
+
+The Django fixtures (users, clients, the usual source table and connections) are in tests/fixtures.py.
 
 With CI=true a missing service fails the test; locally it skips with the reason.
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is tests/plugins/harness.py)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
@@ -308,35 +311,6 @@ def mysql_source() -> Iterator[SourceDatabase]:
 @pytest.fixture
 def sqlite_source(tmp_path: Path) -> SourceDatabase:
     return SourceDatabase("sqlite", "", None, str(tmp_path / "source.sqlite3"), "")
-
-
-# --------------------------------------------------------------------------- users
-
-
-@pytest.fixture
-def user(django_user_model):
-    """alice, admin of her own workspace "alice"."""
-    from ml_platform import services
-
-    alice = django_user_model.objects.create_user(username="alice", password="alice-password-123")
-    services.personal_workspace(alice)
-    return alice
-
-
-@pytest.fixture
-def other_user(django_user_model):
-    """mallory, admin of her own workspace "mallory" and in no other."""
-    from ml_platform import services
-
-    mallory = django_user_model.objects.create_user(username="mallory", password="mallory-password-123")
-    services.personal_workspace(mallory)
-    return mallory
-
-
-@pytest.fixture
-def alice_client(client, user):
-    client.force_login(user)
-    return client
 
 
 # --------------------------------------------------------------------------- Playwright

@@ -10,15 +10,9 @@ from django.utils import timezone
 
 from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
+from tests.fixtures import HX
 
 pytestmark = pytest.mark.django_db
-
-HX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def connection(user, pg_source):
-    return services.connection_create(owner=user, name="pg main", **pg_source.as_connection_fields())
 
 
 def make_job(user, connection, name: str = "orders") -> EtlJob:

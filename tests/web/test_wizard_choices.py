@@ -10,8 +10,8 @@ from django.urls import reverse
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
-from tests import test_wizard
-from tests.test_wizard import HX, step
+from tests.web import test_wizard
+from tests.web.test_wizard import HX, step
 from wizard.forms import ScheduleStepForm
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

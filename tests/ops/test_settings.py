@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.plugins.harness import ROOT
 
 
 def import_settings(**env: str) -> subprocess.CompletedProcess:

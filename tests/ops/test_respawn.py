@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, django_subprocess_env
+from tests.plugins.harness import ROOT, django_subprocess_env
 
 RESPAWN = str(Path(ROOT) / "scripts" / "respawn.py")
 FAST = {"RESPAWN_DELAY": "0.2", "RESPAWN_MAX_DELAY": "0.4", "RESPAWN_STOP_TIMEOUT": "5"}

@@ -28,12 +28,12 @@ from django.urls import reverse
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import ApiToken, AuditEvent, Connection, EtlJob, JobRun, Membership, WorkspaceDataset
-from tests.urlwalk import Route, all_routes
+from tests.fixtures import HX
+from tests.security.urlwalk import Route, all_routes
 from wizard.models import WizardDraft
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-HX = {"HX-Request": "true"}
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 ALL_METHODS = ("GET", *UNSAFE_METHODS)
 VIEWER, EDITOR, ADMIN = Membership.Role.VIEWER, Membership.Role.EDITOR, Membership.Role.ADMIN
@@ -247,7 +247,7 @@ def assert_no_markers(response, markers: tuple[str, ...], where: str) -> None:
 def routes_in_table() -> list[Route]:
     routes = all_routes()
     for r in routes:
-        assert r.key in ACCESS, f"new URL pattern {r.key!r}: classify it in tests/test_security_access.py ACCESS"
+        assert r.key in ACCESS, f"new URL pattern {r.key!r}: classify it in tests/security/test_security_access.py ACCESS"
     return routes
 
 
@@ -268,7 +268,7 @@ def test_it_classifies_every_url_pattern() -> None:
     keys = [r.key for r in routes]
     assert len(keys) == len(set(keys)), "two URL patterns share a name"
     unclassified = set(keys) - set(ACCESS)
-    assert not unclassified, f"new URL patterns: classify them in tests/test_security_access.py: {unclassified}"
+    assert not unclassified, f"new URL patterns: classify them in tests/security/test_security_access.py: {unclassified}"
     gone = set(ACCESS) - set(keys)
     assert not gone, f"classified URL patterns that no longer exist: {gone}"
     for r in routes:
@@ -487,6 +487,12 @@ def test_it_sends_anonymous_visitors_to_the_login_page_and_answers_the_api_with_
     assert client.post(reverse("logout")).status_code == 302
 
 
+def test_it_serves_the_login_page(client) -> None:
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b'name="password"' in response.content
+
+
 # --------------------------------------------------------------------------- CSRF
 
 
@@ -519,3 +525,11 @@ def test_it_refuses_every_state_changing_request_without_a_csrf_token(user, owne
     assert paused.status_code == 200
     owned.job.refresh_from_db()
     assert owned.job.status == EtlJob.Status.PAUSED
+
+
+def test_it_renders_navigation_and_htmx_csrf_header(alice_client) -> None:
+    html = alice_client.get(reverse("jobs")).content.decode()
+    for label in ("Jobs", "Connections", "New ETL job"):
+        assert f">{label}</a>" in html
+    assert "hx-headers='{\"X-CSRFToken\"" in html
+    assert "htmx" in html and "/static/vendor/bootstrap/bootstrap.min.css" in html

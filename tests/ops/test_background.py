@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conftest import ROOT, django_subprocess_env
 from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
+from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -236,7 +236,7 @@ def test_it_runs_a_job_through_celery_on_redis(user, orders, bq, bq_dataset, set
     try:
         redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=3).ping()
     except redis.exceptions.ConnectionError as exc:
-        from conftest import service_missing
+        from tests.plugins.harness import service_missing
 
         service_missing(f"Redis is not answering: {exc}")
     broker = "redis://127.0.0.1:6379/15"

@@ -8,11 +8,10 @@ from django.urls import reverse
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from tests.fixtures import HX
 from wizard.models import WizardDraft
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
-
-HX = {"HX-Request": "true"}
 
 
 def step(n: int) -> str:

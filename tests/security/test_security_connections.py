@@ -29,14 +29,13 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from conftest import ROOT, django_subprocess_env, free_port
 from ml_platform import services, sources
 from ml_platform.models import Connection
 from ml_platform.utils import connection_manager as cm
+from tests.fixtures import HX
+from tests.plugins.harness import ROOT, django_subprocess_env, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
-
-HX = {"HX-Request": "true"}
 
 
 def api_post(client, url: str, body: dict):

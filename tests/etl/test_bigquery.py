@@ -1,7 +1,7 @@
 """The BigQuery wrapper against the local emulator (no mocks), plus its pure helpers.
 
-The emulator fixtures (`bq_emulator_host`, `bq`, `bq_dataset`) live in the root
-conftest.py: one emulator per session, a fresh dataset per test.
+The emulator fixtures (`bq_emulator_host`, `bq`, `bq_dataset`) live in the harness plugin
+(tests/plugins/harness.py): one emulator per session, a fresh dataset per test.
 """
 
 from __future__ import annotations

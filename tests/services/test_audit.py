@@ -13,28 +13,14 @@ from django.utils import timezone
 
 from ml_platform import services, sources
 from ml_platform.models import AuditEvent, Connection, EtlJob, Membership
+from tests.fixtures import HX
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
-HX = {"HX-Request": "true"}
 CREATE_SECRET = "Create-Secret-pw-8812"
 ROTATED_SECRET = "Rotated-Secret-pw-9923"
 API_SECRET = "Api-Secret-pw-1177"
 OPTION_SECRET = "/keys/Option-Secret-5531.key"
-
-
-@pytest.fixture
-def source(pg_source):
-    pg_source.execute(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text)",
-        "INSERT INTO orders SELECT g, g * 2.5, 'n' || g FROM generate_series(1, 20) g",
-    )
-    return pg_source
-
-
-@pytest.fixture
-def connection(user, source) -> Connection:
-    return services.connection_create(owner=user, actor=user, name="pg main", **source.as_connection_fields())
 
 
 @pytest.fixture

@@ -10,21 +10,12 @@ from django.urls import reverse
 from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from tests.fixtures import HX
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-HX = {"HX-Request": "true"}
 FORM = {"name": "orders", "columns": ["id", "amount"], "cursor_column": "id", "merge_key": ["id"],
         "preset": "manual", "cron": "", "timezone": "UTC"}
-
-
-@pytest.fixture
-def source(pg_source):
-    pg_source.execute(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text)",
-        "INSERT INTO orders SELECT g, g * 2.5, 'n' || g FROM generate_series(1, 20) g",
-    )
-    return pg_source
 
 
 @pytest.fixture

@@ -21,14 +21,13 @@ from django.db import connection as django_db
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
-from conftest import PG_HOST, PG_PORT, ROOT
 from ml_platform import services
 from ml_platform.models import Connection, EtlJob, JobRun, Membership
-from tests.urlwalk import all_routes
+from tests.fixtures import HX
+from tests.plugins.harness import PG_HOST, PG_PORT, ROOT
+from tests.security.urlwalk import all_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
-
-HX = {"HX-Request": "true"}
 
 
 def new_password() -> str:

@@ -29,13 +29,20 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from conftest import ROOT, django_subprocess_env, free_port, prepare_emulator_offline, service_missing, unique_name
 from ml_platform import services
 from ml_platform.etl.bigquery import BigQuery
 from ml_platform.etl.runner import RunProgress
 from ml_platform.models import EtlJob, JobRun
 from ml_platform.runs import execute_run, run_sync
-from tests.test_background import make_job
+from tests.ops.test_background import make_job
+from tests.plugins.harness import (
+    ROOT,
+    django_subprocess_env,
+    free_port,
+    prepare_emulator_offline,
+    service_missing,
+    unique_name,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

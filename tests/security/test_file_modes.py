@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from tests.plugins.harness import ROOT
 
 
 def manage(data_dir: Path, *args: str) -> None:

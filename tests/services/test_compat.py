@@ -1,0 +1,79 @@
+"""The compatibility report with its I/O (`compat.report_for`): the verdict, the table's state, the other jobs.
+
+Real PostgreSQL source and the emulator's tables; the pure engine has its own tests in tests/etl/.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.http import Http404
+
+from ml_platform import compat, services, sources
+from ml_platform.etl.types import BigQueryField
+from ml_platform.models import EtlJob
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+@pytest.fixture
+def table(bq, bq_settings, bq_dataset) -> str:
+    """dataset.orders (id INT64, amount NUMERIC) holding ids 7 and 12."""
+    bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC")])
+    bq.query(f"INSERT INTO `{bq_dataset}.orders` (id, amount) VALUES (7, 1.5), (12, 2.5)")
+    return bq_dataset
+
+
+def source_columns(connection, *names: str):
+    return [c for c in sources.get_columns(connection, "public", "orders") if c.name in names]
+
+
+def report(connection, dataset: str, *names: str, **options):
+    return compat.report_for(workspace=connection.workspace, source_columns=source_columns(connection, *names),
+                             dataset=dataset, table="orders", options=compat.options_from(**options))
+
+
+def test_it_reports_a_matching_table_and_where_an_incremental_run_resumes(connection, table) -> None:
+    ctx = report(connection, table, "id", "amount", load_strategy="incremental", cursor_column="id")
+    assert ctx.report.compatible and not ctx.report.errors
+    assert ctx.state.row_count == 2 and ctx.state.max_cursor == 12
+    assert ctx.state.sentence == ("Resumes after id 12: only source rows with id > 12 are loaded, so no row is "
+                                  "loaded twice.")
+
+
+def test_it_says_what_replace_deletes_and_offers_a_missing_column_for_adding(connection, table) -> None:
+    ctx = report(connection, table, "id", "amount", "note", load_strategy="replace")
+    assert ctx.state.sentence == "Each run replaces all 2 rows atomically with the current source rows."
+    assert compat.new_columns(ctx.report) == ["note"]
+    assert compat.check_new_columns(ctx.report, ["note"]) == []
+    assert compat.check_new_columns(ctx.report, []) == [
+        "Selected column(s) 'note' are not in the table: tick them under \"Add these columns to the table\", "
+        "or unselect them."]
+    assert compat.check_new_columns(ctx.report, ["note", "amount"]) == [
+        "Cannot add 'amount': not a selected source column missing from the table."]
+
+
+def test_it_refuses_a_source_column_the_table_cannot_hold(connection, source, bq, table) -> None:
+    source.execute("ALTER TABLE orders ALTER COLUMN amount TYPE jsonb USING to_jsonb(amount)")
+    ctx = report(connection, table, "id", "amount", load_strategy="append")
+    assert not ctx.report.compatible
+    assert len(ctx.report.errors) == 1 and ctx.report.errors[0].startswith("Column 'amount': JSON"), ctx.report.errors
+
+
+def test_it_names_the_other_jobs_loading_into_the_table_but_not_the_job_itself(user, connection, table) -> None:
+    job = EtlJob.objects.create(
+        workspace=connection.workspace, owner=user, name="orders eu", connection=connection, source_schema="public",
+        source_table="orders", selected_columns=["id"], column_mapping={"id": "id"}, destination_dataset=table,
+        destination_table="orders", load_strategy="append", source_tag="eu")
+    ctx = report(connection, table, "id", load_strategy="append")
+    assert [j.name for j in ctx.other_jobs] == ["orders eu"] and ctx.other_tags == ["eu"]
+    itself = compat.report_for(workspace=connection.workspace, source_columns=source_columns(connection, "id"),
+                               dataset=table, table="orders", options=compat.options_from(load_strategy="append"),
+                               exclude_job=job)
+    assert itself.other_jobs == [] and itself.other_tags is None
+
+
+def test_it_is_a_404_for_another_workspaces_dataset(connection, other_user, table) -> None:
+    mallory = services.personal_workspace(other_user)
+    with pytest.raises(Http404):
+        compat.report_for(workspace=mallory, source_columns=source_columns(connection, "id"), dataset=table,
+                          table="orders", options=compat.options_from(load_strategy="append"))
