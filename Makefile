@@ -64,10 +64,10 @@ lint: dev-deps
 ## make test-differential-long: ETL_DIFFERENTIAL_EXAMPLES (default 25) fresh random examples per pair, then the counts.
 .PHONY: test-differential test-differential-long
 test-differential: dev-deps services
-	$(VENV)/bin/pytest tests/test_differential.py -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/etl/test_differential.py -q $(PYTEST_ARGS)
 
 test-differential-long: dev-deps services
 	umask 077 && mkdir -p .data && rm -f .data/differential.jsonl
 	ETL_DIFFERENTIAL_EXAMPLES=$${ETL_DIFFERENTIAL_EXAMPLES:-25} ETL_DIFFERENTIAL_REPORT=.data/differential.jsonl \
-		$(VENV)/bin/pytest tests/test_differential.py -q $(PYTEST_ARGS); status=$$?; \
-		$(PY) -m tests.differential_summary .data/differential.jsonl; exit $$status
+		$(VENV)/bin/pytest tests/etl/test_differential.py -q $(PYTEST_ARGS); status=$$?; \
+		$(PY) -m tests.etl.differential_summary .data/differential.jsonl; exit $$status

@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.test_security_access import ACCESS
-from tests.urlwalk import all_routes
+from tests.security.test_security_access import ACCESS
+from tests.security.urlwalk import all_routes
 
 pytestmark = pytest.mark.django_db
 

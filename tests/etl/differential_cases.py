@@ -1,7 +1,7 @@
 """The differential matrix: (source engine, source type) x BigQuery destination type.
 
 Absent on purpose, because the emulator cannot hold them (the rules are covered by the
-pure engine tests in tests/test_compatibility.py): BIGNUMERIC destinations (the emulator
+pure engine tests in tests/etl/test_compatibility.py): BIGNUMERIC destinations (the emulator
 cannot create the column, DESIGN §7) and parameterized NUMERIC(P,S) destinations (the
 emulator stores them as plain NUMERIC and drops P and S, so neither the report nor the
 load can see them).
@@ -14,7 +14,7 @@ import math
 
 from hypothesis import strategies as st
 
-from tests.differential_values import (
+from tests.etl.differential_values import (
     BYTES_BOUNDARY,
     DATE_MAX,
     DATE_MIN,

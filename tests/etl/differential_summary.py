@@ -1,6 +1,6 @@
-"""Counts for the README from a differential run: `python -m tests.differential_summary FILE.jsonl`.
+"""Counts for the README from a differential run: `python -m tests.etl.differential_summary FILE.jsonl`.
 
-FILE is what `ETL_DIFFERENTIAL_REPORT=FILE pytest tests/test_differential.py` wrote (one line per example;
+FILE is what `ETL_DIFFERENTIAL_REPORT=FILE pytest tests/etl/test_differential.py` wrote (one line per example;
 a failing example hypothesis replays is counted once).
 """
 

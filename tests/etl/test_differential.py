@@ -41,7 +41,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 
-from conftest import (
+from tests.etl.differential_cases import CASES, case_id
+from tests.etl.differential_values import REJECT, Dest, Kind, expected, literal, same
+from tests.plugins.harness import (
     MYSQL_HOST,
     MYSQL_PORT,
     MYSQL_USER,
@@ -53,8 +55,6 @@ from conftest import (
     _pg_admin,
     unique_name,
 )
-from tests.differential_cases import CASES, case_id
-from tests.differential_values import REJECT, Dest, Kind, expected, literal, same
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

@@ -6,7 +6,7 @@ import datetime as dt
 import decimal
 import math
 
-from tests.differential_values import (
+from tests.etl.differential_values import (
     REJECT,
     AsText,
     Dest,

@@ -22,7 +22,7 @@ import pytest
 from ml_platform.etl import ledger
 from ml_platform.etl.errors import SchemaMismatchError, WarehouseError
 from ml_platform.etl.runner import RunError, run_job
-from tests.test_runner import Job, accounts_table
+from tests.etl.test_runner import Job, accounts_table
 
 pytestmark = pytest.mark.integration
 
