@@ -1,4 +1,4 @@
-"""The compatibility report with its I/O (`compat.report_for`): the verdict, the table's state, the other jobs.
+"""The schema check with its I/O (`schema_check.check`): the verdict, the table's state, the other jobs.
 
 Real PostgreSQL source and the emulator's tables; the pure engine has its own tests in tests/etl/.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from django.http import Http404
 
-from ml_platform import compat, services, sources
+from ml_platform import compat, schema_check, services, sources
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
 
@@ -27,9 +27,12 @@ def source_columns(connection, *names: str):
     return [c for c in sources.get_columns(connection, "public", "orders") if c.name in names]
 
 
-def report(connection, dataset: str, *names: str, **options):
-    return compat.report_for(workspace=connection.workspace, source_columns=source_columns(connection, *names),
-                             dataset=dataset, table="orders", options=compat.options_from(**options))
+def report(connection, dataset: str, *names: str, workspace=None, exclude_job=None, **choices):
+    return schema_check.check(workspace=workspace or connection.workspace,
+                              source_columns=source_columns(connection, *names),
+                              destination=schema_check.Destination(dataset, "orders"),
+                              choices=schema_check.Choices(**choices), dialect="postgresql",
+                              exclude_job=exclude_job, creating=False)
 
 
 def test_it_reports_a_matching_table_and_where_an_incremental_run_resumes(connection, table) -> None:
@@ -66,14 +69,11 @@ def test_it_names_the_other_jobs_loading_into_the_table_but_not_the_job_itself(u
         destination_table="orders", load_strategy="append", source_tag="eu")
     ctx = report(connection, table, "id", load_strategy="append")
     assert [j.name for j in ctx.other_jobs] == ["orders eu"] and ctx.other_tags == ["eu"]
-    itself = compat.report_for(workspace=connection.workspace, source_columns=source_columns(connection, "id"),
-                               dataset=table, table="orders", options=compat.options_from(load_strategy="append"),
-                               exclude_job=job)
-    assert itself.other_jobs == [] and itself.other_tags is None
+    itself = report(connection, table, "id", load_strategy="append", exclude_job=job)
+    assert itself.other_jobs == [] and itself.other_tags == [] and itself.foreign_jobs == 0
 
 
 def test_it_is_a_404_for_another_workspaces_dataset(connection, other_user, table) -> None:
     mallory = services.personal_workspace(other_user)
     with pytest.raises(Http404):
-        compat.report_for(workspace=mallory, source_columns=source_columns(connection, "id"), dataset=table,
-                          table="orders", options=compat.options_from(load_strategy="append"))
+        report(connection, table, "id", workspace=mallory, load_strategy="append")
