@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from django.http import Http404
 
-from ml_platform import compat, services, sources
+from ml_platform import schema_check, services, sources
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import AuditEvent, EtlJob, JobRun
 
@@ -43,7 +43,7 @@ def test_job_create_makes_the_table_from_the_source_and_records_who_created_it(u
 
 
 def test_job_create_refuses_a_destination_table_that_already_exists(user, connection, job, bq_dataset) -> None:
-    with pytest.raises(services.JobCreateError, match=rf"Table {bq_dataset}\.orders already exists"):
+    with pytest.raises(services.JobCreateError, match=rf"A table named 'orders' already exists in {bq_dataset}"):
         create(user, connection, bq_dataset, name="orders again")
     assert list(EtlJob.objects.values_list("name", flat=True)) == ["orders"]
 
@@ -90,18 +90,19 @@ def test_job_create_into_a_table_with_rows_refuses_replace_until_confirmed(user,
 
 
 def test_a_second_job_into_the_same_table_needs_a_source_tag_of_its_own(user, connection, job, bq_dataset) -> None:
-    with pytest.raises(services.JobCreateError, match="needs a source tag of its own"):
+    with pytest.raises(services.JobCreateError, match="give this source its own tag"):
         create(user, connection, bq_dataset, name="orders 2", use_existing_table=True)
     assert EtlJob.objects.count() == 1
 
 
 def edit(job: EtlJob, connection, *selected: str, add_columns: list[str], **overrides) -> EtlJob:
     source_columns = columns(connection, *selected)
-    options = compat.options_from(load_strategy=job.load_strategy, cursor_column=job.cursor_column)
-    report = compat.report_for(workspace=job.workspace, source_columns=source_columns,
-                               dataset=job.destination_dataset, table=job.destination_table, options=options,
-                               exclude_job=job, with_state=False).report
-    fields = dict(job=job, source_columns=source_columns, report=report, add_columns=add_columns, name=job.name,
+    choices = schema_check.Choices(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
+                                   add_columns=tuple(add_columns))
+    result = schema_check.check(workspace=job.workspace, source_columns=source_columns,
+                                destination=schema_check.Destination(job.destination_dataset, job.destination_table),
+                                choices=choices, dialect="postgresql", exclude_job=job, creating=False)
+    fields = dict(job=job, source_columns=source_columns, result=result, name=job.name,
                   load_strategy=job.load_strategy, cursor_column=job.cursor_column, merge_key=job.merge_key,
                   schedule=job.schedule, schedule_timezone=job.schedule_timezone, actor=job.owner)
     return services.job_update(**{**fields, **overrides})
