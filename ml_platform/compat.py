@@ -14,7 +14,7 @@ from django.conf import settings
 
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
-from ml_platform.models import Connection, EtlJob, Workspace
+from ml_platform.models import Connection
 
 TAG_COLUMN = "_source_tag"
 
@@ -65,29 +65,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def report_for(
-    *,
-    workspace: Workspace,
-    source_columns: list[SourceColumn],
-    dataset: str,
-    table: str,
-    options: engine.CompatibilityOptions,
-    exclude_job: EtlJob | None = None,
-    with_state: bool = True,
-):
-    """The schema check for the JSON API module (being rewritten on django-ninja): `schema_check.check`."""
-    from ml_platform import schema_check
-
-    choices = schema_check.Choices(
-        load_strategy=options.load_strategy, cursor_column=options.cursor_column or "",
-        merge_key=tuple(options.merge_key), source_tag=options.source_tag or "",
-        relax_required=options.relax_required, validation=dict(options.validation),
-    )
-    return schema_check.check(workspace=workspace, source_columns=source_columns,
-                              destination=schema_check.Destination(dataset, table, existing=True), choices=choices,
-                              exclude_job=exclude_job)
 
 
 def validate_data(

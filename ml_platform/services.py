@@ -342,9 +342,10 @@ def run_execute(*, run_id: int) -> None:
 class JobCreateError(Exception):
     """A job cannot be created as asked; the message says why, in the user's terms."""
 
-    def __init__(self, message: str, details: list | None = None) -> None:
+    def __init__(self, message: str, details: list | None = None, result=None) -> None:
         super().__init__(message)
         self.details = details or []
+        self.result = result  # the refusing schema check's result, when it was the check that refused
 
 
 def check_column_choices(*, source_columns: list[SourceColumn], load_strategy: str, cursor_column: str,
@@ -438,7 +439,7 @@ def job_create(
         source=schema_check.SourceRef(connection, source_schema or None, source_table),
     )
     if not result.ok or (plan := result.plan) is None:
-        raise JobCreateError(result.first_error(), details=result.details())
+        raise JobCreateError(result.first_error(), details=result.details(), result=result)
     with transaction.atomic():
         job = EtlJob(
             workspace=workspace, owner=owner, name=name, connection=connection, source_schema=source_schema,
@@ -530,7 +531,7 @@ def job_update(
     if not source_columns:
         raise JobCreateError("Select at least one source column.")
     if not result.ok:
-        raise JobCreateError(result.first_error(), details=result.details())
+        raise JobCreateError(result.first_error(), details=result.details(), result=result)
     plan = result.plan
     with transaction.atomic():
         EtlJob.objects.select_for_update().filter(pk=job.pk).first()
@@ -603,7 +604,7 @@ def job_reconnect(
                                          merge_key=tuple(job.merge_key or ()), source_tag=job.source_tag),
             dialect=connection.engine, exclude_job=job, creating=False)
     if not result.ok:
-        raise JobCreateError(result.first_error(), details=result.details())
+        raise JobCreateError(result.first_error(), details=result.details(), result=result)
     if [a for a in result.plan.alters if a.kind != "backfill_tag"]:
         raise JobCreateError("Reconnect leaves the table as it is: the new source needs a change of the table "
                              "(" + ", ".join(f"{a.kind} {a.column}" for a in result.plan.alters) + "). Use Edit.")

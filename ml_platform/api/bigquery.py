@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from ml_platform import compat, selectors, sources
+from ml_platform import schema_check, selectors, sources
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import ColumnIn, CompatibilityIn
@@ -55,20 +55,24 @@ def resolve_source(request: HttpRequest, body: CompatibilityIn) -> tuple[list[So
         connection = selectors.connection_in(scope=request.scope, connection_id=body.connection_id)
     typed = body.source_columns and isinstance(body.source_columns[0], ColumnIn)
     if typed or (body.source_columns == [] and connection is None):
-        dialect = body.dialect or (connection.engine if connection else "postgresql")
-        return typed_columns(body.source_columns, dialect), connection
+        return typed_columns(body.source_columns, dialect_of(body, connection)), connection
     if connection is None or not body.source_table:
         field = "source_columns" if body.source_columns else "source_table"
         raise BadRequest("Give source_columns (name and type), or connection_id and source_table",
                          details=[{"field": field, "error": "column names need connection_id and source_table"}]
                          if body.source_columns else [])
-    schema, table = sources.split_table(body.source_table)
-    return introspected(connection, schema, table, body.source_columns, field="source_columns"), connection
+    return introspected(connection, body.source_table, body.source_columns, field="source_columns"), connection
+
+
+def dialect_of(body: CompatibilityIn, connection: Connection | None) -> str:
+    return body.dialect or (connection.engine if connection else "postgresql")
 
 
 @router.post("/validate-schema-compatibility/", url_name="api_validate_schema_compatibility",
              summary="Check source columns against an existing BigQuery table (validate_data scans the source)")
 def validate_schema_compatibility(request: HttpRequest, payload: CompatibilityIn) -> JsonResponse:
+    """The one schema check (`schema_check.check`), as the wizard's report runs it; `validate_data` scans the
+    source for the columns that need it and the verdicts use what the scan found."""
     dataset, table = payload.destination_table.split(".", 1)
     try:
         columns, connection = resolve_source(request, payload)
@@ -77,26 +81,21 @@ def validate_schema_compatibility(request: HttpRequest, payload: CompatibilityIn
     if payload.validate_data and (connection is None or not payload.source_table):
         raise BadRequest("validate_data needs connection_id and source_table",
                          details=[{"field": "validate_data", "error": "needs connection_id and source_table"}])
-    settings = {"load_strategy": payload.load_strategy, "cursor_column": payload.cursor_column or "",
-                "merge_key": payload.merge_key, "source_tag": payload.source_tag or "",
-                "relax_required": payload.relax_required}
+    source = None
+    if connection is not None and payload.source_table:
+        source = schema_check.SourceRef(connection, *sources.split_table(payload.source_table))
+    choices = schema_check.Choices(load_strategy=payload.load_strategy, cursor_column=payload.cursor_column or "",
+                                   merge_key=tuple(payload.merge_key), source_tag=payload.source_tag or "",
+                                   relax_required=payload.relax_required)
     try:
-        ctx = compat.report_for(workspace=request.scope.workspace, source_columns=columns, dataset=dataset,
-                                table=table, options=compat.options_from(**settings), with_state=False)
-        validated = {}
-        if payload.validate_data:
-            schema, source_table = sources.split_table(payload.source_table)
-            validated = compat.validate_data(connection=connection, schema=schema, table=source_table,
-                                             source_columns=columns, destination=ctx.destination,
-                                             options=compat.options_from(**settings))
-            if validated:
-                ctx = compat.report_for(workspace=request.scope.workspace, source_columns=columns, dataset=dataset,
-                                        table=table, options=compat.options_from(**settings, validation=validated),
-                                        with_state=False)
+        result = schema_check.check(workspace=request.scope.workspace, source_columns=columns,
+                                    destination=schema_check.Destination(dataset, table), choices=choices,
+                                    dialect=dialect_of(payload, connection), source=source,
+                                    validate=payload.validate_data)
     except (BigQueryNotFound, InvalidIdentifier):
         return json_error(f"Table {payload.destination_table!r} not found", status=404)
     except BigQueryError as exc:
         return json_error(f"BigQuery is not reachable: {exc}", status=502)
     except SourceError as exc:
         return source_error(exc)
-    return JsonResponse(report_to_dict(ctx, validated))
+    return JsonResponse(report_to_dict(result))

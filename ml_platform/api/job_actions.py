@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from ml_platform import compat, selectors, services, sources
+from ml_platform import schema_check, selectors, services, sources
 from ml_platform.api.errors import json_error, source_error
-from ml_platform.api.jobs import incompatible_details
+from ml_platform.api.jobs import job_error
 from ml_platform.api.schemas import ReconnectIn
-from ml_platform.api.serializers import job_to_dict, report_to_dict, run_to_dict
+from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.etl.bigquery import BigQueryError
 from ml_platform.utils.connection_manager import SourceError
 
@@ -57,21 +57,25 @@ def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn | None
         by_name = {c.name.lower(): c for c in source}
         selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
         missing = [c for c in job.selected_columns if c.lower() not in by_name]
-        options = compat.options_from(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
-                                      merge_key=job.merge_key, source_tag=job.source_tag)
-        ctx = compat.report_for(workspace=request.scope.workspace, source_columns=selected,
-                                dataset=job.destination_dataset, table=job.destination_table, options=options,
-                                exclude_job=job, with_state=False)
+        choices = schema_check.Choices(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
+                                       merge_key=tuple(job.merge_key or ()), source_tag=job.source_tag)
+        result = schema_check.check(workspace=request.scope.workspace, source_columns=selected,
+                                    destination=schema_check.Destination(job.destination_dataset,
+                                                                         job.destination_table),
+                                    choices=choices, dialect=connection.engine, exclude_job=job, creating=False)
     except SourceError as exc:
         return source_error(exc)
     except BigQueryError as exc:
         return json_error(f"BigQuery is not reachable: {exc}", status=502)
-    report = report_to_dict(ctx, missing=missing)
-    if not report["compatible"]:
-        return json_error("Schema incompatible", status=422, details=incompatible_details(report))
+    if missing or not result.ok:
+        # As the Reconnect page: a selected column the new source lacks refuses it like the check's own findings.
+        message = "Schema incompatible" if missing else result.first_error()
+        return json_error(message, status=422, details=refusal_details(result, missing))
     try:
         services.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=table,
-                               source_columns=selected, actor=request.user)
+                               source_columns=selected, result=result, actor=request.user)
+    except services.JobCreateError as exc:
+        return job_error(exc)
     except services.JobBusy as exc:
         return json_error(str(exc), status=409)
-    return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report})
+    return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report_to_dict(result)})

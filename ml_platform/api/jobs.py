@@ -1,27 +1,27 @@
 """/api/etl/jobs/...: list, create, read, Edit (PATCH), delete and the run history of jobs.
 
 Every write calls the service the pages call (`services.job_create`, `job_update`, `job_delete`), after the
-same schema check the pages run (`compat.report_for`): the API never decides compatibility on its own.
+same schema check the pages run (`schema_check.check`): the API never decides compatibility on its own.
 """
 
 from __future__ import annotations
+
+import functools
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from ml_platform import compat, selectors, services, sources
+from ml_platform import schema_check, selectors, services, sources
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import JobIn, JobPatchIn
-from ml_platform.api.serializers import job_to_dict, report_to_dict, run_to_dict
+from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.api.sources_in import introspected
-from ml_platform.etl import compatibility as engine
 from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, InvalidIdentifier, SchemaChangeRefused
 from ml_platform.etl.types import SourceColumn
-from ml_platform.models import Connection, EtlJob
+from ml_platform.models import EtlJob
 from ml_platform.utils.connection_manager import SourceError
-from ml_platform.warehouse import warehouse
 
 router = Router(tags=["jobs"])
 
@@ -39,7 +39,8 @@ def bigquery_error(exc: BigQueryError) -> JsonResponse:
 def job_error(exc: services.JobCreateError) -> JsonResponse:
     """A job the service refuses as asked (the schema check says no, a replace to confirm, a name for a column
     that is not selected...): 422 with its details; a malformed request never gets this far (400)."""
-    return json_error(str(exc), status=422, details=exc.details)
+    details = refusal_details(exc.result) if exc.result is not None else exc.details
+    return json_error(str(exc), status=422, details=details)
 
 
 def model_errors(exc: ValidationError) -> JsonResponse:
@@ -56,22 +57,6 @@ def list_jobs(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok", "jobs": [job_to_dict(j) for j in selectors.jobs_in(scope=request.scope)]})
 
 
-def validate_for_job(request: HttpRequest, body: JobIn, connection: Connection, columns: list[SourceColumn],
-                     dataset: str, table: str) -> dict[str, engine.ValidationResult] | None:
-    """`validate_data`: the wizard's data validation against the existing table (a new table is created from the
-    source's own types, so there is nothing to validate)."""
-    if not body.validate_data or not body.use_existing_table:
-        return None
-    selectors.dataset_in(scope=request.scope, dataset=dataset)
-    destination = warehouse().get_table_schema(dataset, table)
-    options = compat.options_from(load_strategy=body.load_strategy, cursor_column=body.cursor_column or "",
-                                  merge_key=body.merge_key, source_tag=body.source_tag or "",
-                                  relax_required=body.relax_required)
-    schema, source_table = sources.split_table(body.source_table)
-    return compat.validate_data(connection=connection, schema=schema, table=source_table, source_columns=columns,
-                                destination=destination, options=options)
-
-
 @router.post("/jobs/", summary="Create a job (new table, or `use_existing_table` after the schema check)")
 def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=payload.connection_id)
@@ -81,9 +66,8 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
     dataset, table = target.split(".", 1)
     schema, source_table = sources.split_table(payload.source_table)
     try:
-        columns = introspected(connection, schema, source_table, payload.selected,
+        columns = introspected(connection, payload.source_table, payload.selected,
                                field="columns" if payload.columns is not None else "source_columns")
-        validation = validate_for_job(request, payload, connection, columns, dataset, table)
         job = services.job_create(
             owner=request.user, workspace=request.scope.workspace, name=payload.name, connection=connection,
             source_schema=schema or "", source_table=source_table, source_columns=columns,
@@ -92,7 +76,7 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
             merge_key=payload.merge_key, source_tag=payload.source_tag or "", add_columns=payload.add_columns,
             relax_required=payload.relax_required, partition_field=payload.partition_field or "",
             clustering=payload.clustering, schedule=payload.schedule, schedule_timezone=payload.schedule_timezone,
-            run_now=payload.run_now, validation=validation, actor=request.user,
+            run_now=payload.run_now, validate_data=payload.validate_data, actor=request.user,
             confirm_replace=payload.confirm_replace,
         )
     except SourceError as exc:
@@ -110,28 +94,39 @@ def get_job(request: HttpRequest, job_id: int) -> JsonResponse:
     return JsonResponse({"status": "ok", "job": job_to_dict(job)})
 
 
-def edit_check(request: HttpRequest, job: EtlJob,
-               body: JobPatchIn) -> tuple[list[SourceColumn], dict, compat.ReportContext]:
-    """What the Edit page checks before saving: the columns exist, the strategy has what it needs; then the
-    schema check against the job's table. Returns (selected columns, the edited values, the report)."""
+def edited_values(job: EtlJob, sent: dict) -> dict:
+    """The job's settings with the body's changes (absent fields keep their value)."""
+    return {"name": sent.get("name") or job.name,
+            "load_strategy": sent.get("load_strategy") or job.load_strategy,
+            "cursor_column": (sent["cursor_column"] if "cursor_column" in sent else job.cursor_column) or "",
+            "merge_key": (sent["merge_key"] if "merge_key" in sent else job.merge_key) or [],
+            "schedule": (sent["schedule"] if "schedule" in sent else job.schedule) or "",
+            "schedule_timezone": sent.get("schedule_timezone") or job.schedule_timezone}
+
+
+def edit_check(request: HttpRequest, job: EtlJob, body: JobPatchIn) -> tuple[list[SourceColumn], dict,
+                                                                              schema_check.SchemaCheckResult]:
+    """What the Edit page checks before saving: the columns exist, the strategy has what it needs; then the one
+    schema check against the job's table, run as Edit's save runs it (the columns that need a data check are
+    scanned in the source). Returns (selected columns, the edited values, the check's result)."""
     sent = body.model_dump(exclude_unset=True)
-    values = {"name": sent.get("name") or job.name,
-              "load_strategy": sent.get("load_strategy") or job.load_strategy,
-              "cursor_column": (sent["cursor_column"] if "cursor_column" in sent else job.cursor_column) or "",
-              "merge_key": (sent["merge_key"] if "merge_key" in sent else job.merge_key) or [],
-              "schedule": (sent["schedule"] if "schedule" in sent else job.schedule) or "",
-              "schedule_timezone": sent.get("schedule_timezone") or job.schedule_timezone}
-    source = introspected(job.connection, job.source_schema or None, job.source_table,
+    values = edited_values(job, sent)
+    source = introspected(job.connection, sources.qualified_name(job.source_schema or None, job.source_table),
                           sent.get("columns") or job.selected_columns, field="columns")
     services.check_column_choices(source_columns=source, load_strategy=values["load_strategy"],
                                   cursor_column=values["cursor_column"], merge_key=values["merge_key"],
                                   partition_field="", clustering=[])
-    options = compat.options_from(load_strategy=values["load_strategy"], cursor_column=values["cursor_column"],
-                                  merge_key=values["merge_key"], source_tag=job.source_tag)
-    ctx = compat.report_for(workspace=request.scope.workspace, source_columns=source,
-                            dataset=job.destination_dataset, table=job.destination_table, options=options,
-                            exclude_job=job, with_state=False)
-    return source, values, ctx
+    choices = schema_check.Choices(load_strategy=values["load_strategy"], cursor_column=values["cursor_column"],
+                                   merge_key=tuple(values["merge_key"]), source_tag=job.source_tag,
+                                   add_columns=tuple(body.add_columns))
+    check = functools.partial(schema_check.check, workspace=request.scope.workspace, source_columns=source,
+                              destination=schema_check.Destination(job.destination_dataset, job.destination_table),
+                              choices=choices, dialect=job.connection.engine, exclude_job=job, creating=False)
+    result = check()
+    if result.report.needs_validation and not result.report.errors:
+        result = check(validate=True, source=schema_check.SourceRef(job.connection, job.source_schema or None,
+                                                                    job.source_table))
+    return source, values, result
 
 
 @router.patch("/jobs/{int:job_id}/", summary="Edit a job: name, columns, strategy, schedule, approved new columns")
@@ -139,12 +134,8 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     payload = payload or JobPatchIn()
     try:
-        source, values, ctx = edit_check(request, job, payload)
-        report = report_to_dict(ctx)
-        if not report["compatible"]:
-            return json_error("Schema incompatible", status=422, details=incompatible_details(report))
-        services.job_update(job=job, source_columns=source, report=ctx.report, add_columns=payload.add_columns,
-                            actor=request.user, **values)
+        source, values, result = edit_check(request, job, payload)
+        services.job_update(job=job, source_columns=source, result=result, actor=request.user, **values)
     except SourceError as exc:
         return source_error(exc)
     except services.JobCreateError as exc:
@@ -156,14 +147,7 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
     except BigQueryError as exc:
         return bigquery_error(exc)
     job.refresh_from_db()
-    return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report})
-
-
-def incompatible_details(report: dict) -> list[str]:
-    """Every reason a report says no: its errors, then each column whose data still needs validating."""
-    unvalidated = [f"{c['source_name']}: {c['message']}" for c in report["columns"]
-                   if c["verdict"] == "needs_validation" and c.get("source_name")]
-    return list(report["errors"]) + [u for u in unvalidated if u not in report["errors"]]
+    return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report_to_dict(result)})
 
 
 @router.delete("/jobs/{int:job_id}/", summary="Delete a job and its run history (the BigQuery table stays)")

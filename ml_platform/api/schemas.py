@@ -192,5 +192,5 @@ class ReconnectIn(Body):
 class VerifyIn(Body):
     """Verify: `wait` answers with the result instead of queueing; `repair` reloads the differing key ranges."""
 
-    wait: StrictBool = False
+    wait: StrictBool = False  # "yes" is not a yes: a 400, never a verification the caller did not ask for
     repair: StrictBool = False

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ml_platform import compat, services
+from ml_platform import services
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.types import SourceColumn, bigquery_type_for
 from ml_platform.models import Connection, EtlJob, JobRun
+from ml_platform.schema_check import SchemaCheckResult
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -92,16 +93,36 @@ def validation_to_dict(validated: dict[str, engine.ValidationResult]) -> dict[st
                   "examples": list(v.examples), "sampled": v.sampled} for col, v in validated.items()}
 
 
-def report_to_dict(ctx: compat.ReportContext, validated: dict[str, engine.ValidationResult] | None = None,
-                   missing: list[str] | None = None) -> dict[str, Any]:
-    """The spec's `{compatible, errors, warnings, can_alter}` with per-column detail and the other jobs."""
-    result = ctx.report.to_dict()
-    result["other_jobs"] = [{"id": j.pk, "name": j.name, "source_tag": j.source_tag or None} for j in ctx.other_jobs]
-    if validated:
-        result["validation"] = validation_to_dict(validated)
+def report_to_dict(result: SchemaCheckResult, missing: list[str] | None = None) -> dict[str, Any]:
+    """The spec's `{compatible, errors, warnings, can_alter}` with per-column detail, what the table holds, the
+    validation the check used, and the other jobs on the table: this workspace's named, other workspaces' only
+    counted (never named)."""
+    answer = result.report.to_dict()
+    answer["other_jobs"] = [{"id": j.pk, "name": j.name, "source_tag": j.source_tag or None}
+                            for j in result.other_jobs]
+    answer["other_workspace_jobs"] = result.foreign_jobs
+    answer["table"] = {"row_count": result.state.row_count, "summary": result.state.sentence or None}
+    if result.validation:
+        answer["validation"] = validation_to_dict(result.validation)
     if missing:
-        result["compatible"] = False
-        result["errors"] = [f"Source column {name!r} is gone from the new source table." for name in missing] \
-            + result["errors"]
-    return result
+        answer["compatible"] = False
+        answer["errors"] = [missing_message(name) for name in missing] + answer["errors"]
+    return answer
 
+
+def missing_message(name: str) -> str:
+    return f"Source column {name!r} is gone from the new source table."
+
+
+def refusal_details(result: SchemaCheckResult, missing: list[str] | None = None) -> list[str]:
+    """Every reason the check refuses, one sentence each: the report's errors, each column whose data still needs
+    validating (and how), then the choices to fix (prefixed with the body field that fixes them)."""
+    details = [missing_message(name) for name in missing or []] + list(result.report.errors)
+    for name in result.report.needs_validation:
+        row = result.report.column(name)
+        details.append(f"{name}: {row.message if row else 'needs validation.'} Validate the source data "
+                       "(validate_data: true).")
+    for problem in result.problems:
+        if problem.message not in details:
+            details.append(f"{problem.field}: {problem.message}" if problem.field else problem.message)
+    return details

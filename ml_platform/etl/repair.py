@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from ml_platform.etl import runner
+from ml_platform.etl import staging as staging_io
 from ml_platform.etl.conform import Conformer
 from ml_platform.etl.errors import RunError, SchemaMismatchError
 from ml_platform.etl.extract import ExtractQuery
@@ -54,7 +55,7 @@ def _stage_and_commit(spec: RunSpec, ranges: list[tuple[int, int]], *, key: str,
                       spool_dir: Path) -> RepairResult:
     """THE SEAM onto the runner's staging + one-transaction commit."""
     runner._validate(spec)  # noqa: SLF001 - the seam
-    warehouse = runner._Warehouse(bq)  # noqa: SLF001
+    warehouse = staging_io.Warehouse(bq)
     plan = runner._prepare_destination(spec, warehouse)  # noqa: SLF001
     if plan.create_destination or plan.add_fields:
         raise SchemaMismatchError("The BigQuery table does not have all of the job's columns yet: run the job first")
@@ -67,15 +68,15 @@ def _stage_and_commit(spec: RunSpec, ranges: list[tuple[int, int]], *, key: str,
     rows = 0
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        loader = runner._Loader(warehouse, dataset, staging)  # noqa: SLF001
-        spool = runner._Spool(run_dir, conformer.schema, loader.submit)  # noqa: SLF001
+        loader = staging_io.Loader(warehouse, dataset, staging)
+        spool = staging_io.Spool(run_dir, conformer.schema, loader.submit)
         try:
             for lo, hi in ranges:
                 unit = ExtractQuery(spec.source_schema, spec.source_table, plan.read_columns, cursor=key,
                                     after=int(lo) - 1, before=int(hi))
                 extracted, _ = runner._spool_unit(spec, engine, None, conformer, unit, spool, None)  # noqa: SLF001
                 rows += extracted
-            loader.wait(runner._Heartbeat(None, None))  # noqa: SLF001
+            loader.wait(staging_io.Heartbeat(None, None))
         except BaseException:
             spool.abort()
             loader.close()

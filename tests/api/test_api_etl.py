@@ -221,3 +221,25 @@ def test_it_answers_bad_column_lists_and_unknown_fields_with_a_400_naming_the_fi
         fields = {d["field"].split(".")[0] for d in response.json()["details"]}
         assert fields == {field}, (body, response.json())
     assert not EtlJob.objects.exists()
+
+
+def test_it_names_this_workspaces_jobs_on_the_table_and_only_counts_other_workspaces(
+        alice_client, user, other_user, dest, sqlite_source) -> None:
+    sqlite_source.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    mine = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
+    theirs = services.connection_create(owner=other_user, name="theirs", **sqlite_source.as_connection_fields())
+    job = EtlJob.objects.create(workspace=mine.workspace, owner=user, name="mine", connection=mine, source_table="t",
+                                destination_dataset=dest, destination_table="orders", source_tag="eu")
+    EtlJob.objects.create(workspace=theirs.workspace, owner=other_user, name="secret-foreign-job", connection=theirs,
+                          source_table="t", destination_dataset=dest, destination_table="orders", source_tag="us")
+    body = {"source_columns": [{"name": "id", "type": "bigint", "nullable": False}],
+            "destination_table": f"{dest}.orders", "source_tag": "EU"}
+    response = post(alice_client, VALIDATE, body)
+    assert response.status_code == 200, response.content
+    report = response.json()
+    assert report["other_jobs"] == [{"id": job.pk, "name": "mine", "source_tag": "eu"}]
+    assert report["other_workspace_jobs"] == 1 and "secret-foreign-job" not in response.content.decode()
+    assert report["compatible"] is False and any("already used" in e for e in report["errors"])  # the tag rule
+    fresh = post(alice_client, VALIDATE, {**body, "source_tag": "asia"}).json()
+    assert fresh["compatible"] is False  # the table holds untagged rows: a new tagged job must confirm the back-fill
+    assert any("untagged" in e for e in fresh["errors"])

@@ -271,3 +271,13 @@ def test_a_session_needs_the_csrf_token_for_every_action(user, job) -> None:
     assert patch(client, job, {"name": "with token"}, **token).status_code == 200
     job.refresh_from_db()
     assert (job.status, job.name) == (EtlJob.Status.PAUSED, "with token")
+
+
+def test_it_scans_the_source_on_edit_as_the_edit_page_does_and_refuses_values_that_do_not_fit(alice_client, job,
+                                                                                                 bq) -> None:
+    bq.add_columns(job.destination_dataset, "orders", [BigQueryField("note", "INT64")])  # source `note` is text
+    refused = patch(alice_client, job, {"columns": ["id", "amount", "note"]})
+    assert refused.status_code == 422 and refused.json()["message"] == "Schema incompatible"
+    assert any("n1" in d for d in refused.json()["details"]), refused.json()  # a value the scan found
+    job.refresh_from_db()
+    assert job.selected_columns == ["id", "amount"]

@@ -5,7 +5,7 @@ For every (source engine, source type) x BigQuery destination type in
 PostgreSQL / MariaDB / SQLite holding the type's boundary values plus generated ones,
 one destination table on the emulator, and the product's own path:
 
-1. the report (`compat.report_for`, what the wizard and the API show) gives the verdict;
+1. the report (`schema_check.check`, what the wizard and the API show) gives the verdict;
 2. needs validation: the product's data validation (`compat.validate_data`) must count
    exactly the values the load would reject; with failures the job cannot be created;
    once those rows are deleted from the source the validation passes and step 3 applies;
@@ -206,15 +206,14 @@ class Case:
         return compat.options_from(load_strategy="append", validation=validation)
 
     def report(self, validation=None):
-        from ml_platform import compat
+        from ml_platform import schema_check
 
-        return compat.report_for(
+        return schema_check.check(
             workspace=self.workspace,
             source_columns=self.columns(),
-            dataset=self.dataset,
-            table=self.table,
-            options=self.options(validation),
-            with_state=False,
+            destination=schema_check.Destination(self.dataset, self.table),
+            choices=schema_check.Choices(load_strategy="append", validation=validation or {}),
+            dialect=self.connection.engine,
         )
 
     def validate(self, destination) -> dict:

@@ -2,7 +2,7 @@
 
 The check's entry point (`schema_check.check`) is replaced by one that raises a distinct error;
 the wizard report, the step-4 submit (both modes), Edit, Reconnect, `services.job_create`, the
-API's create and validate endpoints (through their URLs, whatever module serves them) must
+API's create, validate, Edit (PATCH) and Reconnect endpoints (through their URLs, whatever module serves them) must
 each fail with it — none of them decides compatibility on its own. The runner does not decide
 at all: it checks the stored plan (`etl.plan.table_mismatches`), so that is what it surfaces.
 """
@@ -107,7 +107,11 @@ def test_it_routes_job_creation_and_the_api_through_the_schema_check(setup, user
                 "destination_table": f"{dataset}.orders"}
     surfaces(lambda: client.post("/api/etl/validate-schema-compatibility/", validate,
                                  content_type="application/json"))
-    assert not EtlJob.objects.filter(name__in=["direct", "api job"]).exists()
+    surfaces(lambda: client.patch(f"/api/etl/jobs/{_job.pk}/", {"name": "renamed", "columns": ["id", "amount"]},
+                                  content_type="application/json"))  # the API's Edit
+    surfaces(lambda: client.post(f"/api/etl/jobs/{_job.pk}/reconnect/", {"source_table": "public.orders"},
+                                 content_type="application/json"))  # the API's Reconnect
+    assert not EtlJob.objects.filter(name__in=["direct", "api job", "renamed"]).exists()
 
 
 def test_it_runs_on_the_stored_plan_and_never_decides_again(setup, monkeypatch, broken_check) -> None:
