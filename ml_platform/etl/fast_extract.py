@@ -270,7 +270,7 @@ _DECIMAL_BASES = ("decimal", "numeric", "dec", "fixed")
 
 
 # A column read value by value exactly as the generic path reads it (`_read_like_generic`).
-_READ = "read"
+_READ = "read"  # compared by identity
 
 
 def _pymysql_type(col: SourceColumn) -> pa.DataType | None | str:
@@ -294,7 +294,7 @@ def _pymysql_type(col: SourceColumn) -> pa.DataType | None | str:
 
 def pymysql_read_columns(columns: Sequence[SourceColumn]) -> list[str]:
     """The columns the PyMySQL fast path reads value by value, through the generic path's own reading."""
-    return [c.name for c in columns if _pymysql_type(c) == _READ]
+    return [c.name for c in columns if _pymysql_type(c) is _READ]
 
 
 def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -322,7 +322,7 @@ def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int
             try:
                 cursor.execute(sql, params)
                 # PyMySQL's own converter of each column's wire type, for the columns read value by value.
-                convert = [_converter(decoders, d[1]) if t == _READ else None
+                convert = [_converter(decoders, d[1]) if t is _READ else None
                            for d, t in zip(cursor.description, types, strict=True)]  # fmt: skip
                 while rows := cursor.fetchmany(fetch):
                     yield _text_batch(rows, query.columns, types, convert, engine.dialect.name)
@@ -361,7 +361,7 @@ def _text_batch(
     for values, col, target, converter in zip(zip(*rows, strict=True), columns, types, convert, strict=True):
         if target is None:
             arrays.append(pa.array(values))  # str -> string, bytes (binary collation) -> binary, as the generic path
-        elif target == _READ:
+        elif target is _READ:
             arrays.append(_read_like_generic(values, col, converter, dialect))
         elif _mysql_base(col.source_type) in _MYSQL_TEMPORAL:
             arrays.append(_temporal(pa.array(values, pa.string()), target))
