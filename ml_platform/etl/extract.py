@@ -60,6 +60,7 @@ from ml_platform.etl.values import needs_reading, read_value
 __all__ = [
     "ExtractQuery",
     "Method",
+    "column_array",
     "cursor_boundary",
     "estimate_rows",
     "extract_batches",
@@ -373,13 +374,15 @@ def rows_to_batch(
     Values are first read the way their column means them (`etl.values`, shared with the preview).
     """
     values_by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    arrays = []
-    for values, col in zip(values_by_column, columns, strict=True):
-        listed = list(values)
-        if needs_reading(col, dialect):
-            listed = [read_value(v, col, dialect) for v in listed]
-        arrays.append(_to_arrow(listed, col))
+    arrays = [column_array(list(values), col, dialect) for values, col in zip(values_by_column, columns, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+def column_array(values: list[Any], col: SourceColumn, dialect: str) -> pa.Array:
+    """One column's driver values as the generic path makes them an Arrow array (the fast paths reuse it)."""
+    if needs_reading(col, dialect):
+        values = [read_value(v, col, dialect) for v in values]
+    return _to_arrow(values, col)
 
 
 def _to_arrow(values: list[Any], col: SourceColumn) -> pa.Array:

@@ -2,7 +2,11 @@
 
 - MySQL/MariaDB (default): the engine's own PyMySQL connection and server-side cursor with
   PyMySQL's per-value converters switched off, so rows arrive as the server's text and Arrow
-  parses each column in C++ (integers, decimals at their declared precision, floats, dates).
+  parses each column in C++ (integers, decimals at their declared precision, floats, dates,
+  TIMESTAMP as the UTC instant the shared reader etl/values.py makes it). The few columns Arrow
+  cannot parse as the generic path reads them (BIT, TIME, BIGINT UNSIGNED, DECIMAL beyond 38
+  digits, spatial types) get PyMySQL's converter and the generic path's own reading
+  (`extract.column_array`: etl/values.py, then its Arrow conversion), value by value.
   Same connection, so every safety setting is the generic path's own (no LOCAL INFILE, no
   cleartext password plugin, TLS options, connect/read/write timeouts, the UTC session).
 - MySQL/MariaDB through connectorx (opt-in, ETL_MYSQL_CONNECTORX=1): Rust reads the result
@@ -15,18 +19,19 @@
 - SQLite (only with method="fast": bench/bench_sources.py showed no reliable gain, so the
   runner's "auto" keeps the generic path): the engine's own pysqlite connection (read-only URI, the path the source policy
   resolved, its busy timeout) read with `fetchmany` into the generic path's own Arrow
-  conversion, without SQLAlchemy's per-row result machinery: the generic path's values by
-  construction. (ADBC's SQLite driver reads 5-8x faster but fails the whole read on the
-  first value whose storage class differs from the first rows' — including a column that is
+  conversion and value reader (etl/values.py), without SQLAlchemy's per-row result machinery:
+  the generic path's values by construction. (ADBC's SQLite driver reads 5-8x faster but fails
+  the whole read on the first value whose storage class differs from the first rows' — including a column that is
   NULL in its first 1024 rows — which SQLite's dynamic typing allows.)
 
 All use the generic path's statement (same columns, keyset filters and order), so checkpoints
-and resume behave exactly as on the generic path. A column type a reader would map lossily
-sends the whole read to the next reader, and finally to the generic path.
+and resume behave exactly as on the generic path. A column type connectorx would map lossily
+sends the whole read to the PyMySQL reader, which reads every MySQL type as the generic path does.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import queue
 import re
@@ -43,13 +48,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import CHAR
 
 from ml_platform.etl.errors import SourceReadError, classify_source_error
-from ml_platform.etl.types import SourceColumn
+from ml_platform.etl.types import Family, SourceColumn
+from ml_platform.etl.values import needs_reading
 
 __all__ = [
     "FAST_FETCH_ROWS",
     "fast_batches",
     "mysql_fast_columns",
-    "pymysql_generic_columns",
+    "pymysql_read_columns",
     "mysql_url",
     "remember_connect_args",
 ]
@@ -78,6 +84,8 @@ _MYSQL_INTEGERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint
 _MYSQL_TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"}
 _MYSQL_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _MYSQL_TEMPORAL = {"date": pa.date32(), "datetime": pa.timestamp("us"), "timestamp": pa.timestamp("us")}
+# A MySQL TIMESTAMP is read in a UTC session: the generic path's reader (etl/values.py) makes it that UTC instant.
+_UTC = pa.timestamp("us", tz="UTC")
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 # connectorx decodes DECIMAL through a 96-bit decimal into decimal128(38, 10).
 _CX_DECIMAL_DIGITS = 28
@@ -88,9 +96,31 @@ def _mysql_base(source_type: str) -> str:
     return source_type.strip().lower().split("(")[0].split(" ")[0]
 
 
+def _temporal_target(col: SourceColumn) -> pa.DataType:
+    """The Arrow type of a MySQL DATE/DATETIME/TIMESTAMP column's values, as the generic path's reader gives them."""
+    target = _MYSQL_TEMPORAL[_mysql_base(col.source_type)]
+    return _UTC if target == pa.timestamp("us") and col.type.family is Family.TIMESTAMP and col.type.tz else target
+
+
+def _vector_reads_like_reader(col: SourceColumn) -> bool:
+    """Whether parsing `col`'s text with Arrow gives what `etl.values.read_value` makes of PyMySQL's value.
+
+    Only two kinds of column the reader looks at are parsed here: DATE/DATETIME/TIMESTAMP (the reader
+    makes a TIMESTAMP a UTC instant, `_temporal_target` does the same) and TINYINT(1) booleans (the
+    reader keeps MySQL's integers). Every other column it may change (BIT, TIME, BIGINT UNSIGNED...)
+    goes through the reader itself (`_read_like_generic`) or to the generic path.
+    """
+    if not needs_reading(col, "mysql"):
+        return True
+    base = _mysql_base(col.source_type)
+    return base in _MYSQL_TEMPORAL or (col.type.family is Family.BOOLEAN and base in _MYSQL_INTEGERS)
+
+
 def _mysql_exact(col: SourceColumn) -> bool:
     declared = col.source_type.strip().lower()
     base = _mysql_base(declared)
+    if not _vector_reads_like_reader(col):
+        return False
     if base in _MYSQL_INTEGERS:
         # BIGINT UNSIGNED above 2^63 does not fit the int64 the generic path produces.
         return not (base == "bigint" and "unsigned" in declared)
@@ -169,9 +199,7 @@ def fast_batches(
         url = mysql_url(engine)
         if url is not None and _connectorx_available():
             return _mysql_batches(engine, url, query, statement, chunk_rows)
-    if not pymysql_generic_columns(query.columns):
-        return _pymysql_batches(engine, query, statement, chunk_rows)
-    return None
+    return _pymysql_batches(engine, query, statement, chunk_rows)
 
 
 def _connectorx_available() -> bool:
@@ -214,7 +242,7 @@ def _sqlite_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int)
             try:
                 cursor.execute(sql, params)
                 while rows := cursor.fetchmany(fetch):
-                    yield rows_to_batch(rows, query.columns)
+                    yield rows_to_batch(rows, query.columns, dialect=engine.dialect.name)
             finally:
                 cursor.close()
     except (SQLAlchemyError, OSError) as exc:
@@ -241,35 +269,40 @@ _PYMYSQL_NUMBERS: dict[str, pa.DataType] = {
 _DECIMAL_BASES = ("decimal", "numeric", "dec", "fixed")
 
 
-def _pymysql_type(col: SourceColumn) -> pa.DataType | None | bool:
-    """The Arrow type to parse `col`'s text into; None to keep PyMySQL's str/bytes; False: not exact here."""
+# A column read value by value exactly as the generic path reads it (`_read_like_generic`).
+_READ = "read"  # compared by identity
+
+
+def _pymysql_type(col: SourceColumn) -> pa.DataType | None | str:
+    """The Arrow type to parse `col`'s text into; None to keep PyMySQL's str/bytes; `_READ`: the generic reading."""
     declared = col.source_type.strip().lower()
     base = _mysql_base(declared)
-    if base == "bigint" and "unsigned" in declared:
-        return False  # above 2^63 the generic path falls back to text
+    if not _vector_reads_like_reader(col):
+        return _READ  # BIT, TIME (a duration), BIGINT UNSIGNED: what etl/values.py makes of PyMySQL's value
     if base in _PYMYSQL_NUMBERS:
         return _PYMYSQL_NUMBERS[base]
     if base in _DECIMAL_BASES:
         match = _DECIMAL_ARGS.search(declared)
         precision, scale = (int(match.group(1)), int(match.group(2) or 0)) if match else (10, 0)
-        return pa.decimal128(precision, scale) if precision <= 38 else False
+        return pa.decimal128(precision, scale) if precision <= 38 else _READ
     if base in _MYSQL_TEMPORAL:
-        return _MYSQL_TEMPORAL[base]
+        return _temporal_target(col)
     if base in _MYSQL_TEXT or base in _MYSQL_BINARY:
         return None
-    return False  # TIME (a duration), BIT, spatial types: PyMySQL's own conversion, on the generic path
+    return _READ  # spatial and other types: PyMySQL's own conversion, then the generic path's
 
 
-def pymysql_generic_columns(columns: Sequence[SourceColumn]) -> list[str]:
-    """The columns the PyMySQL fast path leaves to the generic path (empty: it reads them all)."""
-    return [c.name for c in columns if _pymysql_type(c) is False]
+def pymysql_read_columns(columns: Sequence[SourceColumn]) -> list[str]:
+    """The columns the PyMySQL fast path reads value by value, through the generic path's own reading."""
+    return [c.name for c in columns if _pymysql_type(c) is _READ]
 
 
 def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     """The generic path's server-side cursor with PyMySQL's value converters off: rows of text, parsed by Arrow.
 
     Same engine, same connection, so every safety setting (no LOCAL INFILE, no cleartext password,
-    timeouts, TLS, the UTC session) is the generic path's own.
+    timeouts, TLS, the UTC session) is the generic path's own. The few columns Arrow cannot parse
+    as the generic path reads them get PyMySQL's converter and the generic reading, value by value.
     """
     from ml_platform.etl.extract import _connect_error, _source_error
 
@@ -288,8 +321,11 @@ def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int
             cursor = raw.cursor(_ss_cursor())  # type: ignore[union-attr]
             try:
                 cursor.execute(sql, params)
+                # PyMySQL's own converter of each column's wire type, for the columns read value by value.
+                convert = [_converter(decoders, d[1]) if t is _READ else None
+                           for d, t in zip(cursor.description, types, strict=True)]  # fmt: skip
                 while rows := cursor.fetchmany(fetch):
-                    yield _text_batch(rows, query.columns, types)
+                    yield _text_batch(rows, query.columns, types, convert, engine.dialect.name)
             finally:
                 cursor.close()
                 raw.decoders = decoders  # type: ignore[union-attr]
@@ -301,22 +337,46 @@ def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int
         raise
 
 
+def _converter(decoders: Mapping[int, Any], type_code: int) -> Any:
+    import pymysql.converters
+
+    found = decoders.get(type_code)
+    return None if found is pymysql.converters.through else found
+
+
 def _ss_cursor() -> Any:
     import pymysql.cursors
 
     return pymysql.cursors.SSCursor
 
 
-def _text_batch(rows: Sequence[Sequence[Any]], columns: Sequence[SourceColumn], types: Sequence[Any]) -> Any:
+def _text_batch(
+    rows: Sequence[Sequence[Any]],
+    columns: Sequence[SourceColumn],
+    types: Sequence[Any],
+    convert: Sequence[Any],
+    dialect: str,
+) -> Any:
     arrays = []
-    for values, col, target in zip(zip(*rows, strict=True), columns, types, strict=True):
+    for values, col, target, converter in zip(zip(*rows, strict=True), columns, types, convert, strict=True):
         if target is None:
             arrays.append(pa.array(values))  # str -> string, bytes (binary collation) -> binary, as the generic path
-        elif col.name and _mysql_base(col.source_type) in _MYSQL_TEMPORAL:
+        elif target is _READ:
+            arrays.append(_read_like_generic(values, col, converter, dialect))
+        elif _mysql_base(col.source_type) in _MYSQL_TEMPORAL:
             arrays.append(_temporal(pa.array(values, pa.string()), target))
         else:
             arrays.append(pa.array(values, pa.string()).cast(target))
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+def _read_like_generic(values: Sequence[Any], col: SourceColumn, converter: Any, dialect: str) -> pa.Array:
+    """PyMySQL's value (its converter applied to the wire text, as it would have), read as the generic path reads it."""
+    from ml_platform.etl.extract import column_array
+
+    if converter is not None:
+        values = [None if v is None else converter(v) for v in values]
+    return column_array(list(values), col, dialect)
 
 
 # --- MySQL / MariaDB through connectorx (opt-in) ----------------------------------------
@@ -347,7 +407,7 @@ def _quote(engine: Engine, name: str) -> str:
 def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     sql = _mysql_sql(engine, statement, query)
     batch_rows = max(1, min(chunk_rows, FAST_FETCH_ROWS))
-    temporal = {c.name: _MYSQL_TEMPORAL[_mysql_base(c.source_type)] for c in query.columns
+    temporal = {c.name: _temporal_target(c) for c in query.columns
                 if _mysql_base(c.source_type) in _MYSQL_TEMPORAL}  # fmt: skip
     reader = _ReadAhead(url, sql, batch_rows)
     timeout = _read_timeout(engine)
@@ -443,17 +503,20 @@ def _temporal(array: pa.Array, target: pa.DataType) -> pa.Array:
     PyMySQL returns it as text, and the batch goes on as text for the conform step to judge.
     """
     text = array.cast(pa.string())
+    wall = pa.timestamp("us") if target == _UTC else target  # a TIMESTAMP's text is its UTC wall time
     try:
-        return pc.cast(text, target)
+        return pc.cast(text, wall).cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # PyMySQL's form of such a batch: valid values as Python's isoformat, the others as the server wrote them.
-        return pa.array([_iso(value, target) for value in text.to_pylist()], pa.string())
+        # The generic path's form of such a batch: valid values as Python's isoformat (a TIMESTAMP's with
+        # its +00:00, as etl/values.py reads it), the others as the server wrote them.
+        return pa.array([_iso(value, wall, target) for value in text.to_pylist()], pa.string())
 
 
-def _iso(value: str | None, target: pa.DataType) -> str | None:
+def _iso(value: str | None, wall: pa.DataType, target: pa.DataType) -> str | None:
     if value is None:
         return None
     try:
-        return pc.cast(pa.array([value]), target)[0].as_py().isoformat()
+        parsed = pc.cast(pa.array([value]), wall)[0].as_py()
+        return (parsed.replace(tzinfo=dt.UTC) if target == _UTC else parsed).isoformat()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return value

@@ -17,7 +17,7 @@ from ml_platform.etl.compatibility import schema_for_new_table
 from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import RunError
 from ml_platform.etl.extract import ExtractQuery, extract_batches
-from ml_platform.etl.fast_extract import fast_batches, mysql_fast_columns, mysql_url, pymysql_generic_columns
+from ml_platform.etl.fast_extract import fast_batches, mysql_fast_columns, mysql_url, pymysql_read_columns
 from ml_platform.etl.types import Family
 from ml_platform.utils.connection_manager import ConnectionParams, get_columns, get_engine
 
@@ -45,8 +45,18 @@ MARIADB_ROWS = [
     "(5, 1, 1, 2, 3, 4, 5, '1', '1', 1.5, 'q', 'w', 'e', 'a', 'x', '{}', X'01020304', X'FF', X'00',"
     " '2020-01-02', '2020-01-02 00:00:00', '2020-01-02 00:00:00', '2020-01-02 00:00:00')",
 ]
-# What the fast path cannot read exactly: these send the whole read to the generic path.
-MARIADB_GENERIC_ONLY = "f float, tm time(6), yr year, bt bit(8), bu bigint unsigned, d65 decimal(65,30)"
+# What Arrow cannot parse as the generic path reads it: the PyMySQL reader reads these value by value through
+# the generic path's own reading (etl/values.py); connectorx leaves the read to the PyMySQL reader.
+MARIADB_READ_COLUMNS = (
+    "f float, tm time(6), yr year, bt bit(8), b12 bit(12), b1 bit(1), bu bigint unsigned, d65 decimal(65,30)"
+)
+MARIADB_READ_ROWS = [
+    "(1, 0.1, '-838:59:59', 1901, b'10101010', b'000000001100', b'1', 18446744073709551615,"
+    " '12345678901234567890123456789012345.123456789012345678901234567891')",
+    "(2, NULL, '10:00:00.5', 2155, b'00000000', b'111111111111', b'0', 1, '-0.000000000000000000000000000001')",
+    "(3, -1.5, '100:00:00', NULL, NULL, NULL, NULL, NULL, NULL)",
+    "(4, 3.25, '-00:00:01.250000', 2000, b'1', b'1', b'1', 9223372036854775808, '1')",
+]
 
 
 def _params(source: Any) -> ConnectionParams:
@@ -131,7 +141,7 @@ def _dt(text: str) -> Any:
 
 def test_it_reads_zero_dates_as_the_generic_path_does(mysql_source, mysql_reader) -> None:
     mysql_source.execute(
-        "CREATE TABLE z (id int PRIMARY KEY, d date, t datetime)",
+        "CREATE TABLE z (id int PRIMARY KEY, d date, t datetime, ts timestamp NULL)",
         "SET SESSION sql_mode = ''",
     )
     # sql_mode is per session: insert in the session that relaxed it.
@@ -141,34 +151,43 @@ def test_it_reads_zero_dates_as_the_generic_path_does(mysql_source, mysql_reader
                            password=mysql_source.password, database=mysql_source.database, autocommit=True)  # fmt: skip
     with conn.cursor() as cur:
         cur.execute("SET SESSION sql_mode = ''")
-        cur.execute("INSERT INTO z VALUES (1, '2020-01-01', '2020-01-01 10:00:00'), (2, '0000-00-00', "
-                    "'0000-00-00 00:00:00'), (3, NULL, NULL)")  # fmt: skip
+        cur.execute("INSERT INTO z VALUES (1, '2020-01-01', '2020-01-01 10:00:00', '2020-01-01 10:00:00'), "
+                    "(2, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00'), (3, NULL, NULL, NULL)")  # fmt: skip
     conn.close()
     params = _params(mysql_source)
     query = ExtractQuery(None, "z", tuple(get_columns(params, None, "z")), order_by=("id",))
     # One batch holding a zero date and valid dates, then one holding only a NULL.
     assert assert_same_as_generic(get_engine(params), query, "mysql", chunk_rows=2) == 3
+    first = _extract(get_engine(params), query, "fast", 2)[0].to_pylist()
+    # A TIMESTAMP is a UTC instant (etl/values.py), in text too when a zero date sends its batch on as text.
+    assert [row["ts"] for row in first] == ["2020-01-01T10:00:00+00:00", "0000-00-00 00:00:00"]
 
 
 @pytest.mark.parametrize("connectorx", [False, True])
-def test_it_sends_types_it_would_read_lossily_to_the_generic_path(mysql_source, connectorx) -> None:
+def test_it_reads_bit_time_and_unsigned_columns_as_the_generic_path_does(mysql_source, connectorx) -> None:
+    """BIT(n) as its number, TIME as MySQL's text beyond a day, BIGINT UNSIGNED beyond 2^63: the generic reading."""
     mysql_source.execute(
-        f"CREATE TABLE g (id int PRIMARY KEY, {MARIADB_GENERIC_ONLY})",
-        "INSERT INTO g VALUES (1, 0.1, '-838:59:59', 1901, b'10101010', 18446744073709551615, "
-        "'12345678901234567890123456789012345.123456789012345678901234567891')",
+        f"CREATE TABLE g (id int PRIMARY KEY, {MARIADB_READ_COLUMNS})",
+        f"INSERT INTO g VALUES {', '.join(MARIADB_READ_ROWS)}",
     )
     params = _params(mysql_source)
     columns = tuple(get_columns(params, None, "g"))
-    assert pymysql_generic_columns(columns) == ["tm", "bt", "bu", "d65"]
-    assert mysql_fast_columns(columns) == ["f", "tm", "yr", "bt", "bu", "d65"]
+    assert pymysql_read_columns(columns) == ["tm", "bt", "b12", "b1", "bu", "d65"]
+    assert mysql_fast_columns(columns) == ["f", "tm", "yr", "bt", "b12", "b1", "bu", "d65"]
     engine = get_engine(params)
+    whole = ExtractQuery(None, "g", columns, order_by=("id",))
+    for chunk_rows in (1, 2, 10):
+        assert fast_batches(engine, whole, query_statement(engine, whole), chunk_rows, connectorx=connectorx)
+        assert assert_same_as_generic(engine, whole, "mysql", chunk_rows) == len(MARIADB_READ_ROWS)
+    got = {row["id"]: row for b in _extract(engine, whole, "fast", 10) for row in b.to_pylist()}
+    # What the user would notice (issue 13): numbers, not the bytes' text; MySQL's text for a duration.
+    assert (got[1]["bt"], got[1]["b12"], got[2]["b12"]) == (170, 12, 4095)
+    assert (got[1]["tm"], got[3]["tm"], got[4]["tm"]) == ("-838:59:59", "100:00:00", "-00:00:01.250000")
+    assert got[1]["bu"] == "18446744073709551615"  # beyond INT64: the whole batch goes on as text, as generic
     for col in columns[1:]:
-        query = ExtractQuery(None, "g", (columns[0], col))
-        # With connectorx on, FLOAT and YEAR go to the PyMySQL reader, which reads them exactly.
-        taken = fast_batches(engine, query, query_statement(engine, query), 10, connectorx=connectorx)
-        assert (taken is None) == (col.name in pymysql_generic_columns(columns))
-        fast = _extract(engine, query, "fast", 10)[0].to_pylist()
-        assert fast == _extract(engine, query, "sqlalchemy", 10)[0].to_pylist()
+        one = ExtractQuery(None, "g", (columns[0], col), order_by=("id",))
+        assert fast_batches(engine, one, query_statement(engine, one), 10, connectorx=connectorx) is not None
+        assert assert_same_as_generic(engine, one, "mysql", 10) == len(MARIADB_READ_ROWS)
 
 
 def test_it_keeps_tls_connections_on_the_generic_path(mysql_source) -> None:
