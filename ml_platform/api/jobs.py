@@ -77,7 +77,7 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
             relax_required=payload.relax_required, partition_field=payload.partition_field or "",
             clustering=payload.clustering, schedule=payload.schedule, schedule_timezone=payload.schedule_timezone,
             run_now=payload.run_now, validate_data=payload.validate_data, actor=request.user,
-            confirm_replace=payload.confirm_replace,
+            confirm_replace=payload.confirm_replace, confirm_backfill=payload.confirm_backfill,
         )
     except SourceError as exc:
         return source_error(exc)

@@ -137,6 +137,8 @@ class JobIn(Body):
     run_now: bool = False
     # Replace into an existing table with rows in this job's tag scope deletes them: the caller confirms it.
     confirm_replace: bool = False
+    # A tagged job on a table holding untagged rows: the tag is set on those rows (one UPDATE) when confirmed.
+    confirm_backfill: bool = False
     # Scan the source for values the table's narrower types would refuse (as the wizard's "Validate data").
     validate_data: bool = False
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -111,6 +113,21 @@ def test_it_creates_a_job_on_an_existing_table_or_answers_422(alice_client, user
     assert ok.json()["job"]["destination_mode"] == "existing"
     assert "extra" in [f.name for f in bq.get_table_schema(dest, "orders").fields]
     assert bq.row_count(dest, "orders") == 2  # nothing loaded or dropped by creating the job
+
+
+def test_it_back_fills_the_tag_on_untagged_rows_only_when_the_request_confirms_it(alice_client, user, dest,
+                                                                                 mysql_source, bq) -> None:
+    mysql_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount decimal(12,2))")
+    conn = services.connection_create(owner=user, name="maria", **mysql_source.as_connection_fields())
+    body = {"name": "us orders", "connection_id": conn.pk, "source_table": f"{mysql_source.database}.orders",
+            "use_existing_table": True, "existing_table_name": f"{dest}.orders", "load_strategy": "append",
+            "source_tag": "us"}
+    refused = post(alice_client, "api_jobs", body)
+    assert refused.status_code == 422 and "2 rows without a source tag" in json.dumps(refused.json()), refused.json()
+    assert not EtlJob.objects.exists()
+    created = post(alice_client, "api_jobs", {**body, "confirm_backfill": True})
+    assert created.status_code == 201, created.content
+    assert bq.query(f"SELECT _source_tag AS t, COUNT(*) AS n FROM `{dest}.orders` GROUP BY 1") == [{"t": "us", "n": 2}]
 
 
 def test_it_creates_a_new_table_for_a_new_job(alice_client, user, dest, pg_source, bq) -> None:
