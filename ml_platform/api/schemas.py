@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator, model_validator
 
 from ml_platform.etl.schedule import cron_error, is_valid_timezone
 
@@ -183,5 +183,5 @@ class ReconnectIn(Body):
 class VerifyIn(Body):
     """Verify: `wait` answers with the result instead of queueing; `repair` reloads the differing key ranges."""
 
-    wait: bool = False
-    repair: bool = False
+    wait: StrictBool = False
+    repair: StrictBool = False
