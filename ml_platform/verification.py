@@ -8,6 +8,7 @@ The algorithm and the SQL live in `ml_platform/etl/verify*.py` and `etl/repair.p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,9 @@ def execute(*, run_id: int) -> JobRun:
 def _work(run: JobRun, job: EtlJob) -> dict[str, Any]:
     from ml_platform.runs import spec_for
 
-    spec = spec_for(job)
+    # Like a run: named by its JobRun and fenced by it, so a repair claims the table in the commit
+    # ledger (an earlier run declared dead can no longer commit) and a later run supersedes it.
+    spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
     engine = cm.get_engine(sources.params_for(job.connection))
     bq = warehouse()
     recorder = _Recorder(run)

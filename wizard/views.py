@@ -25,6 +25,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 from ml_platform import compat, schema_check, selectors, services, sources
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.bigquery import BigQueryError, validate_table_id
+from ml_platform.etl.ledger import internal_table
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
@@ -338,7 +339,7 @@ def destination_form(request: HttpRequest, draft, data=None, overrides=None, rep
     if mode == "existing" and dataset and not bq_error and not report_only:
         # The table <select> is not part of the report partial: skip counting every table's rows.
         try:
-            existing_tables = warehouse().list_tables(dataset)
+            existing_tables = [t for t in warehouse().list_tables(dataset) if not internal_table(t.table_id)]
         except BigQueryError as exc:
             report_error = report_error or str(exc)
     # The names the new table gets (normalised as job creation does), not the source names.
@@ -474,7 +475,7 @@ def tables(request: HttpRequest) -> HttpResponse:
     if dataset:
         selectors.dataset_in(scope=request.scope, dataset=dataset)
         try:
-            listed = warehouse().list_tables(dataset)
+            listed = [t for t in warehouse().list_tables(dataset) if not internal_table(t.table_id)]
         except BigQueryError as exc:
             error = str(exc)
     return TemplateResponse(request, "wizard/partials/table_options.html",

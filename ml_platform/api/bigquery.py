@@ -12,6 +12,7 @@ from ml_platform.api.schemas import ColumnIn, CompatibilityIn
 from ml_platform.api.serializers import report_to_dict
 from ml_platform.api.sources_in import introspected, typed_columns
 from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
+from ml_platform.etl.ledger import internal_table
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
 from ml_platform.utils.connection_manager import SourceError
@@ -35,7 +36,7 @@ def datasets(request: HttpRequest) -> JsonResponse:
 def dataset_tables(request: HttpRequest, dataset: str) -> JsonResponse:
     selectors.dataset_in(scope=request.scope, dataset=dataset)
     try:
-        tables = warehouse().list_tables(dataset)
+        tables = [t for t in warehouse().list_tables(dataset) if not internal_table(t.table_id)]
     except (DatasetNotFound, InvalidIdentifier):
         return json_error(f"Dataset {dataset!r} not found", status=404)
     except BigQueryError as exc:

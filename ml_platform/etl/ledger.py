@@ -26,6 +26,7 @@ from ml_platform.etl.types import BigQueryField
 from ml_platform.etl.watermark import watermark_from_json, watermark_to_json
 
 LEDGER_TABLE = "_etl_ledger"
+STAGING_TABLE_PREFIX = "_stg_"  # `bqsql.staging_prefix`
 LEDGER_FIELDS = (
     BigQueryField("target_table", "STRING"),
     BigQueryField("job", "STRING"),
@@ -60,6 +61,11 @@ class Identity:
         """A BigQuery job id that names this unit's commit (and the attempt at it) on every retry."""
         raw = f"etl_commit_{self.dataset}_{self.table}_{self.job}_{self.run}_{number}_a{attempt}"
         return re.sub(r"[^0-9A-Za-z_-]", "_", raw)[:1024]
+
+
+def internal_table(name: str) -> bool:
+    """The runner's own tables in a destination dataset (the ledger, staging): never shown as user tables."""
+    return name == LEDGER_TABLE or name.startswith(STAGING_TABLE_PREFIX)
 
 
 def signature(strategy: str, cursor: str | None, tag: str | None) -> str:
@@ -100,6 +106,14 @@ def unit_committed_sql(who: Identity, number: int) -> str:
     return (
         f"SELECT COUNT(*) AS n FROM {ledger_ref(who.dataset)} "  # noqa: S608
         f"WHERE unit = {bq_literal(who.unit_id(number), 'STRING')} AND kind = 'unit'"
+    )
+
+
+def unit_rows_sql(who: Identity, number: int) -> str:
+    """The rows a committed unit recorded (no row: not committed)."""
+    return (
+        f"SELECT row_count AS n FROM {ledger_ref(who.dataset)} "  # noqa: S608
+        f"WHERE unit = {bq_literal(who.unit_id(number), 'STRING')} AND kind = 'unit' LIMIT 1"
     )
 
 

@@ -1,17 +1,25 @@
-"""Repair: reload exactly the key ranges Verify found differing, in one BigQuery transaction.
+"""Repair: reload exactly the key ranges Verify found differing, through the runner's commit path.
 
-The source rows of those ranges go through the run's own path (extract -> conform by the job's
-plan -> Parquet -> a staging table with the destination's schema), then one script deletes the
-job's rows (its source tag only) in those ranges and inserts the staged ones:
+The source rows of those ranges go the run's own way (extract -> conform by the job's plan ->
+Parquet -> a staging table named per run, `_stg_<job>_r<run>_<random>`), then ONE BigQuery
+transaction, built and applied like a run's unit (`etl.commit`, `etl.ledger`):
 
-    BEGIN TRANSACTION; DELETE ... WHERE tag AND (ranges); INSERT ... SELECT FROM staging; COMMIT TRANSACTION;
+    BEGIN TRANSACTION; <fence check>; <unit check>;
+      DELETE FROM dest WHERE <the job's rows: tag (or tag IS NULL) + partition filter> AND (ranges);
+      INSERT INTO dest (...) SELECT ... FROM staging;
+      <ledger row of unit 0 of the repair run, no watermark>;
+    COMMIT TRANSACTION;
 
-`_stage_and_commit` is the one seam onto the runner's internals (staging + transaction): when the
-commit path becomes the ledger-based one, only that function is re-pointed.
+The repair is a run of its own (a JobRun of kind *repair*: its `run_id` and fencing token): it
+claims the table like a run, so an earlier run declared dead can no longer commit, and a later
+run supersedes it; a retry of the same repair after an unknown outcome settles the deterministic
+BigQuery job / ledger row instead of applying the ranges twice. Its ledger row carries no
+watermark, so it never moves a job's watermark.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -21,15 +29,19 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from ml_platform.etl import runner
-from ml_platform.etl import staging as staging_io
+from ml_platform.etl import commit as commits
+from ml_platform.etl import ledger, runner
+from ml_platform.etl.bqsql import quote_name, staging_prefix, table_ref
 from ml_platform.etl.conform import Conformer
 from ml_platform.etl.errors import RunError, SchemaMismatchError
 from ml_platform.etl.extract import ExtractQuery
-from ml_platform.etl.runner import RunSpec, bq_literal, quote_name, table_ref
+from ml_platform.etl.runspec import FaultHook, Plan, RunSpec
+from ml_platform.etl.staging import Heartbeat, Loader, Spool, Warehouse
 
 if TYPE_CHECKING:
     from ml_platform.etl.bigquery import BigQuery
+
+UNIT = 0  # a repair commits one unit
 
 
 @dataclass(frozen=True)
@@ -43,55 +55,60 @@ def range_condition(key: str, ranges: Sequence[tuple[int, int]]) -> str:
     return " OR ".join(f"({k} >= {int(lo)} AND {k} < {int(hi)})" for lo, hi in ranges)
 
 
+def repair_script(plan: Plan, staging: str, who: ledger.Identity, ranges: Sequence[tuple[int, int]], *, key: str,
+                  rows: int) -> str:
+    """The repair's transaction: fence and unit checks, the job's rows in `ranges` replaced, its ledger row."""
+    spec = plan.spec
+    target = table_ref(spec.destination_dataset, spec.destination_table)
+    cols = ", ".join(quote_name(c) for c in plan.fed)
+    body = [
+        ledger.fence_check(who),
+        ledger.unit_check(who, UNIT),
+        f"DELETE FROM {target} WHERE {commits.scope(plan)} AND ({range_condition(plan.dest_names[key], ranges)})",  # noqa: S608
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {table_ref(spec.destination_dataset, staging)}",  # noqa: S608
+        ledger.ledger_insert(who, UNIT, kind="unit", watermark=None, rows=rows),
+    ]
+    return "BEGIN TRANSACTION; " + "; ".join(body) + "; COMMIT TRANSACTION;"
+
+
 def repair_ranges(spec: RunSpec, ranges: Sequence[tuple[int, int]], *, key: str, bq: BigQuery, engine: Engine,
-                  spool_dir: Path) -> RepairResult:
-    """Replace the job's rows with integer key (a source column name) in `ranges` ([lo, hi)) by the source's."""
+                  spool_dir: Path, fault: FaultHook | None = None) -> RepairResult:
+    """Replace the job's rows with integer key (a source column name) in `ranges` ([lo, hi)) by the source's.
+
+    `spec.run_id` / `spec.fence` are the repair run's; calling again with the same run id after an
+    unknown outcome commits nothing twice (the result then reports the rows the first attempt loaded).
+    """
     if not ranges:
         return RepairResult(0, 0)
-    return _stage_and_commit(spec, list(ranges), key=key, bq=bq, engine=engine, spool_dir=spool_dir)
-
-
-def _stage_and_commit(spec: RunSpec, ranges: list[tuple[int, int]], *, key: str, bq: BigQuery, engine: Engine,
-                      spool_dir: Path) -> RepairResult:
-    """THE SEAM onto the runner's staging + one-transaction commit."""
-    runner._validate(spec)  # noqa: SLF001 - the seam
-    warehouse = staging_io.Warehouse(bq)
+    runner._validate(spec)  # noqa: SLF001 - the runner's own checks and plan, shared on purpose
+    warehouse = Warehouse(bq)
+    dataset = spec.destination_dataset
+    prefix = staging_prefix(spec.job_id)
+    _, tables = runner._drop_leftover_staging(warehouse, dataset, prefix)  # noqa: SLF001
     plan = runner._prepare_destination(spec, warehouse)  # noqa: SLF001
     if plan.create_destination or plan.add_fields:
         raise SchemaMismatchError("The BigQuery table does not have all of the job's columns yet: run the job first")
-    dataset = spec.destination_dataset
-    staging = f"{runner.staging_prefix(spec.job_id)}{uuid.uuid4().hex[:12]}"
+    # Its own unit ids and commit job ids even if a caller reuses a run's id for the repair.
+    who = dataclasses.replace(runner._identity(spec, plan), run=f"repair-{spec.run_id}")  # noqa: SLF001
+    if tables is None or ledger.LEDGER_TABLE not in tables:
+        runner._ensure_ledger(warehouse, dataset)  # noqa: SLF001
+    warehouse.query(ledger.claim_script(who))
+    heartbeat = Heartbeat(None, None)
+    attempt = commits.settle(warehouse, who, UNIT, heartbeat)
+    if attempt is None:  # an earlier attempt of this repair committed
+        return RepairResult(len(ranges), _committed_rows(warehouse, who))
+    staging = f"{prefix}r{runner._safe(spec.run_id)}_{uuid.uuid4().hex[:12]}"  # noqa: SLF001
     run_dir = Path(spool_dir) / staging
     conformer = Conformer(plan.fields, runner._column_sources(spec, plan, engine.dialect.name),  # noqa: SLF001
                           key_columns=plan.key_columns)
     warehouse.create_table(dataset, staging, plan.fields)
-    rows = 0
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        loader = staging_io.Loader(warehouse, dataset, staging)
-        spool = staging_io.Spool(run_dir, conformer.schema, loader.submit)
-        try:
-            for lo, hi in ranges:
-                unit = ExtractQuery(spec.source_schema, spec.source_table, plan.read_columns, cursor=key,
-                                    after=int(lo) - 1, before=int(hi))
-                extracted, _ = runner._spool_unit(spec, engine, None, conformer, unit, spool, None)  # noqa: SLF001
-                rows += extracted
-            loader.wait(staging_io.Heartbeat(None, None))
-        except BaseException:
-            spool.abort()
-            loader.close()
-            raise
-        loader.close()
-        target = table_ref(dataset, spec.destination_table)
-        where = f"({range_condition(plan.dest_names[key], ranges)})"
-        if plan.tag_dest is not None:
-            where = f"{quote_name(plan.tag_dest)} = {bq_literal(spec.source_tag, 'STRING')} AND {where}"
-        cols = ", ".join(quote_name(c) for c in plan.fed)
-        script = (
-            f"BEGIN TRANSACTION; DELETE FROM {target} WHERE {where}; "  # noqa: S608 - quote_name/bq_literal
-            f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {table_ref(dataset, staging)}; COMMIT TRANSACTION;"
-        )
-        warehouse.query(script)
+        rows = _stage(spec, engine, plan, conformer, ranges, key, Loader(warehouse, dataset, staging), run_dir,
+                      heartbeat)
+        script = repair_script(plan, staging, who, ranges, key=key, rows=rows)
+        if not commits.apply_once(warehouse, who, UNIT, script, heartbeat, fault or _no_fault, attempt):
+            rows = _committed_rows(warehouse, who)
     finally:
         try:
             warehouse.drop(dataset, staging)
@@ -99,3 +116,32 @@ def _stage_and_commit(spec: RunSpec, ranges: list[tuple[int, int]], *, key: str,
             pass  # the next run of the job drops leftover staging tables
         shutil.rmtree(run_dir, ignore_errors=True)
     return RepairResult(len(ranges), rows)
+
+
+def _stage(spec: RunSpec, engine: Engine, plan: Plan, conformer: Conformer, ranges: Sequence[tuple[int, int]],
+           key: str, loader: Loader, run_dir: Path, heartbeat: Heartbeat) -> int:
+    """Extract the source rows of `ranges` into staging: the rows extracted."""
+    spool = Spool(run_dir, conformer.schema, loader.submit)
+    rows = 0
+    try:
+        for lo, hi in ranges:
+            unit = ExtractQuery(spec.source_schema, spec.source_table, plan.read_columns, cursor=key,
+                                after=int(lo) - 1, before=int(hi))
+            extracted, _ = runner._spool_unit(spec, engine, None, conformer, unit, spool, None)  # noqa: SLF001
+            rows += extracted
+        loader.wait(heartbeat)
+    except BaseException:
+        spool.abort()
+        loader.close()
+        raise
+    loader.close()
+    return rows
+
+
+def _committed_rows(warehouse: Warehouse, who: ledger.Identity) -> int:
+    found = warehouse.query(ledger.unit_rows_sql(who, UNIT))
+    return int(found[0]["n"]) if found else 0
+
+
+def _no_fault(_point: str) -> None:
+    return None

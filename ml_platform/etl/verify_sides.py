@@ -132,12 +132,16 @@ class BigQuerySide:
     """The job's rows in its BigQuery table: only its source tag's, when it has one."""
 
     def __init__(self, bq: BigQuery, dataset: str, table: str, compared: Compared,
-                 tag: tuple[str, str] | None) -> None:
+                 tag: tuple[str, str | None] | None, partition: str = "") -> None:
         from ml_platform.etl.runner import bq_literal, table_ref
 
-        scope = "TRUE"
+        # Exactly the rows the runner's statements treat as the job's: its tag's (an untagged job on
+        # a table with a tag column: `tag IS NULL`), with the partition filter the runner adds.
+        parts = [partition] if partition else []
         if tag is not None:
-            scope = f"{quote('bigquery', tag[0])} = {bq_literal(tag[1], 'STRING')}"
+            column = quote("bigquery", tag[0])
+            parts.insert(0, f"{column} IS NULL" if tag[1] is None else f"{column} = {bq_literal(tag[1], 'STRING')}")
+        scope = " AND ".join(parts) or "TRUE"
         self.bq = bq
         self.queries = Queries("bigquery", table_ref(dataset, table), compared.columns, compared.key, dest=True,
                                scope=scope)
@@ -181,10 +185,16 @@ def sides_for(spec: Any, *, bq: BigQuery, engine: Engine) -> tuple[SqlSide, BigQ
     if absent:
         raise SchemaMismatchError(f"The BigQuery table has no column(s) {', '.join(absent)} yet: run the job first")
     compared = compared_columns(spec.columns, dest_names, schema.fields, job_key(spec))
+    from ml_platform.etl.bqsql import partition_filter
+
     tag = None
     if spec.source_tag is not None:
         if spec.tag_column.lower() not in present:
             raise SchemaMismatchError("The BigQuery table has no source tag column yet: run the job first")
         tag = (spec.tag_column, spec.source_tag)
+    elif spec.tag_column.lower() in present:
+        tag = (next(f.name for f in schema.fields if f.name.lower() == spec.tag_column.lower()), None)
+    partition = partition_filter(schema.partitioning, {f.name: f.field_type for f in schema.fields})
     source = SqlSide(engine, spec.source_schema, spec.source_table, compared)
-    return source, BigQuerySide(bq, spec.destination_dataset, spec.destination_table, compared, tag), compared
+    dest = BigQuerySide(bq, spec.destination_dataset, spec.destination_table, compared, tag, partition)
+    return source, dest, compared

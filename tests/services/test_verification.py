@@ -134,3 +134,29 @@ def test_the_command_reports_and_repairs(job, bq) -> None:
     out = io.StringIO()
     call_command("etl_verify", job.pk, "--repair", stdout=out)
     assert "Reloaded 3 rows." in out.getvalue() and "in sync" in out.getvalue()
+
+
+def test_a_repair_claims_the_table_and_commits_with_its_own_fence(alice_client, job, bq, bq_dataset) -> None:
+    url = reverse("api_job_verify", args=[job.pk])
+    damage(bq, job)
+    alice_client.post(url, {"wait": True}, content_type="application/json")
+    repaired = alice_client.post(url, {"wait": True, "repair": True}, content_type="application/json").json()
+    run_id = repaired["verification"]["run_id"]
+
+    rows = bq.query(f"SELECT job, kind, fence, row_count FROM `{bq_dataset}`.`_etl_ledger` "
+                    f"WHERE run = 'repair-{run_id}' ORDER BY kind")
+    assert rows == [{"job": str(job.pk), "kind": "claim", "fence": run_id, "row_count": 0},
+                    {"job": str(job.pk), "kind": "unit", "fence": run_id, "row_count": 3}]
+
+
+def test_the_runners_own_tables_are_hidden_from_table_lists(alice_client, job, bq, bq_dataset) -> None:
+    from ml_platform.etl.staging import Warehouse
+    from ml_platform.etl.types import BigQueryField
+
+    bq.create_table(bq_dataset, "_stg_orders_r1_leftover", [BigQueryField("id", "INT64")])
+    assert {"_etl_ledger", "_stg_orders_r1_leftover", "orders"} <= set(Warehouse(bq).table_names(bq_dataset))
+
+    tables = alice_client.get(reverse("api_dataset_tables", args=[bq_dataset])).json()["tables"]
+    assert [t["table_id"] for t in tables] == ["orders"]
+    options = alice_client.get(reverse("wizard:tables"), {"dataset": bq_dataset}).content.decode()
+    assert "orders" in options and "_etl_ledger" not in options and "_stg_" not in options
