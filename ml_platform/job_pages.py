@@ -74,10 +74,8 @@ def initial_for(job: EtlJob) -> dict:
             "cron": job.schedule if preset == "custom" else "", "timezone": job.schedule_timezone}
 
 
-def _source(job: EtlJob, connection=None, schema: str | None = None, table: str | None = None) -> list[SourceColumn]:
-    return sources.get_columns(connection or job.connection,
-                               schema if table is not None else (job.source_schema or None),
-                               table if table is not None else job.source_table)
+def _source(job: EtlJob) -> list[SourceColumn]:
+    return sources.get_columns(job.connection, job.source_schema or None, job.source_table)
 
 
 def _value(form: forms.Form, name: str):
@@ -204,16 +202,9 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
     if table and table in tables:
         schema, name = sources.split_table(table)
         try:
-            source = _source(job, connection, schema, name)
-            by_name = {c.name.lower(): c for c in source}
-            selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
-            missing = [c for c in job.selected_columns if c.lower() not in by_name]
-            choices = schema_check.Choices(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
-                                           merge_key=tuple(job.merge_key or ()), source_tag=job.source_tag)
-            result = schema_check.check(workspace=request.scope.workspace, source_columns=selected,
-                                        destination=schema_check.Destination(job.destination_dataset,
-                                                                             job.destination_table),
-                                        choices=choices, dialect=connection.engine, exclude_job=job, creating=False)
+            checked = schema_check.check_reconnect(workspace=request.scope.workspace, job=job,
+                                                   connection=connection, schema=schema, table=name)
+            result, selected, missing = checked.result, checked.selected, checked.missing
         except (SourceError, BigQueryError) as exc:
             error = str(exc)
     compatible = bool(result and result.ok and not missing)

@@ -433,3 +433,35 @@ def source_columns_named(connection: Connection, source_table: str,
     if unknown:
         raise UnknownColumns(unknown)
     return [by_name[n.lower()] for n in names]
+
+
+@dataclass(frozen=True)
+class ReconnectCheck:
+    """Reconnect's question: do the job's columns exist in the new source, and does the table still take them?"""
+
+    result: SchemaCheckResult
+    selected: list[SourceColumn]  # the job's columns as the new source spells them
+    missing: list[str]  # the job's columns the new source lacks
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok and not self.missing
+
+
+def check_reconnect(*, workspace: Workspace, job: EtlJob, connection: Connection, schema: str | None,
+                    table: str) -> ReconnectCheck:
+    """The schema check for pointing `job` at `connection`'s `schema.table` (the page and the API ask this).
+
+    Raises the source's `SourceError` or `BigQueryError` for the caller to show where the user is.
+    """
+    from ml_platform import sources  # lazy: sources imports the connection layer, only Reconnect needs it here
+
+    by_name = {c.name.lower(): c for c in sources.get_columns(connection, schema, table)}
+    selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
+    missing = [c for c in job.selected_columns if c.lower() not in by_name]
+    choices = Choices(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
+                      merge_key=tuple(job.merge_key or ()), source_tag=job.source_tag)
+    result = check(workspace=workspace, source_columns=selected,
+                   destination=Destination(job.destination_dataset, job.destination_table),
+                   choices=choices, dialect=connection.engine, exclude_job=job, creating=False)
+    return ReconnectCheck(result=result, selected=selected, missing=missing)

@@ -53,16 +53,9 @@ def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn | None
     else:
         schema, table = job.source_schema or None, job.source_table
     try:
-        source = sources.get_columns(connection, schema, table)
-        by_name = {c.name.lower(): c for c in source}
-        selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
-        missing = [c for c in job.selected_columns if c.lower() not in by_name]
-        choices = schema_check.Choices(load_strategy=job.load_strategy, cursor_column=job.cursor_column,
-                                       merge_key=tuple(job.merge_key or ()), source_tag=job.source_tag)
-        result = schema_check.check(workspace=request.scope.workspace, source_columns=selected,
-                                    destination=schema_check.Destination(job.destination_dataset,
-                                                                         job.destination_table),
-                                    choices=choices, dialect=connection.engine, exclude_job=job, creating=False)
+        checked = schema_check.check_reconnect(workspace=request.scope.workspace, job=job, connection=connection,
+                                               schema=schema, table=table)
+        result, selected, missing = checked.result, checked.selected, checked.missing
     except SourceError as exc:
         return source_error(exc)
     except BigQueryError as exc:
