@@ -122,3 +122,16 @@ def test_it_reads_postgresql_bc_text_as_the_instant_it_names() -> None:
     early = dt.datetime(1, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
     assert same(TextInstant(early), "0001-12-31 19:30:00+00 BC")  # 1 BC is year 0
     assert not same(TextInstant(early), "0001-12-31 19:30:00+00")
+
+
+def test_it_generates_decimals_that_fit_their_declared_precision_at_both_ends() -> None:
+    from tests.differential_values import decimals
+
+    assert "min_value=Decimal('-" + "9" * 29 + "." + "9" * 9 + "')" in repr(decimals(38, 9))  # not -1E+29
+
+
+def test_it_compares_sqlite_reals_with_the_double_sqlite_stores_for_the_literal() -> None:
+    from tests.differential_values import sqlite_stored_float
+
+    assert sqlite_stored_float(0.1) == 0.1 and sqlite_stored_float(math.inf) == math.inf
+    assert sqlite_stored_float(-3.5119967003102123e-307) == -3.5119967003102127e-307  # SQLite's own reading
