@@ -298,9 +298,16 @@ def _succeed(run: JobRun, result: RunResult) -> JobRun:
     return run
 
 
+def storable_text(text: str) -> str:
+    """`text` as PostgreSQL can store it: a NUL byte (a source value quoted in an error) spelled '\\x00'."""
+    return text.replace("\x00", "\\x00")
+
+
 def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
     """Fail the run, or put it back in the queue with backoff when the error is transient."""
     from ml_platform.tasks import run_etl_job
+
+    message = storable_text(message)  # PostgreSQL text cannot hold NUL: saving the failure would fail
 
     # Only a run that is still ours: one declared dead meanwhile (runs_fail_stale) stays as it is,
     # and a job may already have a new active run.

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ml_platform.etl import casts
+from ml_platform.etl import casts, pg_temporal
 from ml_platform.etl.errors import CastError, SchemaMismatchError
 from ml_platform.etl.type_rules import decimal_digits, rule_for
 from ml_platform.etl.types import BigQueryField, CanonicalType, Family, standard_bigquery_type
@@ -326,7 +326,7 @@ def _same(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_j
 def _text(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
     if standard_bigquery_type(f.field_type) != "STRING":
         return _same(source, f, target, validate_json)
-    return casts.text_array
+    return lambda arr: casts.text_array(pg_temporal.out_of_range_as_text(arr))  # PostgreSQL's 'infinity', BC
 
 
 def _int_to_float(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
@@ -382,6 +382,11 @@ def _bool_01(source: pa.DataType, f: BigQueryField, target: pa.DataType, validat
     return _to_bool(source)
 
 
+def _clamp_range(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
+    # PostgreSQL ±infinity, BC and years after 9999: the nearest end of BigQuery's range (etl/pg_temporal.py).
+    return lambda arr: _same((c := pg_temporal.clamp(arr, target)).type, f, target, validate_json)(c)
+
+
 def _timetz_to_utc(source: pa.DataType, f: BigQueryField, target: pa.DataType, validate_json: bool) -> Converter:
     return casts.utc_time_of_day
 
@@ -401,6 +406,7 @@ CASTS: dict[str, CastFactory] = {
     "decimal_to_int": _decimal_to_int,
     "bool_text": _bool_text,
     "timetz_to_utc": _timetz_to_utc,
+    "clamp_range": _clamp_range,
 }
 
 

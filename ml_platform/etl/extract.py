@@ -24,7 +24,9 @@ import json
 import operator
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -51,6 +53,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import ARRAY, TypeEngine
 
+from ml_platform.etl import pg_temporal
 from ml_platform.etl.casts import render_text
 from ml_platform.etl.errors import ConnectTarget, SourceReadError, classify_source_error
 from ml_platform.etl.fast_extract import fast_batches
@@ -358,12 +361,48 @@ def _sqlalchemy_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) ->
     fetch = max(1, min(chunk_rows, GENERIC_FETCH_ROWS))
     conn = _open(engine)
     try:
-        with conn:
+        with conn, _out_of_range_as_text(conn):
             result = conn.execution_options(stream_results=True, yield_per=fetch).execute(stmt)
             for rows in result.partitions(fetch):
                 yield rows_to_batch(rows, query.columns, dialect=engine.dialect.name)
     except SQLAlchemyError as exc:
         raise _source_error(engine, exc, f"reading {query.table}") from None
+
+
+@contextmanager
+def _out_of_range_as_text(conn: Connection) -> Iterator[None]:
+    """PostgreSQL dates/timestamps psycopg cannot load (±infinity, BC, after 9999) as PostgreSQL's text.
+
+    The ADBC path and the preview read them the same way (`etl/pg_temporal.py`); the
+    connection's own loaders are restored afterwards (it goes back to the pool).
+    """
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    import psycopg
+    from psycopg.types import datetime as pg_datetime
+
+    adapters = conn.connection.driver_connection.adapters
+    loaders = (
+        ("date", pg_datetime.DateLoader),
+        ("timestamp", pg_datetime.TimestampLoader),
+        ("timestamptz", pg_datetime.TimestamptzLoader),
+    )
+    for name, base in loaders:
+
+        class Lenient(base):  # type: ignore[misc,valid-type]
+            def load(self, data: Any) -> Any:
+                try:
+                    return super().load(data)
+                except psycopg.DataError:
+                    return bytes(data).decode()
+
+        adapters.register_loader(name, Lenient)
+    try:
+        yield
+    finally:
+        for name, base in loaders:
+            adapters.register_loader(name, base)
 
 
 def rows_to_batch(
@@ -474,6 +513,19 @@ def _libpq_conninfo(engine: Engine) -> str:
     return psycopg.conninfo.make_conninfo(dsn, password=password or None)
 
 
+def _read_adbc_batch(columns: Sequence[SourceColumn], batch: pa.RecordBatch) -> pa.RecordBatch:
+    """PostgreSQL dates/timestamps beyond BigQuery's range (±infinity arrive as wrapped int sentinels)
+    as PostgreSQL's text, as the generic path and the preview read them (`etl/pg_temporal.py`)."""
+    arrays = list(batch.columns)
+    changed = False
+    for index, col in enumerate(columns):
+        if col.type.family in (Family.DATE, Family.TIMESTAMP) and index < len(arrays):
+            read = pg_temporal.out_of_range_as_text(arrays[index])
+            changed = changed or read is not arrays[index]
+            arrays[index] = read
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names) if changed else batch
+
+
 def _adbc_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc
@@ -495,7 +547,7 @@ def _adbc_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) -> Itera
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
             cur.execute(sql)
             reader = cur.fetch_record_batch()
-            for batch in reader:
+            for batch in map(partial(_read_adbc_batch, query.columns), reader):
                 for start in range(0, batch.num_rows, chunk_rows):
                     yield batch.slice(start, chunk_rows) if batch.num_rows > chunk_rows else batch
     except (adbc_driver_manager.Error, pa.ArrowException, OSError) as exc:

@@ -20,6 +20,8 @@ __all__ = ["parse_source_type", "UNKNOWN"]
 UNKNOWN = CanonicalType(Family.UNKNOWN)
 # A boolean kept in an integer column (MySQL TINYINT(1), SQLite BOOLEAN): 2 is a possible value.
 INT_BOOLEAN = CanonicalType(Family.BOOLEAN, detail="int")
+# PostgreSQL dates/timestamps: ±infinity and years outside 0001..9999 (see etl/pg_temporal.py).
+PG_UNBOUNDED = "infinite"
 
 _DIALECT_ALIASES = {
     "postgresql": "postgresql",
@@ -154,15 +156,15 @@ def _parse_postgresql(text: str, *, is_enum: bool, is_json: bool) -> CanonicalTy
     if base in ("boolean", "bool"):
         return CanonicalType(Family.BOOLEAN)
     if base == "date":
-        return CanonicalType(Family.DATE)
+        return CanonicalType(Family.DATE, detail=PG_UNBOUNDED)
     if base in ("time", "time without time zone"):
         return CanonicalType(Family.TIME)
     if base in ("time with time zone", "timetz"):
         return CanonicalType(Family.TIME, detail="tz")
     if base in ("timestamp", "timestamp without time zone"):
-        return CanonicalType(Family.TIMESTAMP, tz=False)
+        return CanonicalType(Family.TIMESTAMP, tz=False, detail=PG_UNBOUNDED)
     if base in ("timestamp with time zone", "timestamptz"):
-        return CanonicalType(Family.TIMESTAMP, tz=True)
+        return CanonicalType(Family.TIMESTAMP, tz=True, detail=PG_UNBOUNDED)
     if base == "interval" or base.startswith("interval "):
         return CanonicalType(Family.INTERVAL)
     if base == "json":

@@ -8,7 +8,8 @@ So a verdict and the cast that proves it are one row: change one, you see the ot
 A *source kind* is a canonical family, refined where the refinement changes the
 answer: `DECIMAL:rounds` (a declared scale beyond the destination's), `INTEGER:unsigned64`,
 `BOOLEAN:int` (a boolean stored in an integer column, which can hold 2), `TIME:tz`,
-`TIME:duration` (MySQL TIME, which spans -838..838 hours). `source_kind` derives it from a
+`TIME:duration` (MySQL TIME, which spans -838..838 hours), `DATE:infinite` / `TIMESTAMP:infinite` /
+`TIMESTAMP:tz:infinite` (PostgreSQL, which also holds ±infinity and years outside 0001..9999). `source_kind` derives it from a
 `CanonicalType` and the destination's parameters.
 
 Verdict contract (what the differential tests hold every row to):
@@ -110,6 +111,56 @@ _DECIMAL_INTO_NUMBER = {
         "values are rounded half away from zero to {places} places (e.g. {example}); a value that then has more "
         "than {whole} whole digits (or NaN/Infinity) cannot be stored, so the source data must be validated.",
         _VALIDATE,
+    ),
+}
+
+# PostgreSQL date/timestamp/timestamptz may hold ±infinity and years outside 0001..9999
+# (etl/pg_temporal.py): loaded as the nearest end of BigQuery's range, kept as PostgreSQL's text in STRING.
+_CLAMP = (
+    " PostgreSQL values beyond BigQuery's range load as its nearest end: 'infinity' and values after 9999-12-31 as "
+    "{late}, '-infinity' and values before 0001-01-01 (UTC) as {early}."
+)
+_CLAMP_DATE = _CLAMP.format(late="9999-12-31", early="0001-01-01")
+_CLAMP_TS = _CLAMP.format(late="9999-12-31 23:59:59.999999", early="0001-01-01 00:00:00")
+_PG_TEXT = (
+    " 'infinity', '-infinity' and values BigQuery cannot hold are kept as PostgreSQL writes them ('0044-03-15 BC')."
+)
+_PG_TEMPORAL: dict[tuple[str, str], Rule] = {
+    ("DATE:infinite", "DATE"): _r("warning", "clamp_range", "{label} loads into DATE unchanged." + _CLAMP_DATE),
+    ("DATE:infinite", "DATETIME"): _r(
+        "warning",
+        "clamp_range",
+        "DATE → DATETIME widens the type: each date is stored as midnight of that day." + _CLAMP_TS,
+    ),
+    ("DATE:infinite", "TIMESTAMP"): _r(
+        "warning",
+        "clamp_range",
+        "DATE → TIMESTAMP widens the type: each date is stored as midnight UTC of that day." + _CLAMP_TS,
+    ),
+    ("DATE:infinite", "STRING"): _r(
+        "warning", "text", "{label} values are stored as ISO text ('2024-01-31');" + _PG_TEXT
+    ),
+    ("TIMESTAMP:infinite", "DATETIME"): _r(
+        "warning", "clamp_range", "{label} (no time zone) loads into DATETIME unchanged." + _CLAMP_TS
+    ),
+    ("TIMESTAMP:infinite", "TIMESTAMP"): _r(
+        "warning",
+        "clamp_range",
+        "{label} has no time zone; TIMESTAMP stores an instant, so the values are read as UTC." + _CLAMP_TS,
+    ),
+    ("TIMESTAMP:infinite", "STRING"): _r(
+        "warning", "text", "{label} values are stored as ISO text ('2024-01-31T10:00:00');" + _PG_TEXT
+    ),
+    ("TIMESTAMP:tz:infinite", "TIMESTAMP"): _r(
+        "warning", "clamp_range", "{label} loads into TIMESTAMP unchanged." + _CLAMP_TS
+    ),
+    ("TIMESTAMP:tz:infinite", "DATETIME"): _r(
+        "warning",
+        "clamp_range",
+        "{label} → DATETIME drops the time zone: values are stored as UTC wall-clock time." + _CLAMP_TS,
+    ),
+    ("TIMESTAMP:tz:infinite", "STRING"): _r(
+        "warning", "text", "{label} values are stored as ISO text in UTC ('2024-01-31T10:00:00+00:00');" + _PG_TEXT
     ),
 }
 
@@ -309,6 +360,7 @@ RULES: Mapping[tuple[str, str], Rule] = {
     ("TIMESTAMP:tz", "STRING"): _r(
         "warning", "text", "{label} values are stored as ISO text in UTC ('2024-01-31T10:00:00+00:00')."
     ),
+    **_PG_TEMPORAL,
     # documents, bytes, the rest
     ("JSON", "JSON"): _r("ok", "json_text", "JSON loads into JSON unchanged."),
     ("JSON", "STRING"): _r("ok", "text", "JSON documents are stored as JSON text in STRING."),
@@ -365,7 +417,10 @@ def source_kind(t: CanonicalType, dest: str, precision: int | None = None, scale
     if family is Family.TIME:
         return f"TIME:{t.detail}" if t.detail in ("tz", "duration") else "TIME"
     if family is Family.TIMESTAMP:
-        return "TIMESTAMP:tz" if t.tz else "TIMESTAMP"
+        kind = "TIMESTAMP:tz" if t.tz else "TIMESTAMP"
+        return f"{kind}:infinite" if t.detail == "infinite" and (f"{kind}:infinite", dest) in RULES else kind
+    if family is Family.DATE and t.detail == "infinite" and ("DATE:infinite", dest) in RULES:
+        return "DATE:infinite"
     return family.value
 
 

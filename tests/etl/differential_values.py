@@ -27,8 +27,10 @@ import decimal
 import json
 import math
 import re
+import sqlite3
 import struct
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +125,16 @@ def lit_sqlite_float(v: float) -> str:
     if math.isinf(v):
         return "9e999" if v > 0 else "-9e999"
     return repr(v)
+
+
+def sqlite_stored_float(v: float) -> float:
+    """The REAL SQLite stores for the literal `lit_sqlite_float(v)`: the source's value, which the suite compares.
+
+    SQLite's text-to-double conversion is not always correctly rounded: it reads
+    -3.5119967003102123e-307 as -3.5119967003102127e-307 (SQLite 3.40), before the product sees it.
+    """
+    with closing(sqlite3.connect(":memory:")) as db:
+        return db.execute(f"SELECT {lit_sqlite_float(v)}").fetchone()[0]
 
 
 def lit_text(engine: str) -> Callable[[str], str]:
@@ -223,7 +235,8 @@ def decimals(precision: int, scale: int) -> st.SearchStrategy:
     with decimal.localcontext() as ctx:
         ctx.prec = 200
         limit = 10 ** (precision - scale) - decimal.Decimal(1).scaleb(-scale)
-    return st.decimals(min_value=-limit, max_value=limit, places=scale, allow_nan=False, allow_infinity=False)
+        low = -limit  # in this context: with the default 28 digits, -(10^29 - 10^-9) rounds to -10^29
+    return st.decimals(min_value=low, max_value=limit, places=scale, allow_nan=False, allow_infinity=False)
 
 
 def decimal_boundary(precision: int, scale: int) -> tuple:
@@ -352,14 +365,15 @@ class AsText:
 
 
 _INSTANT = re.compile(
-    r"^(-?\d{4,})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?\s*(Z|UTC|[+-]\d\d(?::?\d\d)?)?$"
+    r"^(-?\d{4,})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?\s*(Z|UTC|[+-]\d\d(?::?\d\d)?)?"
+    r"( BC)?$"
 )
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
     """Days since 1970-01-01 in the proleptic Gregorian calendar, for any year (0 and below too)."""
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400  # Python floors (the C original adjusts for truncation)
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
@@ -394,7 +408,9 @@ class TextInstant:
         found = _INSTANT.match(text.strip())
         if not found:
             raise ValueError(f"not an instant: {text!r}")
-        y, mo, d, h, mi, s, frac, zone = found.groups()
+        y, mo, d, h, mi, s, frac, zone, bc = found.groups()
+        if bc:  # PostgreSQL's text for years before 1: 1 BC is year 0, 2 BC year -1
+            y = str(1 - int(y))
         offset = 0
         if zone and zone not in ("Z", "UTC"):
             digits = zone[1:].replace(":", "")
@@ -581,13 +597,27 @@ def _epoch(value: Any) -> Any:
     return value
 
 
+def _clamps(kind: Kind, dest: Dest, verdict: str) -> bool:
+    """PostgreSQL dates/timestamps beyond BigQuery's range load as its nearest end (the warning says so)."""
+    return kind.engine == "postgresql" and verdict == "warning" and dest.type in ("DATE", "DATETIME", "TIMESTAMP")
+
+
+def _clamped(low: bool, dest: Dest) -> Any:
+    if dest.type == "DATE":
+        return DATE_MIN if low else DATE_MAX
+    edge = DT_MIN if low else DT_MAX
+    return edge.replace(tzinfo=UTC) if dest.type == "TIMESTAMP" else edge
+
+
 def expected(kind: Kind, dest: Dest, value: Any, verdict: str) -> Any:
     """What should land in `dest` for the source `value` (REJECT: it cannot load)."""
     if value is None:
         return [] if dest.mode == "REPEATED" else None
     if isinstance(value, Raw):
         # Outside every BigQuery range; as text it is still the source's own spelling.
-        return AsText(value.text, str) if dest.type == "STRING" else REJECT
+        if dest.type == "STRING":
+            return AsText(value.text, str)
+        return _clamped(value.text.startswith("-"), dest) if _clamps(kind, dest, verdict) else REJECT
     family, d = kind.family, dest.type
     if dest.mode == "REPEATED":
         if any(e is None for e in value):
@@ -644,7 +674,8 @@ def expected(kind: Kind, dest: Dest, value: Any, verdict: str) -> Any:
         if d in ("NUMERIC", "BIGNUMERIC"):
             if math.isnan(value) or math.isinf(value):
                 return REJECT
-            return _numeric(decimal.Decimal(value), dest)
+            # As the rule says: the float's shortest decimal form (repr), then rounded half away from zero.
+            return _numeric(decimal.Decimal(repr(value)), dest)
         if d == "INT64":
             return _exact_int(value)
         if d == "STRING":
@@ -694,7 +725,7 @@ def expected(kind: Kind, dest: Dest, value: Any, verdict: str) -> Any:
             return TextInstant(value)  # the same instant, even one BigQuery could not hold
         instant = _to_utc(value)
         if instant is REJECT:
-            return REJECT
+            return _clamped(True, dest) if _clamps(kind, dest, verdict) else REJECT
         if d == "TIMESTAMP":
             return instant
         if d == "DATETIME":

@@ -41,6 +41,9 @@ MYSQL_TIME = CanonicalType(Family.TIME, detail="duration")
 INT_BOOLEAN = CanonicalType(Family.BOOLEAN, detail="int")
 NAIVE_TS = CanonicalType(Family.TIMESTAMP, tz=False)
 AWARE_TS = CanonicalType(Family.TIMESTAMP, tz=True)
+PG_DATE = CanonicalType(Family.DATE, detail="infinite")  # may be ±infinity, BC
+PG_NAIVE_TS = CanonicalType(Family.TIMESTAMP, tz=False, detail="infinite")
+PG_AWARE_TS = CanonicalType(Family.TIMESTAMP, tz=True, detail="infinite")
 JSON = CanonicalType(Family.JSON)
 BYTES = CanonicalType(Family.BYTES)
 UNKNOWN = CanonicalType(Family.UNKNOWN)
@@ -100,7 +103,7 @@ PG_COLUMNS = [
         "12345678-1234-5678-1234-567812345678",
     ),
     Col("c_boolean", "boolean", "boolean", BOOLEAN, "true", True),
-    Col("c_date", "date", "date", DATE, "'2024-02-29'", "2024-02-29"),
+    Col("c_date", "date", "date", PG_DATE, "'2024-02-29'", "2024-02-29"),
     Col("c_time", "time", "time without time zone", TIME, "'13:14:15.5'", "13:14:15.500000"),
     Col(
         "c_timetz",
@@ -114,7 +117,7 @@ PG_COLUMNS = [
         "c_timestamp",
         "timestamp",
         "timestamp without time zone",
-        NAIVE_TS,
+        PG_NAIVE_TS,
         "'2024-01-02 03:04:05'",
         "2024-01-02T03:04:05",
     ),
@@ -122,7 +125,7 @@ PG_COLUMNS = [
         "c_timestamptz",
         "timestamptz",
         "timestamp with time zone",
-        AWARE_TS,
+        PG_AWARE_TS,
         "'2024-01-02 03:04:05+02'",
         is_instant(dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=dt.UTC)),
     ),

@@ -79,6 +79,14 @@ def test_it_expects_half_away_from_zero_rounding_and_rejects_what_does_not_fit()
     assert expected(kind("float"), numeric, 1e300, "needs_validation") is REJECT
 
 
+def test_it_expects_floats_in_numeric_from_their_shortest_text_not_their_binary_value() -> None:
+    numeric = Dest("NUMERIC")
+    # The exact binary value of -21929227.04 is -21929227.03999999910593032836914062500: the rule reads '-21929227.04'.
+    assert expected(kind("float"), numeric, -21929227.04, "needs_validation") == D("-21929227.040000000")
+    assert expected(kind("float"), numeric, 0.1, "needs_validation") == D("0.1")
+    assert expected(kind("float"), numeric, 1.0000000005, "needs_validation") == D("1.000000001")  # half away
+
+
 def test_it_expects_the_nearest_double_for_integers_and_decimals_in_float64() -> None:
     assert expected(kind("int"), Dest("FLOAT64"), 2**53 + 1, "warning") == 9007199254740992.0
     assert same(expected(kind("decimal"), Dest("FLOAT64"), D("-19.40"), "warning"), -19.4)
@@ -90,6 +98,40 @@ def test_it_rejects_values_outside_bigquery_ranges_and_null_array_elements() -> 
     assert same(expected(kind("date"), Dest("STRING"), Raw("'infinity'", "infinity"), "warning"), "infinity")
     early = dt.datetime(1, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))
     assert expected(kind("tstz"), Dest("TIMESTAMP"), early, "ok") is REJECT
+    assert expected(kind("tstz", "mysql"), Dest("TIMESTAMP"), early, "warning") is REJECT
     assert expected(kind("int_array"), Dest("INT64", "REPEATED"), [1, None], "warning") is REJECT
     assert expected(kind("int_array"), Dest("INT64", "REPEATED"), None, "ok") == []
     assert expected(kind("mytime", "mysql"), Dest("TIME"), dt.timedelta(hours=25), "ok") is REJECT
+
+
+def test_it_expects_postgresql_values_beyond_bigquery_ranges_clamped_when_the_warning_says_so() -> None:
+    infinity, minus = Raw("'infinity'", "infinity"), Raw("'-infinity'", "-infinity")
+    assert expected(kind("date"), Dest("DATE"), infinity, "warning") == dt.date(9999, 12, 31)
+    assert expected(kind("date"), Dest("DATE"), minus, "warning") == dt.date(1, 1, 1)
+    assert expected(kind("date"), Dest("DATETIME"), infinity, "warning") == dt.datetime(
+        9999, 12, 31, 23, 59, 59, 999999
+    )
+    assert expected(kind("ts"), Dest("TIMESTAMP"), minus, "warning") == dt.datetime(1, 1, 1, tzinfo=UTC)
+    early = dt.datetime(1, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    assert expected(kind("tstz"), Dest("TIMESTAMP"), early, "warning") == dt.datetime(1, 1, 1, tzinfo=UTC)
+    assert expected(kind("tstz"), Dest("DATETIME"), early, "warning") == dt.datetime(1, 1, 1)
+    assert expected(kind("ts"), Dest("DATE"), infinity, "needs_validation") is REJECT
+
+
+def test_it_reads_postgresql_bc_text_as_the_instant_it_names() -> None:
+    early = dt.datetime(1, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    assert same(TextInstant(early), "0001-12-31 19:30:00+00 BC")  # 1 BC is year 0
+    assert not same(TextInstant(early), "0001-12-31 19:30:00+00")
+
+
+def test_it_generates_decimals_that_fit_their_declared_precision_at_both_ends() -> None:
+    from tests.differential_values import decimals
+
+    assert "min_value=Decimal('-" + "9" * 29 + "." + "9" * 9 + "')" in repr(decimals(38, 9))  # not -1E+29
+
+
+def test_it_compares_sqlite_reals_with_the_double_sqlite_stores_for_the_literal() -> None:
+    from tests.differential_values import sqlite_stored_float
+
+    assert sqlite_stored_float(0.1) == 0.1 and sqlite_stored_float(math.inf) == math.inf
+    assert sqlite_stored_float(-3.5119967003102123e-307) == -3.5119967003102127e-307  # SQLite's own reading

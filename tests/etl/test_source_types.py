@@ -26,6 +26,10 @@ DATE = CanonicalType(Family.DATE)
 TIME = CanonicalType(Family.TIME)
 NAIVE_TS = CanonicalType(Family.TIMESTAMP, tz=False)
 AWARE_TS = CanonicalType(Family.TIMESTAMP, tz=True)
+# PostgreSQL dates/timestamps may be ±infinity or outside 0001..9999 (the type rules warn about it).
+PG_DATE = CanonicalType(Family.DATE, detail="infinite")
+PG_NAIVE_TS = CanonicalType(Family.TIMESTAMP, tz=False, detail="infinite")
+PG_AWARE_TS = CanonicalType(Family.TIMESTAMP, tz=True, detail="infinite")
 JSON = CanonicalType(Family.JSON)
 BYTES = CanonicalType(Family.BYTES)
 UNKNOWN = CanonicalType(Family.UNKNOWN)
@@ -66,17 +70,17 @@ POSTGRESQL = [
     ("uuid", CanonicalType(Family.STRING, detail="uuid")),
     ("boolean", BOOLEAN),
     ("bool", BOOLEAN),
-    ("date", DATE),
+    ("date", PG_DATE),
     ("time without time zone", TIME),
     ("time(3) without time zone", TIME),
     ("time", TIME),
     ("time with time zone", CanonicalType(Family.TIME, detail="tz")),
-    ("timestamp without time zone", NAIVE_TS),
-    ("timestamp(3) without time zone", NAIVE_TS),
-    ("timestamp", NAIVE_TS),
-    ("timestamp with time zone", AWARE_TS),
-    ("timestamp(6) with time zone", AWARE_TS),
-    ("timestamptz", AWARE_TS),
+    ("timestamp without time zone", PG_NAIVE_TS),
+    ("timestamp(3) without time zone", PG_NAIVE_TS),
+    ("timestamp", PG_NAIVE_TS),
+    ("timestamp with time zone", PG_AWARE_TS),
+    ("timestamp(6) with time zone", PG_AWARE_TS),
+    ("timestamptz", PG_AWARE_TS),
     ("interval", CanonicalType(Family.INTERVAL)),
     ("interval hour to minute", CanonicalType(Family.INTERVAL)),
     ("json", JSON),
@@ -86,7 +90,7 @@ POSTGRESQL = [
     ("text[]", array(STRING)),
     ("character varying(10)[]", array(STRING)),
     ("numeric(12,2)[]", array(decimal(12, 2))),
-    ("timestamp with time zone[]", array(AWARE_TS)),
+    ("timestamp with time zone[]", array(PG_AWARE_TS)),
     ("integer[3][]", array(INTEGER)),
     ("_int4", array(INTEGER)),
     ("money", CanonicalType(Family.STRING, detail="money")),

@@ -288,16 +288,59 @@ def test_it_loads_whole_numerics_with_a_zero_fraction_into_int64(pg_source, bq, 
     assert [r["n"] for r in job.rows()] == [0, -12]
 
 
-def test_it_refuses_postgresql_infinity_dates_before_the_load(pg_source, bq, bq_dataset, tmp_path):
+@pytest.mark.parametrize("method", ["adbc", "sqlalchemy"])
+def test_it_loads_postgresql_infinity_and_bc_values_as_the_ends_of_bigquery_ranges(
+    pg_source, bq, bq_dataset, tmp_path, method
+):
     pg_source.execute(
-        "CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamptz)",
-        "INSERT INTO t VALUES (1, '2024-01-01', '2024-01-01 00:00+00'), (2, 'infinity', '-infinity')",
+        "CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)",
+        "INSERT INTO t VALUES (1, '2024-01-01', '2024-01-01 10:00', '2024-01-01 00:00+00'), "
+        "(2, 'infinity', 'infinity', 'infinity'), (3, '-infinity', '-infinity', '-infinity'), "
+        "(4, '0044-03-15 BC', '0044-03-15 12:00 BC', '0001-01-01 01:00+05:30'), "
+        "(5, '10000-01-01', '10000-01-01 00:00', '10000-01-01 00:00+00')",
     )
-    job = Job(pg_source, bq, bq_dataset, tmp_path)
-    job.create_destination()
+    job = Job(pg_source, bq, bq_dataset, tmp_path, extract_method=method)
+    report, _ = existing(
+        job,
+        BigQueryField("id", "INT64"),
+        BigQueryField("d", "DATE"),
+        BigQueryField("ts", "DATETIME"),
+        BigQueryField("tz", "TIMESTAMP"),
+    )
+    for name in ("d", "ts", "tz"):  # the report says what happens to them
+        assert report.column(name).verdict == "warning"
+        assert "'infinity' and values after 9999-12-31 as 9999-12-31" in report.column(name).message
 
-    with pytest.raises(CastError) as failed:
-        job.run()
+    job.run(load_strategy="append")
 
-    assert "outside BigQuery's range" in str(failed.value) and "id=2" in str(failed.value)
-    assert bq.query(f"SELECT COUNT(*) AS n FROM `{bq_dataset}`.`dest`")[0]["n"] == 0  # the table stays readable
+    late, early = dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)
+    assert [(r["d"], r["ts"], r["tz"]) for r in job.rows()] == [
+        (dt.date(2024, 1, 1), dt.datetime(2024, 1, 1, 10), dt.datetime(2024, 1, 1, tzinfo=dt.UTC)),
+        (dt.date(9999, 12, 31), late, late.replace(tzinfo=dt.UTC)),
+        (dt.date(1, 1, 1), early, early.replace(tzinfo=dt.UTC)),
+        (dt.date(1, 1, 1), early, early.replace(tzinfo=dt.UTC)),
+        (dt.date(9999, 12, 31), late, late.replace(tzinfo=dt.UTC)),
+    ]
+
+
+@pytest.mark.parametrize("method", ["adbc", "sqlalchemy"])
+def test_it_stores_postgresql_infinity_and_bc_values_in_string_columns_as_postgresql_writes_them(
+    pg_source, bq, bq_dataset, tmp_path, method
+):
+    pg_source.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, d date, tz timestamptz)",
+        "INSERT INTO t VALUES (1, '2024-01-01', '2024-01-01 00:00+00'), (2, 'infinity', '-infinity'), "
+        "(3, '0044-03-15 BC', '0001-01-01 01:00+05:30')",
+    )
+    job = Job(pg_source, bq, bq_dataset, tmp_path, extract_method=method)
+    existing(job, BigQueryField("id", "INT64"), BigQueryField("d", "STRING"), BigQueryField("tz", "STRING"))
+
+    job.run(load_strategy="append")
+
+    assert [(r["d"], r["tz"]) for r in job.rows()] == [
+        ("2024-01-01", "2024-01-01T00:00:00+00:00"),
+        ("infinity", "-infinity"),
+        ("0044-03-15 BC", "0001-12-31 19:30:00+00 BC"),
+    ]
+    preview = preview_rows(job.params, "public", "t", columns=["d"])
+    assert [row[0] for row in preview.rows][1:] == ["infinity", "0044-03-15 BC"]  # the preview reads them alike

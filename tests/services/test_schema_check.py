@@ -215,3 +215,23 @@ def test_it_validates_the_source_data_for_job_creation_when_asked(user, connecti
     assert any("code" in str(d) for d in refused.value.details)  # the reasons are in the details, never empty
     job = services.job_create(**args, validate_data=True)  # the same scan as the wizard's "Validate data"
     assert [c["destination"] for c in job.load_plan["columns"]] == ["id", "code"]
+
+
+def test_it_saves_a_failed_run_whose_error_quotes_a_value_holding_a_nul_byte(user, mysql_source, bq, bq_dataset,
+                                                                             bq_settings) -> None:
+    mysql_source.execute("CREATE TABLE coded (id bigint PRIMARY KEY, code varchar(10))",
+                         "INSERT INTO coded VALUES (1, '12')")
+    connection = services.connection_create(owner=user, name="shop_my", **mysql_source.as_connection_fields())
+    bq.create_table(bq_dataset, "coded", [BigQueryField("id", "INT64"), BigQueryField("code", "INT64")])
+    job = services.job_create(owner=user, workspace=connection.workspace, name="coded", connection=connection,
+                              source_schema="", source_table="coded",
+                              source_columns=sources.get_columns(connection, None, "coded"),
+                              destination_dataset=bq_dataset, destination_table="coded", use_existing_table=True,
+                              load_strategy="append", validate_data=True)
+    mysql_source.execute("INSERT INTO coded VALUES (2, CONCAT('1', CHAR(0), '2'))")  # after the validation
+
+    run = runs.execute_run(run_id=services.run_enqueue_record(job=job).pk)
+
+    assert run.status == "failed"  # recorded: PostgreSQL refuses text holding NUL, so it is spelled out
+    assert "\x00" not in run.error and "'1\\x002'" in run.error and "id=2" in run.error
+    assert EtlJob.objects.get(pk=job.pk).runs.get(pk=run.pk).error == run.error
