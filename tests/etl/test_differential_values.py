@@ -125,13 +125,13 @@ def test_it_reads_postgresql_bc_text_as_the_instant_it_names() -> None:
 
 
 def test_it_generates_decimals_that_fit_their_declared_precision_at_both_ends() -> None:
-    from tests.differential_values import decimals
+    from tests.etl.differential_values import decimals
 
     assert "min_value=Decimal('-" + "9" * 29 + "." + "9" * 9 + "')" in repr(decimals(38, 9))  # not -1E+29
 
 
 def test_it_compares_sqlite_reals_with_the_double_sqlite_stores_for_the_literal() -> None:
-    from tests.differential_values import sqlite_stored_float
+    from tests.etl.differential_values import sqlite_stored_float
 
     assert sqlite_stored_float(0.1) == 0.1 and sqlite_stored_float(math.inf) == math.inf
     assert sqlite_stored_float(-3.5119967003102123e-307) == -3.5119967003102127e-307  # SQLite's own reading
