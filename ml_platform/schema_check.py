@@ -26,6 +26,8 @@ from django.http import Http404
 from ml_platform import compat, selectors
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.bigquery import BigQuery, quote_identifier
+from ml_platform.etl.bqsql import partition_filter
+from ml_platform.etl.errors import SchemaMismatchError
 from ml_platform.etl.plan import LoadPlan, PlannedAlter, PlannedColumn
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
 from ml_platform.models import Connection, EtlJob, Workspace
@@ -192,7 +194,10 @@ def _check_new(bq: BigQuery, source_columns: Sequence[SourceColumn], destination
     """A new table: its planned schema is checked like an existing one (cursor, key), without BigQuery reads."""
     tag = TAG_COLUMN if choices.source_tag else None
     fields = engine.schema_for_new_table(source_columns, tag_column=tag)
-    planned = TableSchema(destination.dataset, destination.table, fields)
+    mapping = {c.name: f.name for c, f in zip(source_columns, fields, strict=False)}
+    partitioned = mapping.get(choices.partition_field) if choices.partition_field else None
+    planned = TableSchema(destination.dataset, destination.table, fields,
+                          partitioning=f"DAY({partitioned})" if partitioned else None)
     report = engine.check_compatibility(source_columns, planned, choices.options())
     result = SchemaCheckResult(target=destination, report=report, destination=planned, state=compat.TableState(),
                                choices=choices)
@@ -200,7 +205,6 @@ def _check_new(bq: BigQuery, source_columns: Sequence[SourceColumn], destination
         result.problems.append(Problem("new_table", f"A table named {destination.table!r} already exists in "
                                                     f"{destination.dataset}: pick another name or use the "
                                                     "existing table."))
-    mapping = {c.name: f.name for c, f in zip(source_columns, fields, strict=False)}
     if choices.partition_field and choices.partition_field not in mapping:
         result.problems.append(Problem("partition_field", f"{choices.partition_field!r} is not a selected column."))
     if result.report.compatible and not result.problems:
@@ -245,6 +249,7 @@ def _table_rows(bq: BigQuery, result: SchemaCheckResult) -> None:
             if tag and tag_field is not None else quote_identifier(cursor.name)
         selects.append(f"MAX({scope}) AS max_cursor")
     sql = f"SELECT {', '.join(selects)} FROM {bq.sql_table(table.dataset, table.table)}"  # noqa: S608 - quoted ids
+    sql += _all_partitions(table)
     row = (bq.query(sql, params) or [{}])[0]
     rows = int(row.get("n") or 0)
     result.untagged_rows = int(row.get("untagged") or 0) if tag_field is not None else rows
@@ -253,6 +258,15 @@ def _table_rows(bq: BigQuery, result: SchemaCheckResult) -> None:
         result.replace_deletes = tagged if tag else rows
     result.state = _state(rows, row.get("max_cursor"), choices, has_cursor="max_cursor" in row,
                           tag_scoped=bool(tag and tag_field is not None))
+
+
+def _all_partitions(table: TableSchema) -> str:
+    """` WHERE <true for every row, on the partitioning column>`, which `require_partition_filter` asks for."""
+    try:
+        condition = partition_filter(table.partitioning, {f.name: f.field_type for f in table.fields})
+    except SchemaMismatchError:
+        return ""  # the report already says the runner cannot filter this table
+    return f" WHERE {condition}" if condition else ""
 
 
 def _cursor_destination(result: SchemaCheckResult) -> str:

@@ -244,6 +244,8 @@ def table_schema_from(table: bigquery.Table, *, num_rows: int | None = None) -> 
         partitioning=partitioning,
         clustering=tuple(table.clustering_fields or ()),
         num_rows=num_rows,
+        partition_expiration_ms=_int_or_none(tp.expiration_ms) if tp is not None else None,
+        require_partition_filter=_requires_partition_filter(table),
         extra={
             "description": table.description,
             "table_type": table.table_type,
@@ -251,6 +253,15 @@ def table_schema_from(table: bigquery.Table, *, num_rows: int | None = None) -> 
             "location": table.location,
         },
     )
+
+
+def _requires_partition_filter(table: bigquery.Table) -> bool:
+    # The table-level option, or the older `timePartitioning.requirePartitionFilter` some tables
+    # still carry (read from the resource: the client's property for it is deprecated).
+    if table.require_partition_filter:
+        return True
+    legacy = (table._properties.get("timePartitioning") or {}).get("requirePartitionFilter")  # noqa: SLF001
+    return str(legacy).lower() == "true"
 
 
 def _primary_key(table: bigquery.Table) -> tuple[str, ...] | None:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 
+from ml_platform.etl.bqsql import partition_filter
 from ml_platform.etl.compat_model import AlterAction, ValidationResult, _Dest, _Finding, _fmt, _quote
+from ml_platform.etl.errors import SchemaMismatchError
 from ml_platform.etl.type_rules import UNLOADABLE_TYPES
+from ml_platform.etl.types import TableSchema
 
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 _MAX_EXAMPLES = 5
@@ -176,7 +179,118 @@ class TableChecks:
             subject=subject,
         )
 
+    # -- the table's partitioning
+
+    def _check_partitioning(self) -> None:
+        """What the destination's partitioning means for this job: one report row, read from the table options."""
+        table = self.destination
+        if not table.partitioning:
+            return
+        findings = [_filter_finding(table, self.options.load_strategy), _partition_limit_finding(table)]
+        expiration = _expiration_finding(table)
+        if expiration is not None:
+            findings.insert(1, expiration)
+        self._row(
+            source=None,
+            source_type="table partitioning",
+            dest_name=None,
+            dest_type=table.partitioning,
+            dest_mode="require_partition_filter" if table.require_partition_filter else None,
+            findings=findings,
+            subject=f"Partitioning {table.partitioning}",
+        )
+
     # -- keys, cursor and strategy
+
+
+# --------------------------------------------------------------------------- partitioning
+
+# BigQuery's limit on the partitions one job (a load, or a query/DML statement) may modify.
+MAX_PARTITIONS_PER_JOB = 4000
+# What 4,000 partitions of each type span, said the way a user plans a first load.
+_PARTITION_SPAN = {
+    "HOUR": "about 166 days of data",
+    "DAY": "about 11 years of data",
+    "MONTH": "about 333 years of data",
+    "YEAR": "4,000 years of data",
+}
+# The statements of these strategies read or change the job's existing rows (DELETE, MAX, MERGE, anti-join).
+_FILTERED_STRATEGIES = ("replace", "incremental", "merge")
+_MS_PER_DAY = 86_400_000
+
+
+def _filter_finding(table: TableSchema, strategy: str) -> _Finding:
+    """Whether the runner's statements can name the partitioning column (bqsql.partition_filter's refusals)."""
+    required = table.require_partition_filter
+    if strategy in _FILTERED_STRATEGIES:
+        try:
+            partition_filter(table.partitioning, {f.name: f.field_type for f in table.fields})
+        except SchemaMismatchError as exc:
+            fix = "Use the append strategy (its INSERTs read no existing rows), or load into a table partitioned on a "
+            fix += "DATE, DATETIME, TIMESTAMP or INT64 column"
+            if required:
+                fix += (f" (or remove the option: ALTER TABLE {_quote(table.dataset)}.{_quote(table.table)} "
+                        "SET OPTIONS (require_partition_filter = false))")
+            return _Finding(
+                "error",
+                f"Every {strategy} run filters the job's rows of the table on its partitioning column, and this "
+                f"partitioning cannot be filtered on: {exc}.",
+                fix + ".",
+            )
+    if not required:
+        return _Finding("ok", "")
+    column = table.partition_column or "the partitioning column"
+    if strategy in _FILTERED_STRATEGIES:
+        return _Finding(
+            "ok",
+            f"The table requires a partition filter: every DELETE, MAX, MERGE and lookup of existing rows the runner "
+            f"issues filters on {column} (a filter true for every row, so no row is skipped).",
+        )
+    return _Finding(
+        "ok",
+        f"The table requires a partition filter: an {strategy} run only INSERTs, which needs none; any statement "
+        f"the runner issues on existing rows filters on {column}.",
+    )
+
+
+def _expiration_finding(table: TableSchema) -> _Finding | None:
+    ms = table.partition_expiration_ms
+    if not ms or ms <= 0:
+        return None
+    days = ms / _MS_PER_DAY
+    shown = f"{days:,.0f}" if days >= 10 or days == int(days) else f"{days:,.2f}".rstrip("0").rstrip(".")
+    unit = "day" if shown == "1" else "days"
+    column = table.partition_column or ""
+    if column.upper() in ("_PARTITIONTIME", "_PARTITIONDATE"):
+        what = (f"every row is deleted by BigQuery {shown} {unit} after the run that loaded it (the table is "
+                "partitioned by load time)")
+    else:
+        what = (f"BigQuery deletes every partition older than {shown} {unit}, so source rows whose {column} falls "
+                "in such a partition are deleted right after loading")
+    return _Finding(
+        "warning",
+        f"Partition expiration is {shown} {unit}: {what}. They will be missing from the table, and Verify will "
+        "count them missing.",
+    )
+
+
+def _partition_limit_finding(table: TableSchema) -> _Finding:
+    kind = table.partition_type or ""
+    column = table.partition_column or ""
+    if column.upper() in ("_PARTITIONTIME", "_PARTITIONDATE"):
+        span = ("a run's new rows land in the partition of its load time, but a replace or merge also changes "
+                "every partition holding rows it deletes or updates")
+    elif kind == "RANGE":
+        span = f"that is 4,000 ranges of {column}"
+    else:
+        span = f"with {kind} partitioning that is {_PARTITION_SPAN.get(kind, '4,000 partitions')} by {column}"
+    return _Finding(
+        "warning",
+        f"One run (one commit unit) that writes into more than {MAX_PARTITIONS_PER_JOB:,} partitions fails "
+        f"(BigQuery's per-job limit); {span}.",
+        "Load a long history in pieces: lower ETL_CHECKPOINT_ROWS so each checkpoint spans fewer partitions, "
+        "start with a smaller first load (e.g. a recent range), or use a coarser partitioning (MONTH or YEAR).",
+    )
 
 
 # --------------------------------------------------------------------------- the type table

@@ -232,6 +232,7 @@ class _Engine(StrategyChecks, TableChecks):
         self._match_and_check_columns()
         self._check_destination_only_columns()
         self._check_source_tag()
+        self._check_partitioning()
         self._check_strategy()
         return CompatibilityReport(
             compatible=not self.errors and not self.needs_validation,

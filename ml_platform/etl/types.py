@@ -94,6 +94,11 @@ class TableSchema:
 
     `primary_key` is None when unknown (the emulator does not store constraints;
     real BigQuery may have none): absent is never treated as "no key".
+
+    `partitioning` is `DAY(col)`, `HOUR(col)`, `MONTH(col)`, `YEAR(col)`, `DAY(_PARTITIONTIME)`
+    (ingestion time) or `RANGE(col)`; `partition_expiration_ms` and `require_partition_filter`
+    are the table's partition options, read with the same `get_table` call (None / False when
+    unset or unknown).
     """
 
     dataset: str
@@ -104,6 +109,20 @@ class TableSchema:
     clustering: tuple[str, ...] = ()
     num_rows: int | None = None
     extra: dict = field(default_factory=dict, compare=False)
+    partition_expiration_ms: int | None = None
+    require_partition_filter: bool = False
+
+    @property
+    def partition_type(self) -> str | None:
+        """`DAY`, `HOUR`, `MONTH`, `YEAR` or `RANGE` (None when the table is not partitioned)."""
+        return self.partitioning.split("(", 1)[0].strip().upper() if self.partitioning else None
+
+    @property
+    def partition_column(self) -> str | None:
+        """The partitioning column (`_PARTITIONTIME` for ingestion-time partitioning)."""
+        if not self.partitioning or "(" not in self.partitioning:
+            return None
+        return self.partitioning.split("(", 1)[1].rstrip(") ").strip() or None
 
     def field_by_name(self, name: str) -> BigQueryField | None:
         lowered = name.lower()

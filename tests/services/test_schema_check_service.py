@@ -77,3 +77,28 @@ def test_it_is_a_404_for_another_workspaces_dataset(connection, other_user, tabl
     mallory = services.personal_workspace(other_user)
     with pytest.raises(Http404):
         report(connection, table, "id", workspace=mallory, load_strategy="append")
+
+
+def test_it_reports_an_existing_partitioned_tables_options_and_reads_its_rows_through_a_partition_filter(
+    connection, bq, bq_settings, bq_dataset
+) -> None:
+    from google.cloud import bigquery
+
+    table = bigquery.Table(f"{bq.client.project}.{bq_dataset}.orders", schema=[
+        bigquery.SchemaField("id", "INT64"), bigquery.SchemaField("created_at", "TIMESTAMP")])
+    table.time_partitioning = bigquery.TimePartitioning(type_="DAY", field="created_at", expiration_ms=7 * 86_400_000)
+    bq.client.create_table(table)
+    bq.query(f"INSERT INTO `{bq_dataset}.orders` (id, created_at) VALUES (7, CURRENT_TIMESTAMP())")
+    ctx = report(connection, bq_dataset, "id", "created_at", load_strategy="incremental", cursor_column="id")
+    assert ctx.report.compatible and ctx.state.max_cursor == 7  # the count/MAX query, with its partition filter, still sees every row
+    assert any(w.startswith("Partitioning DAY(created_at): Partition expiration is 7 days") for w in ctx.report.warnings)
+    assert any("more than 4,000 partitions" in w for w in ctx.report.warnings)
+
+
+def test_a_new_partitioned_table_is_warned_about_the_4000_partitions_limit(connection, bq_settings, bq_dataset) -> None:
+    ctx = schema_check.check(workspace=connection.workspace, source_columns=source_columns(connection, "id", "created_at"),
+                             destination=schema_check.Destination(bq_dataset, "fresh", existing=False),
+                             choices=schema_check.Choices(load_strategy="append", partition_field="created_at"),
+                             dialect="postgresql")
+    assert ctx.report.compatible
+    assert any("with DAY partitioning that is about 11 years of data by created_at" in w for w in ctx.report.warnings)
