@@ -416,11 +416,11 @@ def test_it_keeps_serving_while_one_user_lists_tables_on_a_silent_listener(user,
     with ThreadPoolExecutor(8) as pool:
         slow = [pool.submit(list_tables, i) for i in range(8)]
         time.sleep(1.0)  # every request has reached the server
-        started = time.monotonic()
         login = urllib.request.urlopen(f"{gunicorn}/accounts/login/", timeout=30)
-        login_seconds = time.monotonic() - started
+        # Served while listings still hang on the silent server: the page never queued behind them.
+        hanging_when_served = sum(not f.done() for f in slow)
         results = [f.result() for f in slow]
-    assert login.status == 200 and login_seconds < 1.0, f"login page took {login_seconds:.2f} s"
+    assert login.status == 200 and hanging_when_served >= 1, "the login page waited for the hung listings"
     statuses = sorted(status for status, _ in results)
     # Every listing ended with an answer: refused at once over the per-user cap, or timed out.
     # 2 web processes x 3 source slots: at least 2 of the 8 refused at once, none left hanging.
