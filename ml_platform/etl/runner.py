@@ -183,6 +183,7 @@ class _RunState:
         self.derived = False
         self.read_from: Any = None
         self.attempt: int | None = None
+        self.staging_created = False  # by the run's first load (later units' loads check staging's schema)
 
     def resume(self, engine: Engine) -> bool:
         """Claim the table, settle earlier attempts of this run, then derive the watermark; False when nothing
@@ -443,7 +444,7 @@ def _run_unit(
 ) -> tuple[int, int, Any]:
     """Extract, spool, load and commit one unit: (rows extracted, bytes, max cursor)."""
     dataset, warehouse, heartbeat = spec.destination_dataset, state.warehouse, state.heartbeat
-    loader = Loader(warehouse, dataset, staging, plan.fields)
+    loader = Loader(warehouse, dataset, staging, None if state.staging_created else plan.fields)
     spool = Spool(run_dir, conformer.schema, loader.submit)
     try:
         heartbeat.emit("extracting")
@@ -456,6 +457,7 @@ def _run_unit(
         loader.close()
         raise
     loader.close()
+    state.staging_created = state.staging_created or loader.loaded_anything
     state.fault("after_load")
 
     if extracted == 0 and spec.load_strategy != "replace":
