@@ -56,5 +56,5 @@ def test_an_incremental_run_with_new_rows_makes_a_fixed_small_number_of_bigquery
     assert result.rows_loaded == 3 and result.checkpoints == 1
     assert dest_fingerprint(job) == source_fingerprint(pg_source)
     # list tables (leftover staging), destination schema, claim + ledger read in one script, the settle look-up,
-    # the load creating staging, the count of new rows, the commit (submit + look-up on wait), drop staging.
+    # the load creating staging, the count of new rows, the commit, dropping staging.
     assert sum(calls.values()) == EXPECTED, calls
