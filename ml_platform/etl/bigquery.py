@@ -677,8 +677,18 @@ class BigQuery:
 
     # -- loads
 
-    def load_parquet(self, path: str | Path, dataset: str, table: str, write_disposition: str = "WRITE_APPEND") -> int:
+    def load_parquet(
+        self,
+        path: str | Path,
+        dataset: str,
+        table: str,
+        write_disposition: str = "WRITE_APPEND",
+        fields: Sequence[BigQueryField] | None = None,
+    ) -> int:
         """Load one Parquet file into an existing table; returns the rows loaded.
+
+        With `fields` (the table's schema, known to the caller) the table is created by the load
+        job itself when missing, with exactly that schema, and no round trip reads its schema first.
 
         The file's columns must be the table's columns, same names, same order: BigQuery
         matches Parquet columns by name, the emulator by position, and only an exact
@@ -694,8 +704,13 @@ class BigQuery:
             file_columns = metadata.schema.to_arrow_schema().names
         except (OSError, pa.ArrowException) as exc:
             raise LoadFailed(f"Cannot read Parquet file {path.name}: {exc}") from exc
-        bq_table = self._get_table(dataset, table)
-        table_columns = [f.name for f in bq_table.schema]
+        if fields is not None:
+            schema = [schema_field_for(f) for f in fields]
+            create = bigquery.CreateDisposition.CREATE_IF_NEEDED
+        else:
+            schema = list(self._get_table(dataset, table).schema)
+            create = bigquery.CreateDisposition.CREATE_NEVER
+        table_columns = [f.name for f in schema]
         if [c.lower() for c in file_columns] != [c.lower() for c in table_columns]:
             raise LoadFailed(
                 f"The Parquet file's columns ({', '.join(file_columns)}) must be exactly the columns of "
@@ -704,10 +719,10 @@ class BigQuery:
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=disposition,
-            create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+            create_disposition=create,
             # The table's own schema, explicitly: with WRITE_TRUNCATE and no schema, BigQuery may
             # replace the table's schema with the file's (JSON, DATETIME, GEOGRAPHY columns lost).
-            schema=list(bq_table.schema),
+            schema=schema,
         )
         parquet_options = bigquery.ParquetOptions()  # type: ignore[no-untyped-call]
         # Without list inference a Parquet LIST arrives as a RECORD with a `list.element` field.

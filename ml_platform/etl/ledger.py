@@ -168,3 +168,8 @@ def _json_text(watermark: Any) -> str | None:
 
     data = watermark_to_json(watermark)
     return None if data is None else json.dumps(data, sort_keys=True)
+
+
+def claim_and_resume_script(who: Identity) -> str:
+    """The claim, then the ledger read of `resume_sql`, in one script (one round trip; its rows are the read's)."""
+    return f"{claim_script(who)} {resume_sql(who)};"

@@ -110,13 +110,12 @@ def run_job(
     who = _identity(spec, plan)
     if tables is None or ledger.LEDGER_TABLE not in tables:
         _ensure_ledger(warehouse, dataset)
-    warehouse.query(ledger.claim_script(who))
     state = _RunState(progress, warehouse, who, plan, fault or _no_fault)
     if not state.resume(engine):
         return state.result(0, tuple(dropped))
 
     conformer = Conformer(plan.fields, _column_sources(spec, plan, engine.dialect.name), key_columns=plan.key_columns)
-    warehouse.create_table(dataset, staging, plan.fields)
+    # Staging is created by its first load job, with the destination's explicit schema (no create call).
     total_bytes = 0
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -184,12 +183,16 @@ class _RunState:
         self.derived = False
         self.read_from: Any = None
         self.attempt: int | None = None
+        self.staging_created = False  # by the run's first load (later units' loads check staging's schema)
 
     def resume(self, engine: Engine) -> bool:
-        """Settle earlier attempts of this run, then derive the watermark; False when nothing is left to do."""
+        """Claim the table, settle earlier attempts of this run, then derive the watermark; False when nothing
+        is left to do. The claim and the first ledger read are one script: one round trip."""
         seen = -1
+        sql = ledger.claim_and_resume_script(self.who)
         while True:
-            rows = self.warehouse.query(ledger.resume_sql(self.who))
+            rows = self.warehouse.query(sql)
+            sql = ledger.resume_sql(self.who)
             done = [r for r in rows if r["run"] == self.who.run]
             self.number = max((ledger.unit_number(r["unit"]) + 1 for r in done), default=0)
             if self.number == seen:
@@ -441,7 +444,7 @@ def _run_unit(
 ) -> tuple[int, int, Any]:
     """Extract, spool, load and commit one unit: (rows extracted, bytes, max cursor)."""
     dataset, warehouse, heartbeat = spec.destination_dataset, state.warehouse, state.heartbeat
-    loader = Loader(warehouse, dataset, staging)
+    loader = Loader(warehouse, dataset, staging, None if state.staging_created else plan.fields)
     spool = Spool(run_dir, conformer.schema, loader.submit)
     try:
         heartbeat.emit("extracting")
@@ -454,13 +457,14 @@ def _run_unit(
         loader.close()
         raise
     loader.close()
+    state.staging_created = state.staging_created or loader.loaded_anything
     state.fault("after_load")
 
     if extracted == 0 and spec.load_strategy != "replace":
         return 0, spool.bytes, None
     if not loader.loaded_anything:
-        # Replace with an empty source: staging must be empty too (it may hold an earlier unit).
-        warehouse.query(f"DELETE FROM {table_ref(dataset, staging)} WHERE TRUE")  # noqa: S608 - quote_name/bq_literal
+        # Replace with an empty source (its one unit): no load created staging, so it is created empty.
+        warehouse.create_table(dataset, staging, plan.fields)
     heartbeat.emit("committing")
     _apply_schema_changes(warehouse, plan)
     if spec.load_strategy == "merge":

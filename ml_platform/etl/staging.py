@@ -120,8 +120,16 @@ class Warehouse:
     def drop(self, dataset: str, table: str) -> None:
         self._call(f"dropping {dataset}.{table}", self.bq.drop_table, dataset, table)
 
-    def load(self, path: Path, dataset: str, table: str, write_disposition: str) -> None:
-        self._call(f"loading into {dataset}.{table}", self.bq.load_parquet, path, dataset, table, write_disposition)
+    def load(
+        self, path: Path, dataset: str, table: str, write_disposition: str,
+        fields: Sequence[BigQueryField] | None = None,
+    ) -> None:
+        """Load a part; with `fields` the load job creates the table when missing (no schema read, no create call)."""
+        context = f"loading into {dataset}.{table}"
+        if fields is None:
+            self._call(context, self.bq.load_parquet, path, dataset, table, write_disposition)
+        else:
+            self._call(context, self.bq.load_parquet, path, dataset, table, write_disposition, list(fields))
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self._call("running a query", self.bq.query, sql, params or {})
@@ -246,10 +254,13 @@ class Spool:
 class Loader:
     """Loads spool parts into staging one after another on a background thread."""
 
-    def __init__(self, warehouse: Warehouse, dataset: str, table: str) -> None:
+    def __init__(
+        self, warehouse: Warehouse, dataset: str, table: str, fields: Sequence[BigQueryField] | None = None
+    ) -> None:
         self.warehouse = warehouse
         self.dataset = dataset
         self.table = table
+        self.fields = fields  # staging's explicit schema: its first load creates it
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-load")
         self._futures: list[concurrent.futures.Future[None]] = []
         self._first = True
@@ -262,7 +273,7 @@ class Loader:
 
     def _load(self, path: Path, disposition: str) -> None:
         try:
-            self.warehouse.load(path, self.dataset, self.table, disposition)
+            self.warehouse.load(path, self.dataset, self.table, disposition, self.fields)
         finally:
             path.unlink(missing_ok=True)  # a loaded part is never needed again
 

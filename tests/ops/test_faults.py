@@ -516,3 +516,104 @@ def test_it_finishes_a_run_through_a_django_database_outage(
     assert again.status == "succeeded", again.error
     assert again.rows_extracted == 1000 + 1001 and again.rows_loaded == 1000  # + the re-read window
     assert checksum(bq, bq_dataset) == source_checksum(pg_source)
+
+
+# --------------------------------------------------------------------------- 4b. the same outage, for each strategy
+
+OUTAGE_ROWS = 30_000
+
+
+def table_fingerprint(rows: list[tuple]) -> dict:
+    """Count, distinct keys, duplicates and a checksum per column of (id, amount, note) rows."""
+    import hashlib
+
+    ids = [r[0] for r in rows]
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    sums = [hashlib.sha256(repr(sorted(map(str, col))).encode()).hexdigest()[:16] for col in columns]
+    return {"count": len(rows), "keys": len(set(ids)), "duplicates": len(ids) - len(set(ids)), "columns": sums}
+
+
+def dest_fingerprint(bq: BigQuery, dataset: str) -> dict:
+    rows = bq.query(f"SELECT id, amount, note FROM `{dataset}.orders`")
+    return table_fingerprint([(int(r["id"]), Decimal(r["amount"]).quantize(Decimal("0.01")), r["note"]) for r in rows])
+
+
+def source_fingerprint(source) -> dict:
+    rows = source.query("SELECT id, amount, note FROM orders")
+    return table_fingerprint([(int(i), Decimal(a).quantize(Decimal("0.01")), n) for i, a, n in rows])
+
+
+def ledger_rows(bq: BigQuery, dataset: str, run: JobRun, kind: str) -> int:
+    try:
+        found = bq.query(
+            f"SELECT COUNT(*) AS n FROM `{dataset}._etl_ledger` "  # noqa: S608 - test ids
+            f"WHERE job = '{run.job_id}' AND run = '{run.pk}' AND kind = '{kind}'"
+        )
+    except Exception:  # noqa: BLE001 - the ledger table does not exist before the run's first claim
+        return 0
+    return int(found[0]["n"])
+
+
+@pytest.mark.parametrize("strategy", ["replace", "append", "incremental", "merge"])
+def test_it_finishes_each_strategys_run_through_a_django_database_outage(
+    strategy, user, pg_source, bq, bq_dataset, bq_settings, tmp_path
+) -> None:
+    """The Django database is unreachable (every connection cut, new ones refused) from the run's claim on
+    BigQuery until after its commit landed: the run's bookkeeping waits it out, nothing is loaded twice."""
+    create_orders(pg_source, OUTAGE_ROWS)
+    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    cursor = "id" if strategy in ("incremental", "merge") else ""
+    job = make_job(user, conn, bq_dataset, load_strategy=strategy, cursor_column=cursor,
+                   merge_key=["id"] if strategy == "merge" else None, confirm_replace=strategy == "replace")
+    run = services.run_enqueue(job=job)
+    db = connection.settings_dict
+    proxy = CuttableProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
+    proxy.open()
+    env = django_subprocess_env(
+        {
+            "BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
+            "ETL_SPOOL_DIR": str(tmp_path / "spool"),
+            "ETL_CHECKPOINT_ROWS": "10000",
+            "ETL_CHUNK_ROWS": "5000",
+        }
+    )
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}"
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, log, "--batch")  # exits once the queue is empty
+    try:
+        # The run's claim on BigQuery comes after every read of the app database that starts a run.
+        wait_for(lambda: ledger_rows(bq, bq_dataset, run, "claim") > 0, timeout=90, what="the run's claim")
+        proxy.close()
+        committed_before_outage = ledger_rows(bq, bq_dataset, run, "unit")
+        wait_for(lambda: ledger_rows(bq, bq_dataset, run, "unit") > 0, timeout=90, what="the run's commit")
+        time.sleep(1.5)  # the run's records of its commit meet the outage too
+        proxy.open()
+        worker.wait(timeout=120)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        proxy.close()
+
+    output = log.read_text()
+    run.refresh_from_db()
+    assert committed_before_outage == 0, "the run committed before the outage"
+    assert worker.returncode == 0, output[-3000:]
+    assert run.status == "succeeded", (run.error, output[-3000:])
+    assert "retrying" in output, output[-3000:]  # the outage did hit the run's bookkeeping
+    assert run.rows_loaded == OUTAGE_ROWS
+    expected = source_fingerprint(pg_source)
+    assert expected["duplicates"] == 0 and dest_fingerprint(bq, bq_dataset) == expected
+    if cursor:
+        assert watermark(job) == OUTAGE_ROWS  # no committed watermark was lost
+
+    if strategy == "append":
+        return  # an append run copies the whole source again, by design
+    # The next run carries the source's changes exactly once.
+    pg_source.execute(f"INSERT INTO orders SELECT g, g * 1.5, md5(g::text) FROM generate_series("
+                      f"{OUTAGE_ROWS + 1}, {OUTAGE_ROWS + 500}) g")
+    if strategy == "replace":
+        pg_source.execute("UPDATE orders SET note = 'changed' WHERE id <= 10", "DELETE FROM orders WHERE id BETWEEN 11 AND 20")
+    again = run_sync(job=EtlJob.objects.get(pk=job.pk))
+    assert again.status == "succeeded", again.error
+    assert dest_fingerprint(bq, bq_dataset) == source_fingerprint(pg_source)
