@@ -16,12 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["render_text", "rounded_decimals", "text_array", "utc_time_of_day"]
+__all__ = ["nan_as_null", "render_text", "rounded_decimals", "text_array", "utc_time_of_day"]
 
 _DAY_MICROS = 86_400_000_000
 
@@ -63,6 +64,21 @@ def rounded_decimals(arr: pa.Array, whole: int, places: int, target: pa.DataType
                 raise ValueError(f"more than {whole} whole digits once rounded to {places} places")
             out.append(rounded)
     return pa.array(out, target)
+
+
+def nan_as_null(convert: Callable[[pa.Array], pa.Array]) -> Callable[[pa.Array], pa.Array]:
+    """`convert` after PostgreSQL numeric 'NaN' (text, as extracted; or a float NaN) became NULL, as its rule says."""
+
+    def nulled(arr: pa.Array) -> pa.Array:
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            is_nan = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(arr)), "nan")
+        elif pa.types.is_floating(arr.type):
+            is_nan = pc.is_nan(arr)
+        else:
+            return convert(arr)  # decimals and integers cannot hold NaN
+        return convert(pc.if_else(pc.fill_null(is_nan, False), pa.scalar(None, arr.type), arr))
+
+    return nulled
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

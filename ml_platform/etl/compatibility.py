@@ -461,7 +461,10 @@ class _Engine(StrategyChecks, TableChecks):
             # An array is as compatible as its elements: the table applies element by element.
             scalar = (t.element or CanonicalType(Family.UNKNOWN)) if is_array else t
             scalar_label = str(scalar) if is_array else label
-            match = rule_for(scalar, dest.type, dest.field.precision, dest.field.scale, label=scalar_label)
+            match = rule_for(
+                scalar, dest.type, dest.field.precision, dest.field.scale, label=scalar_label,
+                required=dest.mode == "REQUIRED",
+            )  # fmt: skip
             finding = _Finding(match.verdict, f"Array elements: {match.message}" if is_array else match.message)
             if match.verdict == "needs_validation":
                 spec_target, spec_cast = dest.type, match.cast

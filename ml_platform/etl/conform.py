@@ -305,7 +305,7 @@ def _cast_for(
     """The converter the type rules name for (canonical source type, destination type)."""
     if canonical is None:  # a caller without types (benchmarks): convert by the Arrow type alone
         return _converter(source, f, target, validate_json=src.validate_json)
-    match = rule_for(canonical, f.field_type, f.precision, f.scale)
+    match = rule_for(canonical, f.field_type, f.precision, f.scale, required=f.is_required)
     if match.cast is None:
         raise SchemaMismatchError(
             f"Source column {src.source!r} ({canonical}) cannot be loaded into {f.name!r} ({_describe_target(f)}): "
@@ -404,6 +404,8 @@ CASTS: dict[str, CastFactory] = {
     "bool_to_number": _bool_to_number,
     "bool_01": _bool_01,
     "decimal_to_int": _decimal_to_int,
+    "decimal_round_nan_null": lambda s, f, t, v: casts.nan_as_null(_decimal_round(s, f, t, v)),  # PostgreSQL NaN
+    "decimal_to_int_nan_null": lambda s, f, t, v: casts.nan_as_null(_decimal_to_int(s, f, t, v)),
     "bool_text": _bool_text,
     "timetz_to_utc": _timetz_to_utc,
     "clamp_range": _clamp_range,

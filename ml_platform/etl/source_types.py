@@ -12,6 +12,7 @@ column must not stop a whole table from being listed.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from ml_platform.etl.types import CanonicalType, Family
 
@@ -22,6 +23,8 @@ UNKNOWN = CanonicalType(Family.UNKNOWN)
 INT_BOOLEAN = CanonicalType(Family.BOOLEAN, detail="int")
 # PostgreSQL dates/timestamps: ±infinity and years outside 0001..9999 (see etl/pg_temporal.py).
 PG_UNBOUNDED = "infinite"
+# A PostgreSQL numeric (any precision), which may hold 'NaN' (type_rules: loaded as NULL, the report says so).
+PG_NAN = "nan"
 
 _DIALECT_ALIASES = {
     "postgresql": "postgresql",
@@ -122,6 +125,11 @@ _PG_STRING_LIKE = {
 }  # fmt: skip
 
 
+def _array_element(element: CanonicalType) -> CanonicalType:
+    # A NaN element cannot become NULL (arrays hold no NULL elements): it is refused and counted as before.
+    return replace(element, detail="") if element.detail == PG_NAN else element
+
+
 def _parse_postgresql(text: str, *, is_enum: bool, is_json: bool) -> CanonicalType:
     if not text:
         return UNKNOWN
@@ -129,7 +137,7 @@ def _parse_postgresql(text: str, *, is_enum: bool, is_json: bool) -> CanonicalTy
     array = _PG_ARRAY_SUFFIX.search(text)
     if array:
         element = _parse_postgresql(text[: array.start()].strip(), is_enum=is_enum, is_json=is_json)
-        return CanonicalType(Family.ARRAY, element=element)
+        return CanonicalType(Family.ARRAY, element=_array_element(element))
     if is_enum:
         return CanonicalType(Family.STRING, detail="enum")
     if is_json:
@@ -141,12 +149,13 @@ def _parse_postgresql(text: str, *, is_enum: bool, is_json: bool) -> CanonicalTy
     base, args = _split_args(text)
     # Internal array names ("_int4") appear when callers read pg_type.typname directly.
     if base.startswith("_") and base[1:] in _PG_INTEGER | _PG_FLOAT | _PG_STRING | {"bool", "numeric", "uuid"}:
-        return CanonicalType(Family.ARRAY, element=_parse_postgresql(base[1:], is_enum=False, is_json=False))
+        element = _parse_postgresql(base[1:], is_enum=False, is_json=False)
+        return CanonicalType(Family.ARRAY, element=_array_element(element))
 
     if base in _PG_INTEGER:
         return CanonicalType(Family.INTEGER)
     if base in ("numeric", "decimal"):
-        return _decimal(args)
+        return replace(_decimal(args), detail=PG_NAN)
     if base in _PG_FLOAT:
         return CanonicalType(Family.FLOAT)
     if base in _PG_STRING:

@@ -114,6 +114,39 @@ _DECIMAL_INTO_NUMBER = {
     ),
 }
 
+# PostgreSQL numeric (any precision) may hold 'NaN', which NUMERIC/BIGNUMERIC/INT64 cannot: it loads as
+# NULL (industry convention, as Fivetran does) and the report says so; FLOAT64 keeps NaN, STRING 'NaN'.
+# Into a REQUIRED column NULL cannot stand in, so NaN is refused and counted by the validation instead.
+_NAN_NULL = "PostgreSQL numeric can hold 'NaN', which BigQuery {dest} cannot: a NaN loads as NULL."
+_NAN_REQUIRED = (
+    "PostgreSQL numeric can hold 'NaN', which BigQuery {dest} cannot, and the column is REQUIRED (a NaN cannot "
+    "load as NULL), so the source data must be validated (the scan counts the NaN values)."
+)
+
+
+def _nan_rules(base: Mapping[str, Rule], null_cast: str) -> dict[str, Rule]:
+    """The rules of a PostgreSQL numeric: each `base` rule with the NaN promise added to its message."""
+    out: dict[str, Rule] = {}
+    for case, rule in base.items():
+        other = "" if rule.verdict == "ok" else " " + rule.message.replace("(or NaN/Infinity)", "(or ±Infinity)")
+        tail = " Every other {label} value fits {dest} exactly." if rule.verdict == "ok" else other
+        verdict: Verdict = "warning" if rule.verdict == "ok" else rule.verdict
+        out["nan:" + case] = _r(verdict, null_cast, _NAN_NULL + tail, rule.fix)
+        out["nan:required:" + case] = _r("needs_validation", rule.cast, _NAN_REQUIRED + other, _VALIDATE)
+    return out
+
+
+_DECIMAL_INTO_INT = {
+    "whole": _r("ok", "decimal_to_int", "Every {label} value is a whole number that fits INT64."),
+    "narrows": _r(
+        "needs_validation",
+        "decimal_to_int",
+        "{label} → INT64 narrows the type: values with a fractional part or beyond INT64's range would fail, so "
+        "validate the data.",
+        _VALIDATE,
+    ),
+}
+
 # PostgreSQL date/timestamp/timestamptz may hold ±infinity and years outside 0001..9999
 # (etl/pg_temporal.py): loaded as the nearest end of BigQuery's range, kept as PostgreSQL's text in STRING.
 _CLAMP = (
@@ -198,20 +231,23 @@ RULES: Mapping[tuple[str, str], Rule] = {
     ),
     # decimals
     **{("DECIMAL:" + case, d): rule for case, rule in _DECIMAL_INTO_NUMBER.items() for d in ("NUMERIC", "BIGNUMERIC")},
+    **{
+        ("DECIMAL:" + case, d): rule
+        for case, rule in _nan_rules(_DECIMAL_INTO_NUMBER, "decimal_round_nan_null").items()
+        for d in ("NUMERIC", "BIGNUMERIC")
+    },
+    **{
+        ("DECIMAL:" + case, "INT64"): rule
+        for case, rule in _nan_rules(_DECIMAL_INTO_INT, "decimal_to_int_nan_null").items()
+    },
     ("DECIMAL", "FLOAT64"): _r(
         "warning",
         "decimal_to_float",
         "{label} → FLOAT64: each value is stored as the nearest FLOAT64 value (about 15-17 significant digits, "
         "e.g. 0.1 stays 0.1 but 1234567890.123456789 → 1234567890.1234567).",
     ),
-    ("DECIMAL:whole", "INT64"): _r("ok", "decimal_to_int", "Every {label} value is a whole number that fits INT64."),
-    ("DECIMAL", "INT64"): _r(
-        "needs_validation",
-        "decimal_to_int",
-        "{label} → INT64 narrows the type: values with a fractional part or beyond INT64's range would fail, so "
-        "validate the data.",
-        _VALIDATE,
-    ),
+    ("DECIMAL:whole", "INT64"): _DECIMAL_INTO_INT["whole"],
+    ("DECIMAL", "INT64"): _DECIMAL_INTO_INT["narrows"],
     ("DECIMAL", "STRING"): _r(
         "warning", "text", "{label} values are stored as decimal text in STRING (12.50 → '12.50')."
     ),
@@ -398,9 +434,15 @@ def rounding_example(places: int) -> str:
     return f"0.{tail}05 → 0.{tail}1, -0.{tail}05 → -0.{tail}1"
 
 
-def source_kind(t: CanonicalType, dest: str, precision: int | None = None, scale: int | None = None) -> str:
-    """The refined source key of `t` for destination `dest` (parameters `precision`/`scale`)."""
+def source_kind(
+    t: CanonicalType, dest: str, precision: int | None = None, scale: int | None = None, *, required: bool = False
+) -> str:
+    """The refined source key of `t` for destination `dest` (parameters `precision`/`scale`, REQUIRED or not)."""
     family = t.family
+    if family is Family.DECIMAL and t.detail == "nan" and dest in ("NUMERIC", "BIGNUMERIC", "INT64"):
+        plain = source_kind(CanonicalType(Family.DECIMAL, t.precision, t.scale), dest, precision, scale)
+        case = plain.removeprefix("DECIMAL").removeprefix(":") or "narrows"
+        return ("DECIMAL:nan:required:" if required else "DECIMAL:nan:") + case
     if family is Family.INTEGER:
         if dest in ("NUMERIC", "BIGNUMERIC"):
             whole, _ = decimal_digits(dest, precision, scale)
@@ -437,9 +479,16 @@ def _decimal_case(t: CanonicalType, dest: str, precision: int | None, scale: int
 
 
 def rule_for(
-    t: CanonicalType, dest_type: str, precision: int | None = None, scale: int | None = None, *, label: str = ""
+    t: CanonicalType,
+    dest_type: str,
+    precision: int | None = None,
+    scale: int | None = None,
+    *,
+    label: str = "",
+    required: bool = False,
 ) -> RuleMatch:
-    """The rule for one (non-array) source type into one (non-RECORD) BigQuery type, with its message."""
+    """The rule for one (non-array) source type into one (non-RECORD) BigQuery type (REQUIRED or not), with its
+    message."""
     dest = standard_bigquery_type(dest_type)
     dest_label = _dest_label(dest, precision, scale)
     label = label or str(t)
@@ -453,7 +502,7 @@ def rule_for(
     if dest not in LOADABLE_TYPES:
         message = f"BigQuery type {dest_label} is not supported as a load destination."
         return RuleMatch(("*", dest), _r("error", None, message), message, None)
-    key = (source_kind(t, dest, precision, scale), dest)
+    key = (source_kind(t, dest, precision, scale, required=required), dest)
     rule = RULES.get(key)
     if rule is None:
         rule = _fallback(t, dest)

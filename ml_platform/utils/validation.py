@@ -65,6 +65,7 @@ reject, so a clean validation predicts a clean load:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import re
@@ -162,7 +163,9 @@ _CHECKABLE = frozenset(
         "BYTES",
     }
 )
-_ROUNDING_CASTS = frozenset({"decimal_round", "float_to_decimal"})
+_ROUNDING_CASTS = frozenset({"decimal_round", "float_to_decimal", "decimal_round_nan_null"})
+# PostgreSQL numeric 'NaN' loads as NULL with these casts (type_rules): it does not fail.
+_NAN_NULL_CASTS = frozenset({"decimal_round_nan_null", "decimal_to_int_nan_null"})
 _PARAMETERS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 
 # --- text grammar (PostgreSQL ARE and MariaDB PCRE share these) -----------------------
@@ -213,6 +216,7 @@ class _Target:
     # The cast rounds extra decimal places (type_rules "decimal_round"/"float_to_decimal"):
     # only values too large once rounded fail, not the ones with more places.
     rounds: bool = False
+    nan_null: bool = False  # a PostgreSQL numeric 'NaN' loads as NULL
 
 
 # --- entry point ------------------------------------------------------------------
@@ -358,8 +362,9 @@ def _target(spec: ValidationSpec) -> _Target | None:
     kind = _ALIASES.get(kind, kind)
     if kind not in _CHECKABLE:
         return None
+    nan_null = spec.cast in _NAN_NULL_CASTS
     if kind not in ("NUMERIC", "BIGNUMERIC"):
-        return _Target(kind)
+        return _Target(kind, nan_null=nan_null)
     precision, scale = spec.precision, spec.scale
     declared = _PARAMETERS.search(spec.target_type or "")
     if precision is None and declared:
@@ -367,10 +372,10 @@ def _target(spec: ValidationSpec) -> _Target | None:
     rounds = spec.cast in _ROUNDING_CASTS
     if precision is not None:
         places = int(scale or 0)
-        return _Target(kind, max(int(precision) - places, 0), places, rounds)
+        return _Target(kind, max(int(precision) - places, 0), places, rounds, nan_null)
     if kind == "BIGNUMERIC":
-        return _Target(kind, BIGNUMERIC_MAX_INTEGER_DIGITS, BIGNUMERIC_MAX_SCALE, rounds)
-    return _Target(kind, NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE, rounds)
+        return _Target(kind, BIGNUMERIC_MAX_INTEGER_DIGITS, BIGNUMERIC_MAX_SCALE, rounds, nan_null)
+    return _Target(kind, NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE, rounds, nan_null)
 
 
 def _estimate(
@@ -671,6 +676,9 @@ class _RegexBuilder(_Builder):
                 return x.in_([0, 1])
             if kind in ("FLOAT64", "JSON"):
                 return true()
+        if family is Family.DECIMAL and target.nan_null:
+            other = self.value_ok(x, source, dataclasses.replace(target, nan_null=False))
+            return case((x == cast(literal("NaN"), Numeric), true()), else_=other)
         if family is Family.DECIMAL:
             if kind == "INT64":
                 return case((and_(x >= _number(INT64_MIN), x <= _number(INT64_MAX)), x == func.floor(x)), else_=false())

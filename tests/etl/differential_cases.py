@@ -10,6 +10,7 @@ load can see them).
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 
 from hypothesis import strategies as st
@@ -43,6 +44,7 @@ from tests.etl.differential_values import (
     lit_json,
     lit_pg_array,
     lit_pg_float,
+    lit_pg_numeric,
     lit_plain,
     lit_sqlite_float,
     lit_text,
@@ -90,19 +92,38 @@ TIME_EDGES = (dt.time(0), dt.time(23, 59, 59, 999999), dt.time(12, 0, 0, 1))
 def pg_kinds() -> list[tuple[Kind, tuple[Dest, ...]]]:
     text, by = lit_text(PG), lit_bytes(PG)
     infinity = (Raw("'infinity'", "infinity"), Raw("'-infinity'", "-infinity"))
+    nan = (decimal.Decimal("NaN"),)  # PostgreSQL numeric holds 'NaN' at any precision
     return [
         (Kind(PG, "bigint", "int", _ints, INT_BOUNDARY, lit_plain), (INT64, NUMERIC, FLOAT64, STRING, BOOL)),
         (
-            Kind(PG, "numeric(38,9)", "decimal", decimals(38, 9), decimal_boundary(38, 9), lit_plain, 38, 9),
+            Kind(PG, "numeric(38,9)", "decimal", decimals(38, 9), decimal_boundary(38, 9) + nan, lit_pg_numeric, 38, 9),
             (NUMERIC, FLOAT64, INT64, STRING),
         ),
         (
-            Kind(PG, "numeric(13,12)", "decimal", decimals(13, 12), decimal_boundary(13, 12), lit_plain, 13, 12),
+            Kind(
+                PG,
+                "numeric(13,12)",
+                "decimal",
+                decimals(13, 12),
+                decimal_boundary(13, 12) + nan,
+                lit_pg_numeric,
+                13,
+                12,
+            ),
             (NUMERIC,),
         ),
-        (Kind(PG, "numeric(5,3)", "decimal", decimals(5, 3), decimal_boundary(5, 3), lit_plain, 5, 3), (NUMERIC,)),
-        (Kind(PG, "numeric(18,0)", "decimal", decimals(18, 0), decimal_boundary(18, 0), lit_plain, 18, 0), (INT64,)),
-        (Kind(PG, "numeric", "decimal", unconstrained_decimals(), UNCONSTRAINED_BOUNDARY, lit_plain), (NUMERIC,)),
+        (
+            Kind(PG, "numeric(5,3)", "decimal", decimals(5, 3), decimal_boundary(5, 3) + nan, lit_pg_numeric, 5, 3),
+            (NUMERIC,),
+        ),
+        (
+            Kind(PG, "numeric(18,0)", "decimal", decimals(18, 0), decimal_boundary(18, 0) + nan, lit_pg_numeric, 18, 0),
+            (INT64,),
+        ),
+        (
+            Kind(PG, "numeric", "decimal", unconstrained_decimals(), UNCONSTRAINED_BOUNDARY + nan, lit_pg_numeric),
+            (NUMERIC,),
+        ),
         (
             Kind(
                 PG, "double precision", "float", _floats, FLOAT_BOUNDARY + FLOAT_SPECIAL + NEGATIVE_ZERO, lit_pg_float

@@ -113,6 +113,10 @@ def lit_plain(v: Any) -> str:
     return str(v)
 
 
+def lit_pg_numeric(v: decimal.Decimal) -> str:
+    return "'NaN'::numeric" if v.is_nan() else str(v)
+
+
 def lit_pg_float(v: float) -> str:
     if math.isnan(v):
         return "'NaN'::float8"
@@ -655,6 +659,15 @@ def expected(kind: Kind, dest: Dest, value: Any, verdict: str) -> Any:
             return AsText(value, parse_bool_text)
         if d == "JSON":
             return Json(value)
+    if family == "decimal" and isinstance(value, decimal.Decimal) and value.is_nan():
+        # PostgreSQL numeric 'NaN' (the rule's warning): NULL in NUMERIC/BIGNUMERIC/INT64 unless REQUIRED.
+        if d in ("NUMERIC", "BIGNUMERIC", "INT64"):
+            return REJECT if dest.mode == "REQUIRED" else None
+        if d == "FLOAT64":
+            return math.nan
+        if d == "STRING":
+            return AsText("NaN", str)
+        return REJECT
     if family == "decimal":
         if d in ("NUMERIC", "BIGNUMERIC"):
             return _numeric(value, dest)

@@ -50,6 +50,11 @@ UNKNOWN = CanonicalType(Family.UNKNOWN)
 ENUM = CanonicalType(Family.STRING, detail="enum")
 
 
+def pg_numeric(precision: int | None = None, scale: int | None = None) -> CanonicalType:
+    """A PostgreSQL numeric, which may hold 'NaN'."""
+    return CanonicalType(Family.DECIMAL, precision=precision, scale=scale, detail="nan")
+
+
 def decimal(precision: int | None = None, scale: int | None = None) -> CanonicalType:
     return CanonicalType(Family.DECIMAL, precision=precision, scale=scale)
 
@@ -87,8 +92,10 @@ PG_COLUMNS = [
     Col("c_integer", "integer", "integer", INTEGER, "2147483647", 2147483647),
     Col("c_bigint", "bigint", "bigint", INTEGER, "9223372036854775807", "9223372036854775807"),
     Col("c_bigserial", "bigserial", "bigint", INTEGER, None, 1, nullable=False),
-    Col("c_numeric_ps", "numeric(12,2)", "numeric(12,2)", decimal(12, 2), "1234567890.12", "1234567890.12"),
-    Col("c_numeric", "numeric", "numeric", decimal(), "3.14159265358979323846264338", "3.14159265358979323846264338"),
+    Col("c_numeric_ps", "numeric(12,2)", "numeric(12,2)", pg_numeric(12, 2), "1234567890.12", "1234567890.12"),
+    Col(
+        "c_numeric", "numeric", "numeric", pg_numeric(), "3.14159265358979323846264338", "3.14159265358979323846264338"
+    ),
     Col("c_real", "real", "real", FLOAT, "1.5", 1.5),
     Col("c_double", "double precision", "double precision", FLOAT, "2.25", 2.25),
     Col("c_text", "text", "text", STRING, "'héllo wörld'", "héllo wörld"),

@@ -39,6 +39,11 @@ def decimal(precision: int | None = None, scale: int | None = None) -> Canonical
     return CanonicalType(Family.DECIMAL, precision=precision, scale=scale)
 
 
+def pg_decimal(precision: int | None = None, scale: int | None = None) -> CanonicalType:
+    """A PostgreSQL numeric: it may hold 'NaN' (the type rules load it as NULL and say so)."""
+    return CanonicalType(Family.DECIMAL, precision=precision, scale=scale, detail="nan")
+
+
 def array(element: CanonicalType) -> CanonicalType:
     return CanonicalType(Family.ARRAY, element=element)
 
@@ -50,11 +55,11 @@ POSTGRESQL = [
     ("int4", INTEGER),
     ("serial", INTEGER),
     ("bigserial", INTEGER),
-    ("numeric(12,2)", decimal(12, 2)),
-    ("numeric(10)", decimal(10, 0)),
-    ("numeric", decimal()),
-    ("numeric(5,-2)", decimal(5, -2)),
-    ("decimal(38,9)", decimal(38, 9)),
+    ("numeric(12,2)", pg_decimal(12, 2)),
+    ("numeric(10)", pg_decimal(10, 0)),
+    ("numeric", pg_decimal()),
+    ("numeric(5,-2)", pg_decimal(5, -2)),
+    ("decimal(38,9)", pg_decimal(38, 9)),
     ("real", FLOAT),
     ("double precision", FLOAT),
     ("float8", FLOAT),
@@ -276,7 +281,7 @@ def test_it_returns_unknown_for_an_unknown_dialect() -> None:
 
 
 def test_it_keeps_decimal_precision_for_malformed_scale() -> None:
-    assert parse_source_type("numeric(12,x)", "postgresql") == decimal(12, 0)
+    assert parse_source_type("numeric(12,x)", "postgresql") == pg_decimal(12, 0)
 
 
 def test_it_renders_canonical_types_readably() -> None:

@@ -189,3 +189,73 @@ def test_it_turns_mysql_decimals_into_the_nearest_double_not_a_scaled_product() 
     out = conform(values, CanonicalType(F.DECIMAL, precision=10, scale=2), BigQueryField("c", "FLOAT64"))
 
     assert out == [-19.4, -13.12, 19.99, 0.3]
+
+
+# --------------------------------------------------------------------------- PostgreSQL numeric 'NaN'
+
+
+def _pg_numeric(text: str) -> CanonicalType:
+    from ml_platform.etl.source_types import parse_source_type
+
+    return parse_source_type(text, "postgresql")
+
+
+@pytest.mark.parametrize("dest", ["NUMERIC", "BIGNUMERIC", "INT64"])
+def test_a_postgresql_numeric_nan_loads_as_null_and_the_report_warns_so(dest: str) -> None:
+    source = _pg_numeric("numeric(18,0)")
+    match = rule_for(source, dest)
+    field = BigQueryField("c", dest)
+
+    assert match.verdict == "warning"
+    assert f"which BigQuery {dest} cannot: a NaN loads as NULL" in match.message
+    # PostgreSQL numeric arrives as text when a NaN is among the values (extract._as_text).
+    assert conform(pa.array(["NaN", "12", None], pa.string()), source, field) == [
+        None,
+        12 if dest == "INT64" else D("12"),
+        None,
+    ]
+
+
+def test_a_postgresql_numeric_nan_keeps_its_value_in_float64_and_string() -> None:
+    source = _pg_numeric("numeric(12,2)")
+
+    assert rule_for(source, "FLOAT64").key == ("DECIMAL", "FLOAT64")
+    landed = conform(pa.array(["NaN", "1.50"], pa.string()), source, BigQueryField("c", "FLOAT64"))
+    assert landed[0] != landed[0] and landed[1] == 1.5
+    assert conform(pa.array(["NaN"], pa.string()), source, BigQueryField("c", "STRING")) == ["NaN"]
+
+
+def test_a_postgresql_numeric_nan_warning_keeps_the_other_promises_of_its_column() -> None:
+    rounds = rule_for(_pg_numeric("numeric(5,3)"), "NUMERIC", 10, 2)
+    unbounded = rule_for(_pg_numeric("numeric"), "NUMERIC")
+
+    assert rounds.verdict == "warning" and "a NaN loads as NULL" in rounds.message and "rounded" in rounds.message
+    assert unbounded.verdict == "needs_validation" and "a NaN loads as NULL" in unbounded.message
+    assert "no declared precision" in unbounded.message and "NaN/Infinity" not in unbounded.message
+    assert conform(
+        pa.array(["NaN", "1.0000000005"], pa.string()), _pg_numeric("numeric"), BigQueryField("c", "NUMERIC")
+    ) == [None, D("1.000000001")]
+
+
+def test_a_postgresql_numeric_nan_into_a_required_column_needs_validation_and_is_refused() -> None:
+    source = _pg_numeric("numeric(12,2)")
+    field = BigQueryField("c", "NUMERIC", "REQUIRED")
+    match = rule_for(source, "NUMERIC", required=True)
+
+    assert match.verdict == "needs_validation" and "REQUIRED" in match.message
+    assert conform(pa.array(["1.50"], pa.string()), source, field) == [D("1.50")]
+    with pytest.raises(CastError):
+        conform(pa.array(["NaN"], pa.string()), source, field)
+
+
+def test_a_postgresql_numeric_array_keeps_refusing_nan_elements() -> None:
+    element = _pg_numeric("numeric(12,2)[]").element
+
+    assert element is not None and rule_for(element, "NUMERIC").verdict == "ok"
+
+
+def test_mysql_and_sqlite_decimals_get_no_nan_warning() -> None:
+    from ml_platform.etl.source_types import parse_source_type
+
+    assert rule_for(parse_source_type("decimal(12,2)", "mysql"), "NUMERIC").verdict == "ok"
+    assert rule_for(parse_source_type("NUMERIC(12,2)", "sqlite"), "NUMERIC").verdict == "ok"

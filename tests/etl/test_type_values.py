@@ -344,3 +344,42 @@ def test_it_stores_postgresql_infinity_and_bc_values_in_string_columns_as_postgr
     ]
     preview = preview_rows(job.params, "public", "t", columns=["d"])
     assert [row[0] for row in preview.rows][1:] == ["infinity", "0044-03-15 BC"]  # the preview reads them alike
+
+
+def test_a_postgresql_numeric_nan_loads_as_null_unless_the_column_is_required(pg_source, tmp_path):
+    pg_source.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v numeric(12,2) NOT NULL, w numeric NOT NULL)",
+        "INSERT INTO t VALUES (1, 'NaN', 'NaN'), (2, 12.50, 1e30), (3, 1.25, 0.5)",
+    )
+    params = params_for(pg_source)
+    columns = tuple(get_columns(params, "public", "t"))
+    from ml_platform.etl.types import TableSchema
+
+    def dest(mode: str) -> TableSchema:
+        fields = (
+            BigQueryField("id", "INT64"),
+            BigQueryField("v", "NUMERIC", mode),
+            BigQueryField("w", "NUMERIC", mode),
+        )
+        return TableSchema("ds", "dest", fields)
+
+    # NULLABLE: the warning says a NaN loads as NULL; the scan of unconstrained `w` counts only 1e30, not NaN.
+    report = check_compatibility(columns, dest("NULLABLE"))
+    assert report.column("v").verdict == "warning" and "a NaN loads as NULL" in report.column("v").message
+    assert report.column("w").verdict == "needs_validation" and "a NaN loads as NULL" in report.column("w").message
+    counted = validate_columns(params, "public", "t", narrowing_checks(columns, dest("NULLABLE")))
+    assert "v" not in counted and counted["w"].failures == 1
+    # REQUIRED: NULL cannot land, so both need validation and the scan counts the NaN.
+    required = check_compatibility(columns, dest("REQUIRED"))
+    assert required.column("v").verdict == "needs_validation" and "REQUIRED" in required.column("v").message
+    counted = validate_columns(params, "public", "t", narrowing_checks(columns, dest("REQUIRED")))
+    assert (counted["v"].failures, counted["w"].failures) == (1, 2)
+
+    pg_source.execute("DELETE FROM t WHERE id = 2")
+    spec = RunSpec(
+        "public", "t", columns, destination_dataset="ds", destination_table="dest", extract_method="sqlalchemy"
+    )
+    fields = dest("NULLABLE").fields
+    spool = extract_to_parquet(spec, engine=get_engine(params), directory=tmp_path / "a", fields=fields)
+    landed = pq.read_table(spool.paths[0]).to_pylist()
+    assert sorted((r["id"], r["v"], r["w"]) for r in landed) == [(1, None, None), (3, D("1.25"), D("0.5"))]
