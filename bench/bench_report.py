@@ -142,7 +142,9 @@ def main() -> None:
             "cursor_column": "id",
         }
         first = client.post("/etl/new/report/", form, headers={"HX-Request": "true"})
-        assert first.status_code == 200 and b"Compatible" in first.content, first.content[:500]
+        # SQLite BOOLEAN into BOOL needs a data check (it may hold 2): the report is "Incompatible" until validated,
+        # which costs the report the same work.
+        assert first.status_code == 200 and b"report-verdict" in first.content, first.content[:500]
         times = []
         for _ in range(REPEAT):
             started = time.perf_counter()
