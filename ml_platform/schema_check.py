@@ -170,13 +170,10 @@ def check(
         raise Http404("No such dataset")  # another workspace's dataset: no schema, no count, no MAX()
     bq = warehouse()
     if not destination.existing:
-        return _check_new(bq, source_columns, destination, choices, dialect)
+        return _check_new(bq, source_columns, destination, choices, dialect, source if validate else None)
     table = bq.get_table_schema(destination.dataset, destination.table)
     if validate and source is not None:
-        found = compat.validate_data(connection=source.connection, schema=source.schema, table=source.table,
-                                     source_columns=list(source_columns), destination=table,
-                                     options=choices.options())
-        choices = replace(choices, validation={**choices.validation, **found})
+        choices = _scanned(choices, source, source_columns, table)
     report = engine.check_compatibility(source_columns, table, choices.options())
     result = SchemaCheckResult(target=destination, report=report, destination=table, state=compat.TableState(),
                                choices=choices, validation=dict(choices.validation))
@@ -189,18 +186,31 @@ def check(
     return result
 
 
+def _scanned(choices: Choices, source: SourceRef, source_columns: Sequence[SourceColumn],
+             table: TableSchema) -> Choices:
+    """The choices with the source scan's results for the columns that need one (the "Validate data" scan)."""
+    found = compat.validate_data(connection=source.connection, schema=source.schema, table=source.table,
+                                 source_columns=list(source_columns), destination=table, options=choices.options())
+    return replace(choices, validation={**choices.validation, **found})
+
+
 def _check_new(bq: BigQuery, source_columns: Sequence[SourceColumn], destination: Destination, choices: Choices,
-               dialect: str) -> SchemaCheckResult:
-    """A new table: its planned schema is checked like an existing one (cursor, key), without BigQuery reads."""
+               dialect: str, scan: SourceRef | None = None) -> SchemaCheckResult:
+    """A new table: its planned schema is checked like an existing one (cursor, key), without BigQuery reads.
+
+    With `scan`, the columns whose planned type needs validation are scanned in the source first.
+    """
     tag = TAG_COLUMN if choices.source_tag else None
     fields = engine.schema_for_new_table(source_columns, tag_column=tag)
     mapping = {c.name: f.name for c, f in zip(source_columns, fields, strict=False)}
     partitioned = mapping.get(choices.partition_field) if choices.partition_field else None
     planned = TableSchema(destination.dataset, destination.table, fields,
                           partitioning=f"DAY({partitioned})" if partitioned else None)
+    if scan is not None:
+        choices = _scanned(choices, scan, source_columns, planned)
     report = engine.check_compatibility(source_columns, planned, choices.options())
     result = SchemaCheckResult(target=destination, report=report, destination=planned, state=compat.TableState(),
-                               choices=choices)
+                               choices=choices, validation=dict(choices.validation))
     if bq.table_exists(destination.dataset, destination.table):
         result.problems.append(Problem("new_table", f"A table named {destination.table!r} already exists in "
                                                     f"{destination.dataset}: pick another name or use the "

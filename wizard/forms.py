@@ -152,6 +152,12 @@ class DestinationStepForm(forms.Form):
             if self.check_error:
                 self.add_error(None, self.check_error)
             return
+        elif not result.compatible:  # a new table shows no report: its findings go on the form
+            for finding in result.details():
+                if isinstance(finding, dict) and "column" in finding:
+                    self.add_error(None, f"Column {finding['column']!r}: {finding['error']}")
+                elif isinstance(finding, str):
+                    self.add_error(None, finding)
         for problem in result.problems:
             name = problem.field if problem.field in self.fields else None
             if name is None or name not in self.errors:

@@ -374,11 +374,16 @@ def run_check(request: HttpRequest, draft, form: DestinationStepForm, source, da
         confirm_backfill=bool(value("confirm_backfill")), validation=validation_results(draft, dataset, table),
         partition_field=value("partition_field") or "", clustering=tuple(value("clustering") or ()),
     )
+    connection = current_connection(request, draft)
+    # A new table shows no report (nothing to compare yet), so Next scans the source itself for the columns whose
+    # planned type needs it (e.g. a SQLite BOOLEAN may hold 2): one set-based query; failures name the values.
+    scan = None if existing else schema_check.SourceRef(connection, *sources.split_table(draft.data["source_table"]))
     try:
         result = schema_check.check(workspace=request.scope.workspace, source_columns=source,
                                     destination=schema_check.Destination(dataset, name, existing=existing),
-                                    choices=choices, dialect=current_connection(request, draft).engine)
-    except BigQueryError as exc:
+                                    choices=choices, dialect=connection.engine, validate=scan is not None,
+                                    source=scan)
+    except (BigQueryError, SourceError) as exc:
         return None, str(exc)
     return result, ""
 
@@ -555,6 +560,7 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
         validation=validation_results(draft, dest["dataset"], dest.get("existing_table") or ""),
         confirm_replace=bool(dest.get("confirm_replace")),
         confirm_backfill=bool(dest.get("confirm_backfill")),
+        validate_data=not existing,  # a new table's columns are scanned as at step 4 (no report to validate from)
     )
 
 

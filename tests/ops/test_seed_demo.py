@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from ml_platform.models import Connection
+from ml_platform.models import Connection, EtlJob
 
 
 @pytest.mark.django_db
@@ -29,3 +29,26 @@ def test_it_seeds_a_demo_shop_and_is_idempotent(settings, tmp_path: Path) -> Non
     finally:
         db.close()
     assert Connection.objects.filter(name="demo_shop").count() == 1
+
+
+@pytest.mark.django_db
+def test_make_run_creates_the_demo_job_and_its_first_run_loads_every_row(settings, tmp_path: Path, bq, bq_settings,
+                                                                         bq_dataset) -> None:
+    """What `make run` does (Procfile: seed_demo, then `bq_bootstrap --demo-job`), then the demo job's first run."""
+    from ml_platform import runs
+
+    settings.DATA_DIR = tmp_path
+    settings.ETL_SQLITE_ROOT = tmp_path / "sources"
+    settings.BIGQUERY_DEFAULT_DATASET = bq_dataset
+    call_command("seed_demo")
+    call_command("bq_bootstrap", "--demo-job", "--timeout", "30")
+    job = EtlJob.objects.get(name="demo transactions")
+    assert job.schedule == "* * * * *" and job.destination_table == "demo_transactions"
+    run = runs.run_sync(job=job)
+    assert run.status == "succeeded", run.error
+    source = sqlite3.connect(settings.ETL_SQLITE_ROOT / job.connection.database)
+    try:
+        expected = source.execute("SELECT COUNT(*) FROM transactions").fetchone()[0]
+    finally:
+        source.close()
+    assert bq.row_count(bq_dataset, "demo_transactions") == expected

@@ -226,3 +226,24 @@ def test_it_starts_over_on_a_post_with_a_csrf_token(user, connection) -> None:
     reset = browser.post(RESET, {"csrfmiddlewaretoken": token})
     assert reset.status_code == 302 and reset["Location"] == step(1)
     assert WizardDraft.objects.get(owner=user).data == {}
+
+
+def test_it_scans_a_new_tables_columns_that_need_it_when_next_is_pressed(alice_client, user, sqlite_source, bq,
+                                                                          bq_settings, bq_dataset) -> None:
+    """A SQLite BOOLEAN may hold any integer: a new BOOL column is created only once the source holds 0/1 only."""
+    sqlite_source.execute("CREATE TABLE flags (id INTEGER PRIMARY KEY, is_vip BOOLEAN NOT NULL)",
+                          "INSERT INTO flags VALUES (1, 0), (2, 1), (3, 2)")
+    conn = services.connection_create(owner=user, name="flags", **sqlite_source.as_connection_fields())
+    assert alice_client.post(step(1), {"connection": conn.pk}).status_code == 302
+    assert alice_client.post(step(2), {"table": "flags"}).status_code == 302
+    assert alice_client.post(step(3), {"columns": ["id", "is_vip"]}).status_code == 302
+    choice = {"destination_mode": "new", "dataset": bq_dataset, "new_table": "flags", "load_strategy": "replace"}
+    refused = alice_client.post(step(4), choice, headers=HX)
+    assert refused.status_code == 400 and "Column &#x27;is_vip&#x27;" in refused.content.decode()
+    assert "1 of 3 checked values cannot be converted to BOOL, e.g. &#x27;2&#x27;" in refused.content.decode()
+    sqlite_source.execute("UPDATE flags SET is_vip = 1 WHERE id = 3")
+    assert alice_client.post(step(4), choice, headers=HX).status_code == 200
+    done = alice_client.post(step(5), {"name": "flags", "preset": "manual", "timezone": "UTC"}, headers=HX)
+    assert done.status_code == 200 and done["HX-Redirect"] == reverse("jobs")
+    schema = bq.get_table_schema(bq_dataset, "flags")
+    assert [(f.name, f.field_type) for f in schema.fields] == [("id", "INT64"), ("is_vip", "BOOL")]

@@ -60,5 +60,7 @@ class Command(BaseCommand):
             source_table="transactions", source_columns=sources.get_columns(connection, None, "transactions"),
             destination_dataset=dataset, destination_table="demo_transactions", use_existing_table=False,
             load_strategy="incremental", cursor_column="id", schedule="* * * * *", schedule_timezone="UTC",
+            # SQLite BOOLEAN columns may hold any integer: the check scans the demo data (0/1 only) before creating.
+            validate_data=True,
         )
         self.stdout.write(self.style.SUCCESS(f"Created demo job {DEMO_JOB!r} (runs every minute)"))
