@@ -29,9 +29,9 @@ DIFFERENCES = 100
 
 
 def _verify() -> dict[str, Any]:
+    from ml_platform.etl.sources.engines import get_engine
     from ml_platform.etl.verify import verify
     from ml_platform.etl.verify_sides import sides_for
-    from ml_platform.utils.connection_manager import get_engine
 
     spec = br._spec(load_strategy="replace")
     engine = get_engine(br._connection_params())

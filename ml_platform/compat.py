@@ -77,8 +77,8 @@ def validate_data(
     options: engine.CompatibilityOptions,
 ) -> dict[str, engine.ValidationResult]:
     """Scan the source for values that would fail the narrowing casts (set-based, sampled on big tables)."""
+    from ml_platform.etl.sources import validate as validation
     from ml_platform.sources import interactive, params_for
-    from ml_platform.utils import validation
 
     specs = engine.narrowing_checks(source_columns, destination, options)
     if not specs:

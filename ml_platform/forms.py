@@ -5,10 +5,10 @@ from __future__ import annotations
 from django import forms
 
 from ml_platform.api import BoundedJSONDecoder
+from ml_platform.etl.sources.engines import ConnectionParams
+from ml_platform.etl.sources.policy import PolicyViolation, enforce
 from ml_platform.models import Connection
 from ml_platform.sources import policy
-from ml_platform.utils.connection_manager import ConnectionParams
-from ml_platform.utils.source_policy import PolicyViolation, enforce
 
 DEFAULT_PORTS = {Connection.Engine.POSTGRESQL: 5432, Connection.Engine.MYSQL: 3306}
 # Changing any of these points the connection somewhere else: the saved password does not follow.

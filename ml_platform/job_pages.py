@@ -12,10 +12,10 @@ from django.views.decorators.http import require_http_methods
 from ml_platform import compat, schema_check, selectors, services, sources
 from ml_platform.etl.bigquery import BigQueryError
 from ml_platform.etl.schedule import cron_error
+from ml_platform.etl.sources.engines import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
 from ml_platform.report_view import report_view
-from ml_platform.utils.connection_manager import SourceError
 from wizard.forms import SCHEDULE_PRESETS, timezone_choices
 
 

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from ml_platform import charts, selectors, services, sources
+from ml_platform.etl.sources import engines as cm
 from ml_platform.forms import ConnectionForm
-from ml_platform.utils import connection_manager as cm
 
 # The jobs list and the job page poll their live region: fast while a run is queued or running (its progress
 # moves), slowly otherwise so that a run the scheduler starts still appears without a reload.

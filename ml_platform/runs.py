@@ -30,8 +30,8 @@ from django.utils import timezone
 from ml_platform import selectors, sources
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.runner import RunProgress, RunResult, RunSpec, run_job, watermark_from_json, watermark_to_json
+from ml_platform.etl.sources import engines as cm
 from ml_platform.models import EtlJob, JobRun
-from ml_platform.utils import connection_manager as cm
 from ml_platform.warehouse import warehouse
 
 logger = logging.getLogger(__name__)

@@ -284,7 +284,7 @@ if ETL_SQLITE_ROOT in (DATA_DIR.resolve(), *DATA_DIR.resolve().parents):
 ETL_SSL_DIR = Path(os.environ["ETL_SSL_DIR"]).resolve() if os.environ.get("ETL_SSL_DIR") else None
 ETL_ALLOW_UNIX_SOCKETS = env_bool("ETL_ALLOW_UNIX_SOCKETS", False)
 try:
-    from ml_platform.utils.source_policy import parse_host_rules
+    from ml_platform.etl.sources.policy import parse_host_rules
 
     ETL_SOURCE_HOSTS = parse_host_rules(os.environ.get("ETL_SOURCE_HOSTS", ""))
 except ValueError as exc:

@@ -23,10 +23,10 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from ml_platform.etl.sources import engines as cm
+from ml_platform.etl.sources import policy as source_policy
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
-from ml_platform.utils import connection_manager as cm
-from ml_platform.utils import source_policy
 
 
 def policy() -> source_policy.SourcePolicy:

@@ -22,10 +22,10 @@ from ml_platform import selectors, sources
 from ml_platform.etl.bigquery import BigQueryError
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.repair import repair_ranges
+from ml_platform.etl.sources import engines as cm
 from ml_platform.etl.verify import Progress, VerifyResult, verify
 from ml_platform.etl.verify_sides import sides_for
 from ml_platform.models import EtlJob, JobRun
-from ml_platform.utils import connection_manager as cm
 from ml_platform.warehouse import warehouse
 
 logger = logging.getLogger(__name__)

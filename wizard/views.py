@@ -28,10 +28,10 @@ from ml_platform.etl.bigquery import BigQueryError, validate_table_id
 from ml_platform.etl.ledger import internal_table
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
+from ml_platform.etl.sources.engines import SourceError
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
 from ml_platform.report_view import report_view
-from ml_platform.utils.connection_manager import SourceError
 from ml_platform.warehouse import warehouse
 from wizard import state
 from wizard.forms import (

@@ -13,9 +13,9 @@ from ml_platform.api.serializers import report_to_dict
 from ml_platform.api.sources_in import introspected, typed_columns
 from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
 from ml_platform.etl.ledger import internal_table
+from ml_platform.etl.sources.engines import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
-from ml_platform.utils.connection_manager import SourceError
 from ml_platform.warehouse import warehouse
 
 router = Router(tags=["bigquery"])

@@ -13,8 +13,8 @@ from ml_platform import selectors, services, sources
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.schemas import ConnectionIn
 from ml_platform.api.serializers import column_to_dict, connection_to_dict
+from ml_platform.etl.sources.engines import SourceError
 from ml_platform.forms import ConnectionForm
-from ml_platform.utils.connection_manager import SourceError
 
 router = Router(tags=["connections"])
 

@@ -9,8 +9,8 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from ml_platform.api.parsing import BadRequest
+from ml_platform.etl.sources.engines import TableNotFoundError
 from ml_platform.sources import SourceBusy
-from ml_platform.utils.connection_manager import TableNotFoundError
 
 
 def json_error(message: str, *, status: int = 400, details: Any = None) -> JsonResponse:

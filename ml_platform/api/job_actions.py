@@ -11,7 +11,7 @@ from ml_platform.api.jobs import job_error
 from ml_platform.api.schemas import ReconnectIn
 from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.etl.bigquery import BigQueryError
-from ml_platform.utils.connection_manager import SourceError
+from ml_platform.etl.sources.engines import SourceError
 
 router = Router(tags=["jobs"])
 

@@ -23,8 +23,8 @@ import pymysql
 import pytest
 from psycopg import sql
 
+from ml_platform.etl.sources import engines as cm
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
-from ml_platform.utils import connection_manager as cm
 from tests.plugins.harness import IN_CI, MYSQL_HOST, MYSQL_PORT, MYSQL_USER, PG_HOST, PG_PORT, PG_USER
 
 integration = pytest.mark.integration

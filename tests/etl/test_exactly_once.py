@@ -50,7 +50,7 @@ def strategy_job(source: Any, bq: Any, dataset: str, tmp_path: Any, strategy: st
 def run(job: Job, run_id: int | None = None, fault: Callable[[str], None] | None = None, **overrides: Any):
     run_id = run_id if run_id is not None else next_run()
     spec = job.spec(run_id=run_id, fence=run_id, **overrides)
-    from ml_platform.utils.connection_manager import get_engine
+    from ml_platform.etl.sources.engines import get_engine
 
     return run_job(spec, bq=job.bq, engine=get_engine(job.params), spool_dir=job.tmp_path / "spool", fault=fault)
 

@@ -18,8 +18,8 @@ from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import RunError
 from ml_platform.etl.extract import ExtractQuery, extract_batches
 from ml_platform.etl.fast_extract import fast_batches, mysql_fast_columns, mysql_url, pymysql_read_columns
+from ml_platform.etl.sources.engines import ConnectionParams, get_columns, get_engine
 from ml_platform.etl.types import Family
-from ml_platform.utils.connection_manager import ConnectionParams, get_columns, get_engine
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +200,7 @@ def test_it_keeps_tls_connections_on_the_generic_path(mysql_source) -> None:
 def test_it_never_uses_the_fast_path_for_an_engine_built_without_the_safety_settings(mysql_source) -> None:
     from sqlalchemy import create_engine
 
-    from ml_platform.utils.connection_manager import build_url
+    from ml_platform.etl.sources.engines import build_url
 
     bare = create_engine(build_url(_params(mysql_source)))
     try:

@@ -26,8 +26,8 @@ from ml_platform.etl.runner import (
     watermark_from_json,
     watermark_to_json,
 )
+from ml_platform.etl.sources.engines import ConnectionParams, get_columns, get_engine
 from ml_platform.etl.types import BigQueryField
-from ml_platform.utils.connection_manager import ConnectionParams, get_columns, get_engine
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import pytest
 
 from ml_platform.etl.compatibility import CompatibilityOptions, check_compatibility, narrowing_checks
 from ml_platform.etl.runner import CastError, RunSpec, extract_to_parquet
+from ml_platform.etl.sources.engines import get_columns, get_engine, preview_rows
+from ml_platform.etl.sources.validate import validate_columns
 from ml_platform.etl.types import BigQueryField
-from ml_platform.utils.connection_manager import get_columns, get_engine, preview_rows
-from ml_platform.utils.validation import validate_columns
 from tests.etl.test_runner import Job, params_for
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from sqlalchemy.dialects import postgresql
 
 from ml_platform.etl.compatibility import ValidationResult, ValidationSpec
 from ml_platform.etl.conform import ColumnSource, Conformer
+from ml_platform.etl.sources import validate as validation
+from ml_platform.etl.sources.engines import ConnectionParams, SourceError, TableNotFoundError
+from ml_platform.etl.sources.validate import validate_columns
 from ml_platform.etl.types import BigQueryField, CanonicalType, Family
-from ml_platform.utils import validation
-from ml_platform.utils.connection_manager import ConnectionParams, SourceError, TableNotFoundError
-from ml_platform.utils.validation import validate_columns
 from tests.plugins.harness import SourceDatabase
 
 pytestmark = pytest.mark.integration

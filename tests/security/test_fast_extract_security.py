@@ -18,8 +18,8 @@ import pytest
 from ml_platform.etl.errors import RunError
 from ml_platform.etl.extract import ExtractQuery, extract_batches
 from ml_platform.etl.fast_extract import mysql_url
+from ml_platform.etl.sources.engines import ConnectionParams, get_engine
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
-from ml_platform.utils.connection_manager import ConnectionParams, get_engine
 
 PASSWORD = "s3cret-never-in-clear"  # noqa: S105 - a test password the fake server must never receive
 CAPABILITIES = 0x1 | 0x4 | 0x8 | 0x80 | 0x200 | 0x2000 | 0x8000 | 0x80000  # incl. CLIENT_LOCAL_FILES, PLUGIN_AUTH

@@ -30,8 +30,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from ml_platform import services, sources
+from ml_platform.etl.sources import engines as cm
 from ml_platform.models import Connection
-from ml_platform.utils import connection_manager as cm
 from tests.fixtures import HX
 from tests.plugins.harness import ROOT, django_subprocess_env, free_port
 
@@ -336,7 +336,7 @@ def test_it_tells_closed_and_silent_listeners_apart_only_by_class(alice_client) 
 
 
 def test_it_applies_the_host_allow_and_deny_lists(alice_client, settings) -> None:
-    from ml_platform.utils import source_policy
+    from ml_platform.etl.sources import policy as source_policy
 
     settings.ETL_SOURCE_HOSTS = source_policy.parse_host_rules("10.0.0.0/8, db.example.com, !10.9.0.0/16")
     for host in ("127.0.0.1", "localhost", "10.9.1.2", "evil.example.com"):

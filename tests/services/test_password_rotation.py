@@ -14,8 +14,8 @@ import pytest
 
 from ml_platform import runs, services, sources
 from ml_platform.etl.errors import RECONNECT_FIX, ConnectTarget, SourceReadError, classify_source_error
+from ml_platform.etl.sources import engines as cm
 from ml_platform.models import EtlJob
-from ml_platform.utils import connection_manager as cm
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -55,9 +55,9 @@ from ml_platform.etl import errors as run_errors
 from ml_platform.etl.errors import scrub
 from ml_platform.etl.fast_extract import remember_connect_args
 from ml_platform.etl.source_types import parse_source_type
+from ml_platform.etl.sources import policy as source_policy
 from ml_platform.etl.types import Family, SourceColumn
 from ml_platform.etl.values import read_value
-from ml_platform.utils import source_policy
 
 __all__ = [
     "ConnectionParams",

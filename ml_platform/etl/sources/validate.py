@@ -107,6 +107,15 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from ml_platform.etl.compatibility import ValidationResult, ValidationSpec
+from ml_platform.etl.sources.engines import (
+    ConnectionParams,
+    SourceError,
+    _describe,
+    _guard,
+    build_url,
+    connect_args,
+    describe_error,
+)
 from ml_platform.etl.types import (
     BIGNUMERIC_MAX_INTEGER_DIGITS,
     BIGNUMERIC_MAX_SCALE,
@@ -116,15 +125,6 @@ from ml_platform.etl.types import (
     Family,
     SourceColumn,
     standard_bigquery_type,
-)
-from ml_platform.utils.connection_manager import (
-    ConnectionParams,
-    SourceError,
-    _describe,
-    _guard,
-    build_url,
-    connect_args,
-    describe_error,
 )
 
 __all__ = ["VALIDATION_TIMEOUT_S", "ValidationResult", "ValidationSpec", "validate_columns"]
