@@ -94,7 +94,7 @@ def pg_url(driver: str = "postgresql") -> str:
 
 
 def _connection_params() -> Any:
-    from ml_platform.etl.sources.engines import ConnectionParams
+    from ml_platform.etl.sources import ConnectionParams
 
     return ConnectionParams(engine="postgresql", host=PG_HOST, port=PG_PORT, database=DATABASE,
                             username=PG_USER, password=PG_PASSWORD)  # fmt: skip
@@ -102,7 +102,7 @@ def _connection_params() -> Any:
 
 def _spec(**overrides: Any) -> Any:
     from ml_platform.etl.runner import RunSpec
-    from ml_platform.etl.sources.engines import get_columns
+    from ml_platform.etl.sources import get_columns
 
     columns = tuple(get_columns(_connection_params(), "public", TABLE))
     args = {"destination_dataset": DATASET, "destination_table": TABLE, "job_id": "bench", **overrides}
@@ -147,7 +147,7 @@ def child_extract(method: str) -> dict[str, Any]:
 
     from ml_platform.etl.compatibility import schema_for_new_table
     from ml_platform.etl.runner import extract_to_parquet
-    from ml_platform.etl.sources.engines import get_engine
+    from ml_platform.etl.sources import get_engine
 
     spec = _spec(extract_method=method)
     engine = get_engine(_connection_params())
@@ -182,7 +182,7 @@ def child_run(strategy: str) -> dict[str, Any]:
     import adbc_driver_postgresql.dbapi  # noqa: F401 - a worker imports once; keep it out of the timing
 
     from ml_platform.etl.runner import run_job
-    from ml_platform.etl.sources.engines import get_engine
+    from ml_platform.etl.sources import get_engine
 
     bq = _bq()
     # Each repetition is a new run (its own ledger units, a larger fencing token).

@@ -94,7 +94,7 @@ def mysql_url(driver: str = "mysql+pymysql") -> str:
 
 
 def _params(kind: str) -> Any:
-    from ml_platform.etl.sources.engines import ConnectionParams
+    from ml_platform.etl.sources import ConnectionParams
 
     if kind == "mysql":
         return ConnectionParams(engine="mysql", host=MYSQL_HOST, port=MYSQL_PORT, database=DATABASE,
@@ -119,7 +119,7 @@ def child_native(kind: str) -> dict[str, Any]:
 def child_extract(kind: str, method: str) -> dict[str, Any]:
     from ml_platform.etl.compatibility import schema_for_new_table
     from ml_platform.etl.runner import RunSpec, extract_to_parquet
-    from ml_platform.etl.sources.engines import get_columns, get_engine
+    from ml_platform.etl.sources import get_columns, get_engine
 
     # connectorx is opt-in (see ml_platform/etl/fast_extract.py); "auto" measures the default reader.
     os.environ["ETL_MYSQL_CONNECTORX"] = "1" if method == "connectorx" else "0"

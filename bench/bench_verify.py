@@ -29,7 +29,7 @@ DIFFERENCES = 100
 
 
 def _verify() -> dict[str, Any]:
-    from ml_platform.etl.sources.engines import get_engine
+    from ml_platform.etl.sources import get_engine
     from ml_platform.etl.verify import verify
     from ml_platform.etl.verify_sides import sides_for
 

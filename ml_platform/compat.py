@@ -13,10 +13,10 @@ from typing import Any
 from django.conf import settings
 
 from ml_platform.etl import compatibility as engine
+from ml_platform.etl.compat_model import DEFAULT_TAG_COLUMN as TAG_COLUMN
+from ml_platform.etl.compat_model import default_load_strategy
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
 from ml_platform.models import Connection
-
-TAG_COLUMN = "_source_tag"
 
 
 @dataclass
@@ -51,7 +51,7 @@ def options_from(
     validation: dict[str, engine.ValidationResult] | None = None,
 ) -> engine.CompatibilityOptions:
     return engine.CompatibilityOptions(
-        load_strategy=load_strategy or "append",
+        load_strategy=load_strategy or default_load_strategy(existing_table=True),
         merge_key=tuple(merge_key or ()),
         cursor_column=cursor_column or None,
         source_tag=source_tag or None,

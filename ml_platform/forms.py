@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from ml_platform.api import BoundedJSONDecoder
-from ml_platform.etl.sources.engines import ConnectionParams
+from ml_platform.etl.sources import ConnectionParams
 from ml_platform.etl.sources.policy import PolicyViolation, enforce
 from ml_platform.models import Connection
 from ml_platform.sources import policy

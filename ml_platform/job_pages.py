@@ -10,9 +10,10 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
 from ml_platform import compat, schema_check, selectors, services, sources
-from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.bq_errors import BigQueryError
+from ml_platform.etl.compat_model import missing_strategy_choices
 from ml_platform.etl.schedule import cron_error
-from ml_platform.etl.sources.engines import SourceError
+from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
 from ml_platform.report_view import report_view
@@ -51,10 +52,10 @@ class EditJobForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
-        if data.get("load_strategy") == "incremental" and not data.get("cursor_column"):
-            self.add_error("cursor_column", "Incremental loads need a cursor column.")
-        if data.get("load_strategy") == "merge" and not data.get("merge_key"):
-            self.add_error("merge_key", "Merge needs at least one key column.")
+        missing = missing_strategy_choices(data.get("load_strategy") or "", data.get("cursor_column"),
+                                           data.get("merge_key"))
+        for name, message in missing.items():
+            self.add_error(name, message)
         preset = data.get("preset")
         if preset == "custom":
             cron = (data.get("cron") or "").strip()

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from ml_platform import charts, selectors, services, sources
-from ml_platform.etl.sources import engines as cm
+from ml_platform.etl import sources as cm
 from ml_platform.forms import ConnectionForm
 
 # The jobs list and the job page poll their live region: fast while a run is queued or running (its progress

@@ -28,9 +28,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from ml_platform import selectors, sources
+from ml_platform.etl import sources as cm
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.runner import RunProgress, RunResult, RunSpec, run_job, watermark_from_json, watermark_to_json
-from ml_platform.etl.sources import engines as cm
 from ml_platform.models import EtlJob, JobRun
 from ml_platform.warehouse import warehouse
 
@@ -105,8 +105,7 @@ def spec_for(job: EtlJob) -> RunSpec:
     if missing:
         raise RunError(
             f"The source table {job.source_display} no longer has the column(s) {', '.join(missing)}: "
-            "edit or reconnect the job.",
-            transient=False,
+            "edit or reconnect the job."
         )
     columns = tuple(available[c.lower()] for c in job.selected_columns)
     mapping = {available[k.lower()].name: v for k, v in (job.column_mapping or {}).items() if k.lower() in available}

@@ -25,8 +25,10 @@ from django.http import Http404
 
 from ml_platform import compat, selectors
 from ml_platform.etl import compatibility as engine
-from ml_platform.etl.bigquery import BigQuery, quote_identifier
+from ml_platform.etl.bigquery import BigQuery
 from ml_platform.etl.bqsql import partition_filter
+from ml_platform.etl.bqsql import quote_name as quote_identifier
+from ml_platform.etl.compat_model import default_load_strategy
 from ml_platform.etl.errors import SchemaMismatchError
 from ml_platform.etl.plan import LoadPlan, PlannedAlter, PlannedColumn
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
@@ -41,7 +43,7 @@ ORDERABLE_CURSOR_TYPES = {"INT64", "INTEGER", "NUMERIC", "BIGNUMERIC", "DATE", "
 class Choices:
     """What the user chose (the options of the check)."""
 
-    load_strategy: str = "append"
+    load_strategy: str = default_load_strategy(existing_table=True)
     cursor_column: str = ""
     merge_key: tuple[str, ...] = ()
     source_tag: str = ""

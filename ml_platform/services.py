@@ -198,7 +198,7 @@ def connection_update(*, connection: Connection, password: str = "", actor: Abst
           changes=_connection_changes(before, connection_snapshot(connection), password_before=password_before,
                                       password_after=connection.password))
     # A changed host or credential must not reuse a pooled session of the old one.
-    from ml_platform.etl.sources.engines import dispose_engines
+    from ml_platform.etl.sources import dispose_engines
 
     dispose_engines()
     return connection

@@ -1,8 +1,8 @@
 """Django-side glue between saved Connections and the pure introspection code.
 
-Views and services call these; `utils/connection_manager.py` never sees a model.
+Views and services call these; `ml_platform/etl/sources/` never sees a model.
 Two rules live here because they need settings:
-- every connection goes through the source policy (`utils/source_policy.py`) before
+- every connection goes through the source policy (`etl/sources/policy.py`) before
   anything is opened: allow-listed options, SQLite files only under ETL_SQLITE_ROOT,
   no sockets, the host lists;
 - a source call made for a web request (`interactive=True`) runs under a hard deadline
@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from ml_platform.etl.sources import engines as cm
+from ml_platform.etl import sources as cm
 from ml_platform.etl.sources import policy as source_policy
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
@@ -139,7 +139,7 @@ def call_with_deadline[T](user_key: Any, fn: Callable[[], T], *, timeout: float 
     worker.start()
     worker.join(deadline)
     if worker.is_alive():
-        raise cm.SourceError(f"Timed out: {what} did not answer within {deadline:g} s.")
+        raise cm.SourceUnavailable(f"Timed out: {what} did not answer within {deadline:g} s.")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

@@ -19,10 +19,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ml_platform import selectors, sources
-from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl import sources as cm
+from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.repair import repair_ranges
-from ml_platform.etl.sources import engines as cm
 from ml_platform.etl.verify import Progress, VerifyResult, verify
 from ml_platform.etl.verify_sides import sides_for
 from ml_platform.models import EtlJob, JobRun
@@ -184,7 +184,7 @@ def _work(run: JobRun, job: EtlJob) -> dict[str, Any]:
     if run.kind == JobRun.Kind.REPAIR:
         last = result_of(last_verification(job=job))
         if not repairable(last):
-            raise RunError("Nothing to repair: the last verification found no differing rows by key", transient=False)
+            raise RunError("Nothing to repair: the last verification found no differing rows by key")
         assert last is not None and last.key is not None
         recorder(Progress("repairing", 0, len(last.repair_ranges), 0))
         spool = Path(settings.ETL_SPOOL_DIR)

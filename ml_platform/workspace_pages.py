@@ -11,7 +11,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml_platform import selectors, services
-from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.middleware import requires_role
 from ml_platform.models import ApiToken, Membership
 

@@ -6,7 +6,8 @@ import re
 
 from django import forms
 
-from ml_platform.etl.bigquery import validate_table_id
+from ml_platform.etl.bqsql import validate_table_id
+from ml_platform.etl.compat_model import missing_strategy_choices
 from ml_platform.etl.schedule import cron_error, timezone_names
 from ml_platform.models import EtlJob
 
@@ -129,11 +130,10 @@ class DestinationStepForm(forms.Form):
             self.add_error("new_table", "Enter a name for the new table.")
         if mode == EtlJob.DestinationMode.EXISTING and not data.get("existing_table"):
             self.add_error("existing_table", "Choose an existing table.")
-        strategy = data.get("load_strategy")
-        if strategy == EtlJob.LoadStrategy.INCREMENTAL and not data.get("cursor_column"):
-            self.add_error("cursor_column", "Incremental loads need a cursor column (e.g. id or updated_at).")
-        if strategy == EtlJob.LoadStrategy.MERGE and not data.get("merge_key"):
-            self.add_error("merge_key", "Merge needs at least one key column.")
+        missing = missing_strategy_choices(data.get("load_strategy") or "", data.get("cursor_column"),
+                                           data.get("merge_key"))
+        for name, message in missing.items():
+            self.add_error(name, message)
         self._check_rules(mode)
         return data
 

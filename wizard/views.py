@@ -24,11 +24,13 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ml_platform import compat, schema_check, selectors, services, sources
 from ml_platform.etl import compatibility as engine
-from ml_platform.etl.bigquery import BigQueryError, validate_table_id
+from ml_platform.etl.bq_errors import BigQueryError
+from ml_platform.etl.bqsql import validate_table_id
+from ml_platform.etl.compat_model import default_load_strategy
 from ml_platform.etl.ledger import internal_table
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
-from ml_platform.etl.sources.engines import SourceError
+from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
 from ml_platform.report_view import report_view
@@ -212,10 +214,7 @@ PER_TABLE_FIELDS = ("add_columns", "relax_required", "confirm_replace", "confirm
 
 
 def default_strategy(mode: str) -> str:
-    # A new table holds only this job's rows, so Replace loses nothing. An existing table holds
-    # rows someone else put there: Append never deletes and needs no cursor guess (a wrong guessed
-    # cursor would silently skip rows), so it is the safe default; Replace asks for a confirmation.
-    return EtlJob.LoadStrategy.APPEND if mode == EtlJob.DestinationMode.EXISTING else EtlJob.LoadStrategy.REPLACE
+    return default_load_strategy(existing_table=mode == EtlJob.DestinationMode.EXISTING)
 
 
 def snapshot_of(params) -> dict:
@@ -450,7 +449,7 @@ def run_validation(request: HttpRequest, draft, params) -> None:
         return
     schema, source_table = sources.split_table(draft.data["source_table"])
     connection = current_connection(request, draft)
-    choices = schema_check.Choices(load_strategy=params.get("load_strategy") or "append",
+    choices = schema_check.Choices(load_strategy=params.get("load_strategy") or default_load_strategy(existing_table=True),
                                    cursor_column=params.get("cursor_column") or "",
                                    merge_key=tuple(params.getlist("merge_key")),
                                    source_tag=params.get("source_tag", "").strip())

@@ -11,9 +11,9 @@ from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import ColumnIn, CompatibilityIn
 from ml_platform.api.serializers import report_to_dict
 from ml_platform.api.sources_in import introspected, typed_columns
-from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
+from ml_platform.etl.bq_errors import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
 from ml_platform.etl.ledger import internal_table
-from ml_platform.etl.sources.engines import SourceError
+from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
 from ml_platform.warehouse import warehouse

@@ -13,7 +13,7 @@ from ml_platform import selectors, services, sources
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.schemas import ConnectionIn
 from ml_platform.api.serializers import column_to_dict, connection_to_dict
-from ml_platform.etl.sources.engines import SourceError
+from ml_platform.etl.sources import SourceError
 from ml_platform.forms import ConnectionForm
 
 router = Router(tags=["connections"])

@@ -10,8 +10,8 @@ from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.jobs import job_error
 from ml_platform.api.schemas import ReconnectIn
 from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
-from ml_platform.etl.bigquery import BigQueryError
-from ml_platform.etl.sources.engines import SourceError
+from ml_platform.etl.bq_errors import BigQueryError
+from ml_platform.etl.sources import SourceError
 
 router = Router(tags=["jobs"])
 

@@ -18,8 +18,8 @@ from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import JobIn, JobPatchIn
 from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.api.sources_in import introspected
-from ml_platform.etl.bigquery import BigQueryError, BigQueryNotFound, InvalidIdentifier, SchemaChangeRefused
-from ml_platform.etl.sources.engines import SourceError
+from ml_platform.etl.bq_errors import BigQueryError, BigQueryNotFound, InvalidIdentifier, SchemaChangeRefused
+from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
 

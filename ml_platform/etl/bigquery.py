@@ -18,153 +18,43 @@ Choices that hold on both backends (and are required by the emulator, bqemulator
 
 from __future__ import annotations
 
-import concurrent.futures
-import datetime as dt
-import decimal
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import requests
-from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
-from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
+from ml_platform.etl.bq_errors import (
+    BigQueryError,
+    BigQueryNotFound,
+    ColumnNotFound,
+    InvalidIdentifier,
+    LoadFailed,
+    QueryFailed,
+    SchemaChangeRefused,
+    TableNotFound,
+    UnsupportedByEmulator,
+    translated,
+)
+from ml_platform.etl.bq_schema import (
+    TableInfo,
+    ddl_type,
+    field_from_schema_field,
+    query_parameter,
+    schema_field_for,
+    table_schema_from,
+)
+from ml_platform.etl.bqsql import check_name, quote_name, table_ref, validate_dataset_id, validate_table_id
 from ml_platform.etl.types import BigQueryField, TableSchema, standard_bigquery_type
 
-# --------------------------------------------------------------------------- errors
-
-
-class BigQueryError(Exception):
-    """A BigQuery request failed; `str()` is a sentence for the user, `code` the HTTP status when known.
-
-    `code` and `message` mirror google.api_core's exceptions so the runner's error
-    classifier treats 5xx/429 as transient and everything else as permanent.
-    """
-
-    def __init__(self, message: str, *, code: int | None = None, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.errors = errors or []
-
-
-class InvalidIdentifier(BigQueryError, ValueError):
-    """A dataset, table or column name BigQuery would refuse (or that cannot be quoted safely)."""
-
-
-class BigQueryNotFound(BigQueryError):
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        kwargs.setdefault("code", 404)
-        super().__init__(message, **kwargs)
-
-
-class DatasetNotFound(BigQueryNotFound):
-    pass
-
-
-class TableNotFound(BigQueryNotFound):
-    pass
-
-
-class ColumnNotFound(BigQueryNotFound):
-    pass
-
-
-class AlreadyExists(BigQueryError):
-    pass
-
-
-class DatasetNotEmpty(BigQueryError):
-    pass
-
-
-class ConcurrentChange(BigQueryError):
-    """The table changed between reading and updating it (etag mismatch); re-read and retry."""
-
-
-class SchemaChangeRefused(BigQueryError):
-    """A schema change BigQuery does not make in place on a table with data."""
-
-
-class QueryFailed(BigQueryError):
-    pass
-
-
-class LoadFailed(BigQueryError):
-    pass
-
-
-class BigQueryUnavailable(BigQueryError):
-    """BigQuery (or the emulator) could not be reached or kept failing until the retry deadline."""
-
-
-class BigQueryTimeout(BigQueryError):
-    pass
-
-
-class UnsupportedByEmulator(BigQueryError):
-    """Works on real BigQuery, not on the local emulator."""
-
-
-# --------------------------------------------------------------------------- identifiers
-
-_DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
-_TABLE_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
-# Column names may be "flexible" on real BigQuery; we only refuse what cannot be quoted safely.
-_UNQUOTABLE = re.compile(r"[`\\\x00-\x1f\x7f]")
-_PROJECT_ID = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{0,61}[a-z0-9]$")
-
-
-def validate_dataset_id(name: str) -> str:
-    """`name` if BigQuery accepts it as a dataset id (letters, digits, underscores; at most 1024)."""
-    if not isinstance(name, str) or not _DATASET_ID.match(name):
-        raise InvalidIdentifier(
-            f"{name!r} is not a valid BigQuery dataset name: use letters, digits and underscores "
-            "(at most 1,024 characters)."
-        )
-    return name
-
-
-def validate_table_id(name: str) -> str:
-    """`name` if the product accepts it as a table id (letters, digits, underscores; at most 1024)."""
-    if not isinstance(name, str) or not _TABLE_ID.match(name):
-        raise InvalidIdentifier(
-            f"{name!r} is not a valid BigQuery table name: use letters, digits and underscores "
-            "(at most 1,024 characters)."
-        )
-    return name
-
-
-def validate_column_name(name: str) -> str:
-    if not isinstance(name, str) or not name or len(name) > 300 or _UNQUOTABLE.search(name):
-        raise InvalidIdentifier(f"{name!r} is not a column name BigQuery can use.")
-    return name
-
-
-def quote_identifier(name: str) -> str:
-    """A backtick-quoted column (or dataset/table) name; refuses what could escape the quotes."""
-    return f"`{validate_column_name(name)}`"
-
-
-# --------------------------------------------------------------------------- value objects
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    table_id: str
-    row_count: int | None  # exact (COUNT(*)); None for views and external tables, which are not counted
-    column_count: int
-    table_type: str = "TABLE"
+__all__ = ["BigQuery"]
 
 
 _WRITE_DISPOSITIONS = {
@@ -180,152 +70,6 @@ _PARTITION_TYPES = ("DAY", "HOUR", "MONTH", "YEAR")
 _TIME_PARTITION_COLUMN_TYPES = ("DATE", "DATETIME", "TIMESTAMP")
 _UNCLUSTERABLE_TYPES = ("RECORD", "JSON", "FLOAT64", "GEOGRAPHY", "INTERVAL", "RANGE")
 _COUNT_BATCH = 50
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-# --------------------------------------------------------------------------- conversions (pure)
-
-
-def field_from_schema_field(f: bigquery.SchemaField) -> BigQueryField:
-    """The product's mirror of a client `SchemaField` (GoogleSQL type names, nested fields kept)."""
-    return BigQueryField(
-        name=f.name,
-        field_type=standard_bigquery_type(f.field_type or "STRING"),
-        mode=(f.mode or "NULLABLE").upper(),
-        fields=tuple(field_from_schema_field(sub) for sub in (f.fields or ())),
-        precision=_int_or_none(f.precision),
-        scale=_int_or_none(f.scale),
-        description=f.description,
-    )
-
-
-def schema_field_for(f: BigQueryField) -> bigquery.SchemaField:
-    field_type = standard_bigquery_type(f.field_type)
-    # Unset options are left out rather than sent as nulls; only numbers take precision/scale.
-    options: dict[str, Any] = {}
-    if f.description:
-        options["description"] = f.description
-    if field_type in ("NUMERIC", "BIGNUMERIC") and f.precision is not None:
-        options["precision"] = f.precision
-        if f.scale is not None:
-            options["scale"] = f.scale
-    return bigquery.SchemaField(
-        name=f.name,
-        field_type=field_type,
-        mode=(f.mode or "NULLABLE").upper(),
-        fields=tuple(schema_field_for(sub) for sub in f.fields),
-        **options,
-    )
-
-
-def ddl_type(f: BigQueryField) -> str:
-    """The GoogleSQL DDL spelling of a field's type (`ARRAY<...>`, `STRUCT<...>`, `NUMERIC(p,s)`)."""
-    base = standard_bigquery_type(f.field_type)
-    if base == "RECORD":
-        inner = ", ".join(f"{quote_identifier(sub.name)} {ddl_type(sub)}" for sub in f.fields)
-        base = f"STRUCT<{inner}>"
-    elif base in ("NUMERIC", "BIGNUMERIC") and f.precision is not None:
-        base = f"{base}({f.precision}, {f.scale or 0})"
-    return f"ARRAY<{base}>" if (f.mode or "").upper() == "REPEATED" else base
-
-
-def table_schema_from(table: bigquery.Table, *, num_rows: int | None = None) -> TableSchema:
-    partitioning = None
-    tp = table.time_partitioning
-    if tp is not None:
-        partitioning = f"{tp.type_}({tp.field})" if tp.field else f"{tp.type_}(_PARTITIONTIME)"
-    elif table.range_partitioning is not None:
-        partitioning = f"RANGE({table.range_partitioning.field})"
-    return TableSchema(
-        dataset=table.dataset_id,
-        table=table.table_id,
-        fields=tuple(field_from_schema_field(f) for f in table.schema),
-        primary_key=_primary_key(table),
-        partitioning=partitioning,
-        clustering=tuple(table.clustering_fields or ()),
-        num_rows=num_rows,
-        partition_expiration_ms=_int_or_none(tp.expiration_ms) if tp is not None else None,
-        require_partition_filter=_requires_partition_filter(table),
-        extra={
-            "description": table.description,
-            "table_type": table.table_type,
-            "created": table.created.isoformat() if table.created else None,
-            "location": table.location,
-        },
-    )
-
-
-def _requires_partition_filter(table: bigquery.Table) -> bool:
-    # The table-level option, or the older `timePartitioning.requirePartitionFilter` some tables
-    # still carry (read from the resource: the client's property for it is deprecated).
-    if table.require_partition_filter:
-        return True
-    legacy = (table._properties.get("timePartitioning") or {}).get("requirePartitionFilter")  # noqa: SLF001
-    return str(legacy).lower() == "true"
-
-
-def _primary_key(table: bigquery.Table) -> tuple[str, ...] | None:
-    # Absent constraints are "unknown", never "no key": the emulator stores none and older
-    # client versions do not expose them. Read every step defensively.
-    try:
-        constraints = getattr(table, "table_constraints", None)
-    except (KeyError, TypeError, ValueError):
-        return None
-    primary = getattr(constraints, "primary_key", None) if constraints is not None else None
-    columns = getattr(primary, "columns", None) if primary is not None else None
-    if not columns:
-        return None
-    return tuple(str(c) for c in columns)
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def query_parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
-    """A typed query parameter for a Python value (pass a ready `ScalarQueryParameter` to force a type)."""
-    if isinstance(value, bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter):
-        return value
-    if isinstance(value, list | tuple):
-        element_types = {_scalar_type(v) for v in value if v is not None}
-        if len(element_types) > 1 and element_types <= {"INT64", "FLOAT64"}:
-            element_types = {"FLOAT64"}
-        if len(element_types) > 1:
-            raise QueryFailed(f"Query parameter @{name} mixes element types {sorted(element_types)}.")
-        element_type = element_types.pop() if element_types else "STRING"
-        return bigquery.ArrayQueryParameter(name, element_type, list(value))
-    return bigquery.ScalarQueryParameter(name, _scalar_type(value), value)
-
-
-def _scalar_type(value: Any) -> str:
-    # bool before int: True is an int in Python but a BOOL to BigQuery.
-    if value is None:
-        return "STRING"  # an untyped NULL; pass a ScalarQueryParameter for a typed one
-    if isinstance(value, bool):
-        return "BOOL"
-    if isinstance(value, int):
-        return "INT64" if _INT64_MIN <= value <= _INT64_MAX else "BIGNUMERIC"
-    if isinstance(value, float):
-        return "FLOAT64"
-    if isinstance(value, decimal.Decimal):
-        exponent = value.as_tuple().exponent
-        scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-        whole = len(value.as_tuple().digits) - scale
-        return "NUMERIC" if scale <= 9 and whole <= 29 else "BIGNUMERIC"
-    if isinstance(value, str):
-        return "STRING"
-    if isinstance(value, bytes | bytearray):
-        return "BYTES"
-    if isinstance(value, dt.datetime):
-        return "TIMESTAMP" if value.tzinfo is not None else "DATETIME"
-    if isinstance(value, dt.date):
-        return "DATE"
-    if isinstance(value, dt.time):
-        return "TIME"
-    raise QueryFailed(f"Cannot send a {type(value).__name__} as a BigQuery query parameter.")
 
 
 # --------------------------------------------------------------------------- the client
@@ -350,8 +94,10 @@ class BigQuery:
         job_timeout: float = 900.0,
         http_timeout: float = 60.0,
     ) -> None:
-        if not project or _UNQUOTABLE.search(project):
-            raise InvalidIdentifier(f"{project!r} is not a valid Google Cloud project id.")
+        try:
+            check_name(project)
+        except InvalidIdentifier:
+            raise InvalidIdentifier(f"{project!r} is not a valid Google Cloud project id.") from None
         self.project = project
         self.location = location or None
         self.emulator_host = self._with_scheme(emulator_host) if emulator_host else None
@@ -406,22 +152,13 @@ class BigQuery:
 
     def sql_table(self, dataset: str, table: str) -> str:
         """The quoted `project`.`dataset`.`table` to put in SQL."""
-        validate_dataset_id(dataset)
-        validate_table_id(table)
-        return f"`{self.project}`.`{dataset}`.`{table}`"
+        return f"{quote_name(self.project)}.{table_ref(validate_dataset_id(dataset), validate_table_id(table))}"
 
     # -- datasets
 
     def list_datasets(self) -> list[str]:
         with self._errors("listing datasets"):
             return sorted(d.dataset_id for d in self.client.list_datasets(retry=self._retry, timeout=self.http_timeout))
-
-    def dataset_exists(self, name: str) -> bool:
-        try:
-            self._get_dataset(name)
-        except DatasetNotFound:
-            return False
-        return True
 
     def _get_dataset(self, name: str) -> bigquery.Dataset:
         ref = self._dataset_ref(name)
@@ -557,7 +294,7 @@ class BigQuery:
             raise SchemaChangeRefused("A BigQuery table needs at least one column.")
         seen: dict[str, str] = {}
         for f in fields:
-            validate_column_name(f.name)
+            check_name(f.name)
             key = f.name.lower()
             if key in seen:
                 raise SchemaChangeRefused(
@@ -607,7 +344,7 @@ class BigQuery:
         existing = {f.name.lower(): field_from_schema_field(f) for f in bq_table.schema}
         new: list[BigQueryField] = []
         for f in fields:
-            validate_column_name(f.name)
+            check_name(f.name)
             mode = (f.mode or "NULLABLE").upper()
             if mode not in ("NULLABLE", "REPEATED"):
                 raise SchemaChangeRefused(
@@ -640,7 +377,7 @@ class BigQuery:
             for f in new:
                 self.query(
                     f"ALTER TABLE {self.sql_table(dataset, table)} "
-                    f"ADD COLUMN IF NOT EXISTS {quote_identifier(f.name)} {ddl_type(f)}"
+                    f"ADD COLUMN IF NOT EXISTS {quote_name(f.name)} {ddl_type(f)}"
                 )
         return table_schema_from(updated)
 
@@ -770,12 +507,6 @@ class BigQuery:
         affected = job.num_dml_affected_rows
         return int(affected) if affected is not None else None
 
-    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        job = self._query_job(sql, params)
-        with self._errors("reading query results", error=QueryFailed):
-            # The storage read API is not available on the emulator (and not worth a second client).
-            return job.result(timeout=self.job_timeout, retry=self._retry).to_arrow(create_bqstorage_client=False)
-
     def row_count(self, dataset: str, table: str) -> int:
         """Exact row count (table metadata is not updated by DML on the emulator, nor for streamed rows)."""
         self._get_table(dataset, table)  # a clear TableNotFound instead of a query error
@@ -785,18 +516,15 @@ class BigQuery:
     def max_value(self, dataset: str, table: str, column: str, where_tag: tuple[str, str] | None = None) -> Any:
         """MAX(column), optionally over the rows whose tag column equals a source tag (None when there are none)."""
         self._get_table(dataset, table)
-        sql = f"SELECT MAX({quote_identifier(column)}) AS v FROM {self.sql_table(dataset, table)}"  # noqa: S608
+        sql = f"SELECT MAX({quote_name(column)}) AS v FROM {self.sql_table(dataset, table)}"  # noqa: S608
         params: dict[str, Any] = {}
         if where_tag is not None:
             tag_column, tag = where_tag
-            sql += f" WHERE {quote_identifier(tag_column)} = @tag"
+            sql += f" WHERE {quote_name(tag_column)} = @tag"
             params["tag"] = tag
         rows = self.query(sql, params)
         return rows[0]["v"] if rows else None
 
-    # -- error translation
-
-    @contextmanager
     def _errors(
         self,
         action: str,
@@ -804,82 +532,9 @@ class BigQuery:
         dataset: str | None = None,
         table: str | None = None,
         error: type[BigQueryError] = BigQueryError,
-    ) -> Iterator[None]:
-        try:
-            yield
-        except BigQueryError:
-            raise
-        except gexc.NotFound as exc:
-            self._raise_not_found(exc, action, dataset, table)
-        except gexc.Conflict as exc:
-            raise AlreadyExists(f"{action.capitalize()} failed: {_clean(exc)}", code=409) from exc
-        except gexc.PreconditionFailed as exc:
-            raise ConcurrentChange(
-                f"{action.capitalize()} failed: the table was changed by someone else meanwhile; try again.",
-                code=412,
-            ) from exc
-        except gexc.GoogleAPICallError as exc:
-            code = exc.code if isinstance(exc.code, int) else None
-            cls: type[BigQueryError] = BigQueryUnavailable if code is not None and code >= 500 else error
-            raise cls(f"{action.capitalize()} failed: {_clean(exc)}", code=code, errors=_errors_of(exc)) from exc
-        except gexc.RetryError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            raise BigQueryUnavailable(
-                f"{action.capitalize()} failed: BigQuery kept failing for {self.retry_deadline:.0f} s "
-                f"({_clean(cause)}).",
-                code=503,
-            ) from exc
-        except (concurrent.futures.TimeoutError, TimeoutError) as exc:
-            raise BigQueryTimeout(
-                f"{action.capitalize()} did not finish within {self.job_timeout:.0f} s.", code=504
-            ) from exc
-        except requests.exceptions.RequestException as exc:
-            where = self.emulator_host or "the BigQuery API"
-            raise BigQueryUnavailable(f"{action.capitalize()} failed: cannot reach {where} ({exc}).", code=503) from exc
-        except DefaultCredentialsError as exc:
-            raise BigQueryError(
-                "No Google credentials found: run `gcloud auth application-default login`, set "
-                "GOOGLE_APPLICATION_CREDENTIALS, or set BIGQUERY_EMULATOR_HOST for the local emulator.",
-                code=401,
-            ) from exc
-        except GoogleAuthError as exc:
-            raise BigQueryError(
-                f"{action.capitalize()} failed: Google authentication error ({exc}).", code=401
-            ) from exc
-
-    def _raise_not_found(self, exc: gexc.NotFound, action: str, dataset: str | None, table: str | None) -> NoReturn:
-        text = _clean(exc)
-        lowered = text.lower()
-        if "not empty" in lowered:
-            # The emulator answers "dataset is not empty" with 404; BigQuery with 400.
-            raise DatasetNotEmpty(f"Dataset {dataset} still contains tables; delete them first.", code=400) from exc
-        # "Not found: Dataset p:ds" / "Not found: Table p:ds.t" (BigQuery), "Not found: table:p.ds.t" (emulator).
-        match = re.search(r"not found:\s*(dataset|table)[\s:]+([\w.:-]+)", text, re.IGNORECASE)
-        kind = match.group(1).lower() if match else ("table" if table else "dataset" if dataset else None)
-        named = match.group(2).rstrip(".") if match else None
-        if kind == "dataset":
-            name = dataset or (named.split(":")[-1].split(".")[-1] if named else "(unknown)")
-            raise DatasetNotFound(f"BigQuery dataset {name} does not exist in project {self.project}.") from exc
-        if kind == "table":
-            if dataset and table:
-                name = f"{dataset}.{table}"
-            else:
-                name = ".".join(named.replace(":", ".").split(".")[-2:]) if named else "(unknown)"
-            raise TableNotFound(f"BigQuery table {name} does not exist.") from exc
-        raise BigQueryNotFound(f"{action.capitalize()} failed: {text}") from exc
+    ) -> AbstractContextManager[None]:
+        return translated(self, action, dataset=dataset, table=table, error=error)
 
 
 def _uses_bignumeric(f: BigQueryField) -> bool:
     return standard_bigquery_type(f.field_type) == "BIGNUMERIC" or any(_uses_bignumeric(s) for s in f.fields)
-
-
-def _clean(exc: BaseException) -> str:
-    """The human part of a google-api-core error message, on one line."""
-    message = getattr(exc, "message", None) or str(exc)
-    message = str(message).split("; reason:", 1)[0]
-    message = re.sub(r"\s+", " ", message).strip()
-    return message[:1000] or type(exc).__name__
-
-
-def _errors_of(exc: gexc.GoogleAPICallError) -> list[dict[str, Any]]:
-    return [e for e in (exc.errors or []) if isinstance(e, dict)]

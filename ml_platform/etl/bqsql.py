@@ -1,7 +1,9 @@
-"""BigQuery SQL text for the runner's scripts: quoted names, typed literals, partition filters.
+"""BigQuery SQL text: the one place names are checked and quoted and values rendered as literals.
 
-The emulator does not accept query parameters in multi-statement scripts, so every value a
-commit script needs is rendered as a GoogleSQL literal here, never pasted.
+Every backtick in the product's BigQuery SQL comes from `quote_name` (or `shown_name`, for
+SQL that is only shown to a user). The emulator does not accept query parameters in
+multi-statement scripts, so every value a commit script needs is rendered as a GoogleSQL
+literal here (`bq_literal`), never pasted.
 """
 
 from __future__ import annotations
@@ -12,19 +14,54 @@ import math
 import re
 from typing import Any
 
+from ml_platform.etl.bq_errors import InvalidIdentifier
 from ml_platform.etl.errors import SchemaMismatchError
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+_TABLE_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+# Column names may be "flexible" on real BigQuery; only what cannot be quoted safely is refused.
+_UNQUOTABLE = re.compile(r"[`\\\x00-\x1f\x7f]")
+
+
+def check_name(name: str) -> str:
+    """`name` if it can be put between backticks safely (no backtick, backslash or control character)."""
+    if not isinstance(name, str) or not name or len(name) > 300 or _UNQUOTABLE.search(name):
+        raise InvalidIdentifier(f"{name!r} is not a column name BigQuery can use.")
+    return name
 
 
 def quote_name(name: str) -> str:
-    if "`" in name or "\\" in name:
-        raise SchemaMismatchError(f"Invalid BigQuery name {name!r}")
-    return f"`{name}`"
+    """A backtick-quoted column, table, dataset or project name."""
+    return f"`{check_name(name)}`"
+
+
+def shown_name(name: str) -> str:
+    """`name` quoted for SQL only shown to a user (a fix to copy): escaped, never refused."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def table_ref(dataset: str, table: str) -> str:
     return f"{quote_name(dataset)}.{quote_name(table)}"
+
+
+def validate_dataset_id(name: str) -> str:
+    """`name` if BigQuery accepts it as a dataset id (letters, digits, underscores; at most 1024)."""
+    return _validated_id(name, _DATASET_ID, "dataset")
+
+
+def validate_table_id(name: str) -> str:
+    """`name` if the product accepts it as a table id (letters, digits, underscores; at most 1024)."""
+    return _validated_id(name, _TABLE_ID, "table")
+
+
+def _validated_id(name: str, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(name, str) or not pattern.match(name):
+        raise InvalidIdentifier(
+            f"{name!r} is not a valid BigQuery {what} name: use letters, digits and underscores "
+            "(at most 1,024 characters)."
+        )
+    return name
 
 
 def _string_literal(value: str) -> str:

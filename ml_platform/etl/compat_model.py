@@ -19,6 +19,28 @@ AlterKind = Literal["add_column", "relax_required", "widen_type"]
 
 LOAD_STRATEGIES: tuple[str, ...] = ("replace", "append", "incremental", "merge")
 DEFAULT_TAG_COLUMN = "_source_tag"
+CURSOR_REQUIRED = "Incremental loads need a cursor column."
+KEY_REQUIRED = "Merge needs at least one key column."
+
+
+def default_load_strategy(*, existing_table: bool) -> LoadStrategy:
+    """The strategy a job gets when none is chosen.
+
+    A new table holds only this job's rows, so Replace loses nothing. An existing table holds
+    rows someone else put there: Append never deletes and needs no cursor guess (a wrong
+    guessed cursor would silently skip rows), so it is the safe default there.
+    """
+    return "append" if existing_table else "replace"
+
+
+def missing_strategy_choices(load_strategy: str, cursor_column: str | None, merge_key: object) -> dict[str, str]:
+    """The one rule "incremental needs a cursor, merge needs a key": {field name: message} for what is missing."""
+    problems: dict[str, str] = {}
+    if load_strategy == "incremental" and not cursor_column:
+        problems["cursor_column"] = CURSOR_REQUIRED
+    if load_strategy == "merge" and not merge_key:
+        problems["merge_key"] = KEY_REQUIRED
+    return problems
 
 
 # --------------------------------------------------------------------------- inputs
@@ -43,7 +65,7 @@ class ValidationResult:
 
 @dataclass(frozen=True)
 class CompatibilityOptions:
-    load_strategy: str = "append"
+    load_strategy: str = default_load_strategy(existing_table=True)
     merge_key: tuple[str, ...] = ()
     cursor_column: str | None = None
     source_tag: str | None = None
@@ -188,10 +210,6 @@ def _source_label(column: SourceColumn) -> str:
     if column.type.family is Family.UNKNOWN:
         return column.source_type or "UNKNOWN"
     return str(column.type)
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def _fmt(n: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ml_platform.etl.compat_model import SourceColumn, _source_label
+from ml_platform.etl.compat_model import SourceColumn, _source_label, missing_strategy_choices
 from ml_platform.etl.types import Family
 
 # Cursor columns must sort the way the data grows; FLOAT64 is left out on purpose
@@ -49,8 +49,8 @@ class StrategyChecks:
 
     def _check_merge_key(self) -> list[str] | None:
         keys = list(dict.fromkeys(k for k in self.options.merge_key if k))
-        if not keys:
-            self.errors.append("Merge needs a merge key: choose the column(s) that identify a row on both sides.")
+        if missing := missing_strategy_choices("merge", None, keys):
+            self.errors.append(f"{missing['merge_key']} Choose the column(s) that identify a row on both sides.")
             return None
         dest_names: list[str] = []
         complete = True
@@ -130,10 +130,10 @@ class StrategyChecks:
     def _check_cursor(self, strategy: str) -> None:
         """The same rules for incremental and for merge with a cursor: both read `cursor > watermark`."""
         name = self.options.cursor_column
-        if not name:
+        if missing := missing_strategy_choices("incremental", name, ()):
             self.errors.append(
-                "Incremental loading needs a cursor column: an INTEGER, DECIMAL, DATE or TIMESTAMP column that "
-                "grows with new rows."
+                f"{missing['cursor_column']} Choose an INTEGER, DECIMAL, DATE or TIMESTAMP column that grows with "
+                "new rows."
             )
             return
         column = self._source(name)

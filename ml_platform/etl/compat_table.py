@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 from ml_platform.etl.bqsql import partition_filter
-from ml_platform.etl.compat_model import AlterAction, ValidationResult, _Dest, _Finding, _fmt, _quote
+from ml_platform.etl.bqsql import shown_name as _quote
+from ml_platform.etl.compat_model import AlterAction, ValidationResult, _Dest, _Finding, _fmt
 from ml_platform.etl.errors import SchemaMismatchError
 from ml_platform.etl.type_rules import UNLOADABLE_TYPES
 from ml_platform.etl.types import TableSchema

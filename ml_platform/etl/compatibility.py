@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ml_platform.etl.bqsql import shown_name as _quote
 from ml_platform.etl.compat_alter import (
     _widen_target,
     action_within_bigquery_limits,
@@ -42,7 +43,6 @@ from ml_platform.etl.compat_model import (
     _Dest,
     _dest,
     _Finding,
-    _quote,
     _source_label,
     _type_label,
 )

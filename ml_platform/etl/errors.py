@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
 __all__ = [
@@ -22,46 +22,72 @@ __all__ = [
     "ConnectTarget",
     "RunError",
     "SchemaMismatchError",
-    "SourceReadError",
+    "SourceError",
+    "SourceUnavailable",
+    "TableNotFoundError",
     "WarehouseError",
+    "WarehouseUnavailable",
     "classify_source_error",
     "classify_warehouse_error",
     "connect_failure",
+    "driver_message",
     "failure_headline",
-    "plain_driver_message",
     "scrub",
+    "source_error",
 ]
 
 
 class RunError(Exception):
-    """A run failed; `transient` says whether the same run may succeed if retried later."""
+    """A failure with a message fit for the user (and the fix, if any).
 
-    transient: bool = False
+    Whether retrying later can help is decided by the exception's type: `transient` is a
+    class attribute, True only for the `...Unavailable` classes. Classifiers (below) choose
+    the class; nobody matches on a message to decide it.
+    """
 
-    def __init__(self, message: str, *, transient: bool | None = None, fix: str = "") -> None:
+    transient: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, fix: str = "") -> None:
         super().__init__(message)
         self.message = message
         # What the user should do about it (shown after the message in the run history).
         self.fix = fix
-        if transient is not None:
-            self.transient = transient
 
     def __str__(self) -> str:
         return self.message
 
 
-class SourceReadError(RunError):
-    """Reading the source database failed (connection, permissions, a query error)."""
+class SourceError(RunError):
+    """Talking to a source database failed for good: a refused login, a missing table, a query error."""
+
+
+class SourceUnavailable(SourceError):
+    """The source database cannot be reached, or is busy, for now: a later try may succeed."""
+
+    transient = True
+
+
+class TableNotFoundError(SourceError):
+    """The schema/table named by the caller does not exist (or is not visible to this user)."""
 
 
 class WarehouseError(RunError):
-    """BigQuery refused or failed a request (load, query, table change)."""
+    """BigQuery refused a request (load, query, table change)."""
+
+
+class WarehouseUnavailable(WarehouseError):
+    """BigQuery failed a request in a way a later try may not (5xx, 429, timeouts, aborted transactions)."""
+
+    transient = True
+
+
+def source_error(message: str, *, transient: bool, fix: str = "") -> SourceError:
+    """The source error class for a classifier's verdict."""
+    return (SourceUnavailable if transient else SourceError)(message, fix=fix)
 
 
 class SchemaMismatchError(RunError):
     """The destination cannot take what the job sends (missing key, REQUIRED column nobody fills...)."""
-
-    transient = False
 
 
 class CastError(RunError):
@@ -70,8 +96,6 @@ class CastError(RunError):
     Raised while conforming a chunk, so before anything of the run is committed
     (or, for a checkpointed load, before the checkpoint holding the row is).
     """
-
-    transient = False
 
     def __init__(self, *, column: str, value: Any, key: Any, target: str, reason: str = "") -> None:
         self.column = column
@@ -164,27 +188,14 @@ def _sqlstate(exc: BaseException) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _driver_message(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
-    # PyMySQL errors are (code, message) tuples.
-    if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        return f"({args[0]}) {args[1]}"
-    text = str(exc) or type(exc).__name__
-    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
-    # ADBC/libpq wrap the server's words in "[libpq] Execution error [PGRES_FATAL_ERROR]: ERROR:  ...".
-    text = re.sub(r"^\[libpq\][^:]*:\s*", "", text)
-    text = re.sub(r"\b(?:FATAL|ERROR):\s+", "", text)
-    return " ".join(text.split())
-
-
 def classify_source_error(
     exc: BaseException,
     *,
     secrets: Sequence[str] = (),
     context: str = "",
     connecting: ConnectTarget | None = None,
-) -> SourceReadError:
-    """A `SourceReadError` for a driver/SQLAlchemy/ADBC failure, transient when retrying can help.
+) -> SourceError:
+    """A `SourceError` (or `SourceUnavailable`) for a driver/SQLAlchemy/ADBC failure, transient when retrying can help.
 
     A failure to connect (`connecting` given, or a refused login wherever it surfaces) is
     reported with the same fixed sentence as "Test connection" (`connect_failure`), and the
@@ -195,10 +206,12 @@ def classify_source_error(
         innermost = link
         if _sqlstate(link) or (link.args and isinstance(link.args[0], int)):
             break
-    message = _driver_message(innermost)
-    lowered = message.lower()
     state = _sqlstate(innermost) or ""
     code = innermost.args[0] if innermost.args and isinstance(innermost.args[0], int) else None
+    message = driver_message(innermost)
+    lowered = message.lower()
+    if code is not None:
+        message = f"({code}) {message}"  # MySQL's error number, as its own client prints it
     refused_login = state.startswith("28") or code in _AUTH_MYSQL_CODES or any(h in lowered for h in _AUTH)
     if refused_login:
         transient = False
@@ -212,9 +225,9 @@ def classify_source_error(
         )
     if connecting is not None or refused_login:
         failure = connect_failure(innermost, connecting or ConnectTarget(""), secrets=secrets, transient=transient)
-        return SourceReadError(failure.message, transient=failure.transient, fix=failure.fix)
+        return source_error(failure.message, transient=failure.transient, fix=failure.fix)
     prefix = f"{context}: " if context else ""
-    return SourceReadError(scrub(f"{prefix}{message}", secrets), transient=transient)
+    return source_error(scrub(f"{prefix}{message}", secrets), transient=transient)
 
 
 # --- connect failures: one rule for "Test connection", introspection and runs -----
@@ -291,7 +304,7 @@ _BUSY_HINTS = (
 )
 
 
-def plain_driver_message(exc: BaseException) -> str:
+def driver_message(exc: BaseException) -> str:
     """The driver's words for `exc` on one line, without SQLAlchemy's and libpq's wrapping."""
     args = getattr(exc, "args", ())
     # PyMySQL errors are (code, message) tuples; str() would print the tuple.
@@ -339,7 +352,7 @@ def connect_failure(
     caller's verdict for a failure no sentence here classifies.
     """
     original = getattr(exc, "orig", None) or exc
-    text = plain_driver_message(original).lower()
+    text = driver_message(original).lower()
     headline = failure_headline(original, text)
     where = target.where
     code = original.args[0] if original.args and isinstance(original.args[0], int) else None
@@ -401,4 +414,4 @@ def classify_warehouse_error(exc: BaseException, *, context: str = "") -> RunErr
     if "concurrent update" in lowered or "transaction is aborted" in lowered or "could not serialize" in lowered:
         transient = True
     prefix = f"{context}: " if context else ""
-    return WarehouseError(scrub(f"{prefix}{message}"), transient=transient)
+    return (WarehouseUnavailable if transient else WarehouseError)(scrub(f"{prefix}{message}"))

@@ -47,7 +47,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    text,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause
@@ -55,19 +54,19 @@ from sqlalchemy.types import ARRAY, TypeEngine
 
 from ml_platform.etl import pg_temporal
 from ml_platform.etl.casts import render_text
-from ml_platform.etl.errors import ConnectTarget, SourceReadError, classify_source_error
+from ml_platform.etl.errors import ConnectTarget, SourceError, classify_source_error
 from ml_platform.etl.fast_extract import fast_batches
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
-from ml_platform.etl.values import needs_reading, read_value
+from ml_platform.etl.values import iso_duration, needs_reading, read_value
 
 __all__ = [
     "ExtractQuery",
     "Method",
     "column_array",
     "cursor_boundary",
-    "estimate_rows",
     "extract_batches",
     "rows_to_batch",
+    "select_list",
 ]
 
 Method = Literal["auto", "adbc", "fast", "sqlalchemy"]
@@ -158,36 +157,6 @@ def cursor_boundary(engine: Engine, query: ExtractQuery, offset: int) -> tuple[A
     except SQLAlchemyError as exc:
         raise _source_error(engine, exc, "reading the cursor range") from None
     return first, nth
-
-
-def estimate_rows(engine: Engine, schema: str | None, table_name: str) -> int | None:
-    """A cheap row-count estimate for progress (catalog statistics where the engine keeps them)."""
-    kind = engine.dialect.name
-    try:
-        with engine.connect() as conn:
-            if kind == "postgresql":
-                value = conn.execute(
-                    text(
-                        "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE c.relname = :t AND n.nspname = COALESCE(:s, current_schema())"
-                    ),
-                    {"t": table_name, "s": schema},
-                ).scalar()
-            elif kind in ("mysql", "mariadb"):
-                value = conn.execute(
-                    text(
-                        "SELECT TABLE_ROWS FROM information_schema.TABLES "
-                        "WHERE TABLE_NAME = :t AND TABLE_SCHEMA = COALESCE(:s, DATABASE())"
-                    ),
-                    {"t": table_name, "s": schema},
-                ).scalar()
-            else:
-                value = conn.execute(select(func.count()).select_from(table(table_name, schema=schema))).scalar()
-    except SQLAlchemyError:
-        return None  # an estimate is a nicety; the run itself reports real failures
-    if value is None or float(value) < 0:  # PostgreSQL says -1 before the first ANALYZE
-        return None
-    return int(value)
 
 
 # --- statement building -----------------------------------------------------------
@@ -293,11 +262,12 @@ def _needs_text(t: CanonicalType) -> bool:
     return False
 
 
-def _select_list(engine: Engine, query: ExtractQuery, *, fast: bool) -> list[Any]:
-    if engine.dialect.name != "postgresql":
-        return [_col(c.name) for c in query.columns]
+def select_list(dialect: str, columns: Sequence[SourceColumn], *, fast: bool = False) -> list[Any]:
+    """The columns as the load reads them (the preview reads them the same way): some PostgreSQL types as text."""
+    if dialect != "postgresql":
+        return [_col(c.name) for c in columns]
     items: list[Any] = []
-    for c in query.columns:
+    for c in columns:
         ref = _col(c.name)
         t = c.type
         if t.family is Family.ARRAY:
@@ -314,7 +284,8 @@ def _select_list(engine: Engine, query: ExtractQuery, *, fast: bool) -> list[Any
 
 
 def _statement(engine: Engine, query: ExtractQuery, *, fast: bool) -> Select[Any]:
-    stmt = select(*_select_list(engine, query, fast=fast)).select_from(_table(query)).where(*_filters(engine, query))
+    items = select_list(engine.dialect.name, query.columns, fast=fast)
+    stmt = select(*items).select_from(_table(query)).where(*_filters(engine, query))
     if query.order_by:
         stmt = stmt.order_by(*[_col(name) for name in query.order_by])
     if query.limit is not None:
@@ -329,7 +300,7 @@ def _secrets(engine: Engine) -> list[str]:
     return [str(engine.url.password)] if engine.url.password else []
 
 
-def _source_error(engine: Engine, exc: BaseException, context: str) -> SourceReadError:
+def _source_error(engine: Engine, exc: BaseException, context: str) -> SourceError:
     return classify_source_error(exc, secrets=_secrets(engine), context=context)
 
 
@@ -343,7 +314,7 @@ def _target(engine: Engine) -> ConnectTarget:
     return ConnectTarget(engine.dialect.name, url.host or "", url.port, database)
 
 
-def _connect_error(engine: Engine, exc: BaseException) -> SourceReadError:
+def _connect_error(engine: Engine, exc: BaseException) -> SourceError:
     """A failure to connect, in the sentence "Test connection" uses for it (and the fix, if any)."""
     return classify_source_error(exc, secrets=_secrets(engine), connecting=_target(engine))
 
@@ -379,29 +350,14 @@ def _out_of_range_as_text(conn: Connection) -> Iterator[None]:
     if conn.dialect.name != "postgresql":
         yield
         return
-    import psycopg
-    from psycopg.types import datetime as pg_datetime
-
     adapters = conn.connection.driver_connection.adapters
-    loaders = (
-        ("date", pg_datetime.DateLoader),
-        ("timestamp", pg_datetime.TimestampLoader),
-        ("timestamptz", pg_datetime.TimestamptzLoader),
-    )
-    for name, base in loaders:
-
-        class Lenient(base):  # type: ignore[misc,valid-type]
-            def load(self, data: Any) -> Any:
-                try:
-                    return super().load(data)
-                except psycopg.DataError:
-                    return bytes(data).decode()
-
-        adapters.register_loader(name, Lenient)
+    loaders = pg_temporal.lenient_loaders()
+    for name, _, lenient in loaders:
+        adapters.register_loader(name, lenient)
     try:
         yield
     finally:
-        for name, base in loaders:
+        for name, base, _ in loaders:
             adapters.register_loader(name, base)
 
 
@@ -448,7 +404,7 @@ def _prepare(values: list[Any], col: SourceColumn, first: Any) -> list[Any]:
     if isinstance(first, _STRINGIFY):
         return [None if v is None else str(v) for v in values]
     if isinstance(first, dt.timedelta):
-        return [None if v is None else _iso_duration(v) for v in values]
+        return [None if v is None else iso_duration(v) for v in values]
     if isinstance(first, dict):
         return [None if v is None else json.dumps(v, default=str) for v in values]
     return values
@@ -477,16 +433,6 @@ def _text(value: Any) -> str:
         except UnicodeDecodeError:
             return raw.hex()
     return render_text(value)
-
-
-def _iso_duration(value: dt.timedelta) -> str:
-    sign = "-" if value < dt.timedelta(0) else ""
-    value = abs(value)
-    seconds = value.seconds + value.microseconds / 1_000_000
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    secs_text = f"{secs:.6f}".rstrip("0").rstrip(".")
-    return f"{sign}P{value.days}DT{int(hours)}H{int(minutes)}M{secs_text}S"
 
 
 # --- the PostgreSQL fast path -----------------------------------------------------

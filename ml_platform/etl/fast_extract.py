@@ -47,7 +47,7 @@ from sqlalchemy import Engine, cast, literal_column
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import CHAR
 
-from ml_platform.etl.errors import SourceReadError, classify_source_error
+from ml_platform.etl.errors import SourceUnavailable, classify_source_error
 from ml_platform.etl.types import Family, SourceColumn
 from ml_platform.etl.values import needs_reading
 
@@ -417,9 +417,7 @@ def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_r
             try:
                 item = reader.items.get(timeout=timeout)
             except queue.Empty:
-                raise SourceReadError(
-                    f"{context}: the server sent no data for {timeout:.0f} s (read timeout)", transient=True
-                ) from None
+                raise SourceUnavailable(f"{context}: the server sent no data for {timeout:.0f} s (read timeout)") from None
             if item is None:
                 return
             if isinstance(item, BaseException):

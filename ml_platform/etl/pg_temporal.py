@@ -19,6 +19,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -134,3 +135,30 @@ def clamp(arr: pa.Array, target: pa.DataType) -> pa.Array:
     early = pc.fill_null(pc.match_substring_regex(arr, _EARLY, ignore_case=True), False)
     arr = pc.if_else(late, pa.scalar(high), arr)
     return pc.if_else(early, pa.scalar(low), arr)
+
+
+def lenient_loaders() -> list[tuple[str, type, type]]:
+    """(type name, psycopg's loader, a loader that hands over what psycopg cannot load as PostgreSQL's text).
+
+    ±infinity, BC dates and years after 9999 have no Python form: the generic extraction and the
+    preview register these so one such value reads as PostgreSQL writes it instead of failing.
+    """
+    import psycopg  # lazy: psycopg is needed for PostgreSQL sources only
+    from psycopg.types import datetime as pg_datetime  # lazy: as above
+
+    loaders: list[tuple[str, type, type]] = []
+    for name, base in (
+        ("date", pg_datetime.DateLoader),
+        ("timestamp", pg_datetime.TimestampLoader),
+        ("timestamptz", pg_datetime.TimestamptzLoader),
+    ):
+
+        class Lenient(base):  # type: ignore[misc,valid-type]
+            def load(self, data: Any) -> Any:
+                try:
+                    return super().load(data)
+                except psycopg.DataError:
+                    return bytes(data).decode()
+
+        loaders.append((name, base, Lenient))
+    return loaders

@@ -37,15 +37,17 @@ from ml_platform.etl import commit as commits
 from ml_platform.etl import ledger
 from ml_platform.etl import plan as load_plan
 from ml_platform.etl.bqsql import bq_literal, quote_name, staging_prefix, table_ref
+from ml_platform.etl.compat_model import missing_strategy_choices
 from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import (
     CastError,
     RunError,
     SchemaMismatchError,
-    SourceReadError,
+    SourceError,
     WarehouseError,
+    WarehouseUnavailable,
 )
-from ml_platform.etl.extract import ExtractQuery, cursor_boundary, estimate_rows, extract_batches
+from ml_platform.etl.extract import ExtractQuery, cursor_boundary, extract_batches
 from ml_platform.etl.runspec import (
     FaultHook,
     LoadStrategy,
@@ -55,6 +57,7 @@ from ml_platform.etl.runspec import (
     RunResult,
     RunSpec,
 )
+from ml_platform.etl.sources.catalog import estimate_rows
 from ml_platform.etl.staging import HEARTBEAT_SECONDS, Heartbeat, Loader, Spool, Warehouse
 from ml_platform.etl.types import BigQueryField, Family, TableSchema, bigquery_type_for
 from ml_platform.etl.watermark import reread_from, watermark_from_json, watermark_to_json
@@ -68,7 +71,7 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "SchemaMismatchError",
-    "SourceReadError",
+    "SourceError",
     "WarehouseError",
     "ParquetSpool",
     "bq_literal",
@@ -196,7 +199,7 @@ class _RunState:
             done = [r for r in rows if r["run"] == self.who.run]
             self.number = max((ledger.unit_number(r["unit"]) + 1 for r in done), default=0)
             if self.number == seen:
-                raise WarehouseError(f"The commit of unit {self.number} succeeded but left no ledger row", transient=True)
+                raise WarehouseUnavailable(f"The commit of unit {self.number} succeeded but left no ledger row")
             seen = self.number
             self.attempt = commits.settle(self.warehouse, self.who, self.number, self.heartbeat)
             if self.attempt is not None:
@@ -267,13 +270,11 @@ def _validate(spec: RunSpec) -> None:
         raise SchemaMismatchError("The job selects no source columns")
     if spec.load_strategy not in ("replace", "append", "incremental", "merge"):
         raise SchemaMismatchError(f"Unknown load strategy {spec.load_strategy!r}")
-    if spec.load_strategy == "incremental" and not spec.cursor_column:
-        raise SchemaMismatchError("An incremental load needs a cursor column")
+    if missing := missing_strategy_choices(spec.load_strategy, spec.cursor_column, spec.merge_key):
+        raise SchemaMismatchError(" ".join(missing.values()))
     if spec.cursor_column and spec.cursor_column not in names:
         raise SchemaMismatchError(f"The cursor column {spec.cursor_column!r} is not among the selected columns")
     if spec.load_strategy == "merge":
-        if not spec.merge_key:
-            raise SchemaMismatchError("A merge needs a merge key")
         missing = [k for k in spec.merge_key if k not in names]
         if missing:
             raise SchemaMismatchError(
@@ -384,9 +385,8 @@ def _apply_schema_changes(warehouse: Warehouse, plan: Plan) -> None:
     actual = [(f.name.lower(), f.field_type.upper(), f.mode) for f in schema.fields] if schema else []
     if actual != planned:
         # Someone changed the table meanwhile: staging (and its Parquet) no longer line up with it.
-        raise WarehouseError(
-            f"{dataset}.{table} changed while the run was preparing; its columns are not the expected ones",
-            transient=True,
+        raise WarehouseUnavailable(
+            f"{dataset}.{table} changed while the run was preparing; its columns are not the expected ones"
         )
 
 

@@ -6,10 +6,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ml_platform.etl import compat_model
+from ml_platform.etl.compat_model import DEFAULT_TAG_COLUMN, default_load_strategy
 from ml_platform.etl.extract import Method
 from ml_platform.etl.types import BigQueryField, SourceColumn, normalize_column_names
 
-LoadStrategy = Literal["replace", "append", "incremental", "merge"]
+LoadStrategy = compat_model.LoadStrategy
 Phase = Literal["starting", "extracting", "loading", "committing", "checkpoint", "done"]
 # How an incremental job without a key treats the rows its re-read window reads again:
 # "dedup" compares whole rows (identical rows are one row), "append" loads them again
@@ -41,12 +43,12 @@ class RunSpec:
     columns: tuple[SourceColumn, ...]
     destination_dataset: str
     destination_table: str
-    load_strategy: LoadStrategy = "replace"
+    load_strategy: LoadStrategy = default_load_strategy(existing_table=False)
     column_mapping: Mapping[str, str] = field(default_factory=dict)
     cursor_column: str | None = None
     merge_key: tuple[str, ...] = ()
     source_tag: str | None = None
-    tag_column: str = "_source_tag"
+    tag_column: str = DEFAULT_TAG_COLUMN
     watermark: Any = None
     chunk_rows: int = 100_000
     checkpoint_rows: int | None = 5_000_000

@@ -14,6 +14,8 @@ a driver value that does not say what the column holds:
 - SQLite NUMERIC/DECIMAL columns store non-integral values as REAL: such a value is the
   decimal it was written as, its shortest round-trip text (19.99 -> Decimal('19.99')),
   never the binary expansion 19.989999999999998436805981327779591083526611328125.
+A duration (a driver's timedelta) is written as an ISO-8601 duration by `iso_duration`,
+the one formatter the preview and the load share.
 Pure: no I/O.
 """
 
@@ -25,7 +27,7 @@ from typing import Any
 
 from ml_platform.etl.types import Family, SourceColumn
 
-__all__ = ["needs_reading", "read_value"]
+__all__ = ["iso_duration", "needs_reading", "read_value"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
@@ -80,3 +82,22 @@ def mysql_time(value: dt.timedelta) -> dt.time | str:
     minutes, seconds = divmod(rest, 60)
     text = f"{sign}{hours:02d}:{minutes:02d}:{seconds:02d}"
     return f"{text}.{micros:06d}" if micros else text
+
+
+def iso_duration(value: dt.timedelta) -> str:
+    """ISO-8601 duration: timedelta(days=1, hours=2, seconds=3.5) -> 'P1DT2H0M3.5S' minus zero parts."""
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    hours, remainder = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(remainder, 60)
+    out = f"P{value.days}D" if value.days else "P"
+    clock = ""
+    if hours:
+        clock += f"{hours}H"
+    if minutes:
+        clock += f"{minutes}M"
+    if seconds or value.microseconds:
+        clock += (f"{seconds}.{value.microseconds:06d}".rstrip("0") if value.microseconds else str(seconds)) + "S"
+    if clock:
+        out += "T" + clock
+    return sign + (out if out != "P" else "PT0S")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ml_platform.etl import ledger
-from ml_platform.etl.errors import SchemaMismatchError, WarehouseError
+from ml_platform.etl.errors import SchemaMismatchError, WarehouseError, WarehouseUnavailable
 from ml_platform.etl.runner import RunError, run_job
 from tests.etl.test_runner import Job, accounts_table
 
@@ -50,7 +50,7 @@ def strategy_job(source: Any, bq: Any, dataset: str, tmp_path: Any, strategy: st
 def run(job: Job, run_id: int | None = None, fault: Callable[[str], None] | None = None, **overrides: Any):
     run_id = run_id if run_id is not None else next_run()
     spec = job.spec(run_id=run_id, fence=run_id, **overrides)
-    from ml_platform.etl.sources.engines import get_engine
+    from ml_platform.etl.sources import get_engine
 
     return run_job(spec, bq=job.bq, engine=get_engine(job.params), spool_dir=job.tmp_path / "spool", fault=fault)
 
@@ -97,7 +97,7 @@ def raise_at(point: str, error: BaseException, occurrence: int = 1) -> Callable[
 
 
 def transient(what: str) -> WarehouseError:
-    return WarehouseError(f"injected: {what}", transient=True)
+    return WarehouseUnavailable(f"injected: {what}")
 
 
 def last_unit(job: Job) -> int:

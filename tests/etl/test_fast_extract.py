@@ -18,7 +18,7 @@ from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import RunError
 from ml_platform.etl.extract import ExtractQuery, extract_batches
 from ml_platform.etl.fast_extract import fast_batches, mysql_fast_columns, mysql_url, pymysql_read_columns
-from ml_platform.etl.sources.engines import ConnectionParams, get_columns, get_engine
+from ml_platform.etl.sources import ConnectionParams, get_columns, get_engine
 from ml_platform.etl.types import Family
 
 pytestmark = pytest.mark.integration

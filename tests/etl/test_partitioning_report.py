@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from google.cloud import bigquery
 
-from ml_platform.etl.bigquery import BigQuery, table_schema_from
+from ml_platform.etl.bigquery import BigQuery
+from ml_platform.etl.bq_schema import table_schema_from
 from ml_platform.etl.compatibility import CompatibilityOptions, check_compatibility
 from ml_platform.etl.types import BigQueryField, CanonicalType, Family, SourceColumn, TableSchema
 

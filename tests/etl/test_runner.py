@@ -19,14 +19,14 @@ from ml_platform.etl.runner import (
     RunProgress,
     RunResult,
     RunSpec,
-    SourceReadError,
+    SourceError,
     bq_literal,
     run_job,
     staging_prefix,
     watermark_from_json,
     watermark_to_json,
 )
-from ml_platform.etl.sources.engines import ConnectionParams, get_columns, get_engine
+from ml_platform.etl.sources import ConnectionParams, get_columns, get_engine
 from ml_platform.etl.types import BigQueryField
 
 pytestmark = pytest.mark.integration
@@ -361,7 +361,7 @@ def test_it_keeps_committed_checkpoints_when_the_source_fails_midway(pg_source, 
               checkpoint_rows=200, key_columns=("id",))  # fmt: skip
     job.create_destination()
 
-    with pytest.raises(SourceReadError) as failure:
+    with pytest.raises(SourceError) as failure:
         job.run()
 
     assert not failure.value.transient and "division by zero" in str(failure.value)
@@ -429,7 +429,7 @@ def test_it_classifies_a_rejected_login_as_permanent(mysql_source, bq, bq_datase
     job = Job(mysql_source, bq, bq_dataset, tmp_path)
     job.params = params_for(mysql_source, username="nobody_here", password="wr0ng-Secret")
 
-    with pytest.raises(SourceReadError) as failure:
+    with pytest.raises(SourceError) as failure:
         job.run()
 
     assert not failure.value.transient

@@ -16,8 +16,7 @@ import pytest
 
 from ml_platform.etl.compatibility import CompatibilityOptions, check_compatibility, narrowing_checks
 from ml_platform.etl.runner import CastError, RunSpec, extract_to_parquet
-from ml_platform.etl.sources.engines import get_columns, get_engine, preview_rows
-from ml_platform.etl.sources.validate import validate_columns
+from ml_platform.etl.sources import get_columns, get_engine, preview_rows, validate_columns
 from ml_platform.etl.types import BigQueryField
 from tests.etl.test_runner import Job, params_for
 
@@ -202,14 +201,22 @@ def test_it_stores_timetz_as_its_utc_time_of_day(pg_source, bq, bq_dataset, tmp_
     assert [r["opens"] for r in job.rows()] == [dt.time(10), dt.time(23, 30), dt.time(4, 45, 0, 500000), None]
 
 
-def test_it_loads_an_interval_source_into_a_new_string_column(pg_source, bq, bq_dataset, tmp_path):
-    pg_source.execute("CREATE TABLE t (id int PRIMARY KEY, span interval)", "INSERT INTO t VALUES (1, '1 day 2 hours')")
+def test_it_loads_an_interval_source_into_a_new_string_column_as_the_preview_shows_it(
+    pg_source, bq, bq_dataset, tmp_path
+):
+    pg_source.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, span interval, addr inet)",
+        "INSERT INTO t VALUES (1, '1 day 2 hours', '10.0.0.1')",
+    )
     job = Job(pg_source, bq, bq_dataset, tmp_path)
     job.create_destination()
 
     job.run()
 
-    assert job.rows()[0]["span"] == "1 day 02:00:00"
+    loaded = job.rows()[0]
+    assert (loaded["span"], loaded["addr"]) == ("1 day 02:00:00", "10.0.0.1/32")
+    preview = preview_rows(job.params, None, "t", columns=["span", "addr"])
+    assert preview.json_rows() == [[loaded["span"], loaded["addr"]]]  # the wizard shows what is loaded
 
 
 def test_it_refuses_interval_destination_columns_in_the_report(pg_source, bq, bq_dataset, tmp_path):

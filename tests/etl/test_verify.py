@@ -11,7 +11,7 @@ import pytest
 
 from ml_platform.etl.repair import repair_ranges
 from ml_platform.etl.runner import RunSpec, run_job
-from ml_platform.etl.sources.engines import ConnectionParams, get_columns, get_engine
+from ml_platform.etl.sources import ConnectionParams, get_columns, get_engine
 from ml_platform.etl.verify import VerifyResult, ranges_of, verify
 from ml_platform.etl.verify_sides import BigQuerySide, sides_for
 from ml_platform.etl.verify_sql import VerifyColumn, py_row_text

@@ -18,7 +18,7 @@ import pytest
 from ml_platform.etl.errors import RunError
 from ml_platform.etl.extract import ExtractQuery, extract_batches
 from ml_platform.etl.fast_extract import mysql_url
-from ml_platform.etl.sources.engines import ConnectionParams, get_engine
+from ml_platform.etl.sources import ConnectionParams, get_engine
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 
 PASSWORD = "s3cret-never-in-clear"  # noqa: S105 - a test password the fake server must never receive

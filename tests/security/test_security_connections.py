@@ -30,7 +30,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from ml_platform import services, sources
-from ml_platform.etl.sources import engines as cm
+from ml_platform.etl import sources as cm
+from ml_platform.etl.sources import engines
 from ml_platform.models import Connection
 from tests.fixtures import HX
 from tests.plugins.harness import ROOT, django_subprocess_env, free_port
@@ -107,18 +108,18 @@ def test_it_refuses_file_options_saved_before_the_policy_at_use(alice_client, us
 
 
 def test_it_applies_the_safety_settings_after_the_options() -> None:
-    mysql = cm.connect_args(cm.ConnectionParams(engine="mysql", options={"connect_timeout": "7"}))
+    mysql = engines.connect_args(cm.ConnectionParams(engine="mysql", options={"connect_timeout": "7"}))
     assert mysql["local_infile"] is False and mysql["unix_socket"] is None and mysql["read_default_file"] is None
     assert mysql["init_command"] is None and mysql["connect_timeout"] == 7
     assert b"mysql_clear_password" in mysql["auth_plugin_map"]
-    pg = cm.connect_args(cm.ConnectionParams(engine="postgresql", options={"sslmode": "require"}))
-    assert pg["sslmode"] == "require" and pg["passfile"] == cm.NO_PASSFILE and not os.path.exists(pg["passfile"])
+    pg = engines.connect_args(cm.ConnectionParams(engine="postgresql", options={"sslmode": "require"}))
+    assert pg["sslmode"] == "require" and pg["passfile"] == engines.NO_PASSFILE and not os.path.exists(pg["passfile"])
     assert "!password" in pg["require_auth"] and "default_transaction_read_only=on" in pg["options"]
     with pytest.raises(cm.SourceError, match="'options' is not allowed"):
-        cm.connect_args(cm.ConnectionParams(engine="postgresql", options={"options": "-c x=1"}))
+        engines.connect_args(cm.ConnectionParams(engine="postgresql", options={"options": "-c x=1"}))
     with pytest.raises(cm.SourceError, match="from 1 to 10"):
-        cm.connect_args(cm.ConnectionParams(engine="postgresql", options={"connect_timeout": 3600}))
-    assert "mode=ro" in str(cm.build_url(cm.ConnectionParams(engine="sqlite", database="/x.db",
+        engines.connect_args(cm.ConnectionParams(engine="postgresql", options={"connect_timeout": 3600}))
+    assert "mode=ro" in str(engines.build_url(cm.ConnectionParams(engine="sqlite", database="/x.db",
                                                              options={"read_only": False})))
 
 

@@ -148,7 +148,7 @@ def test_an_editor_runs_edits_reconnects_creates_and_deletes_but_does_not_admini
     for what, act in admin_actions(client, team, "editor_made_ds"):
         assert_forbidden(act(), EDITOR, what)
     assert state(team) == before
-    assert not bq.dataset_exists("editor_made_ds")
+    assert "editor_made_ds" not in bq.list_datasets()
 
 
 def test_the_edits_really_happened_for_an_editor(client, team) -> None:
@@ -179,7 +179,7 @@ def test_only_an_admin_adds_members_changes_roles_and_creates_datasets(client, d
         assert Membership.objects.get(user__username="newbie").role == VIEWER
         assert not Membership.objects.filter(user=team.users[VIEWER]).exists()
         assert WorkspaceDataset.objects.get(dataset=dataset).workspace == team.workspace
-        assert bq.dataset_exists(dataset)
+        assert dataset in bq.list_datasets()
     finally:
         bq.delete_dataset(dataset)
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from ml_platform import runs, services, sources
-from ml_platform.etl.errors import RECONNECT_FIX, ConnectTarget, SourceReadError, classify_source_error
-from ml_platform.etl.sources import engines as cm
+from ml_platform.etl import sources as cm
+from ml_platform.etl.errors import RECONNECT_FIX, ConnectTarget, SourceError, classify_source_error
 from ml_platform.models import EtlJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -207,7 +207,7 @@ def test_an_extraction_connect_failure_is_classified_by_the_same_rule_as_test_co
         secrets=["not-the-password"],
         connecting=ConnectTarget("postgresql", source.host, source.port, source.database),
     )
-    assert isinstance(error, SourceReadError)
+    assert isinstance(error, SourceError)
     assert (error.message, error.transient, error.fix) == (AUTH_FAILED, False, RECONNECT_FIX)
     assert cm.test_connection(params).error == error.message
     # A refused login surfacing without a connect context (e.g. mid-run) is still the same sentence.

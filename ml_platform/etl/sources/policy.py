@@ -17,7 +17,7 @@ What it guarantees:
 
 The safety settings that no option may override (no LOCAL INFILE, read-only sessions,
 bounded timeouts, no cleartext password auth, no ~/.pgpass) are applied by
-`connection_manager.connect_args`, after the options.
+`etl.sources.engines.connect_args`, after the options.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ml_platform.etl.bigquery import BigQueryError
+from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.warehouse import warehouse
 
 DEMO_JOB = "demo transactions"

@@ -16,9 +16,7 @@ from sqlalchemy.dialects import postgresql
 
 from ml_platform.etl.compatibility import ValidationResult, ValidationSpec
 from ml_platform.etl.conform import ColumnSource, Conformer
-from ml_platform.etl.sources import validate as validation
-from ml_platform.etl.sources.engines import ConnectionParams, SourceError, TableNotFoundError
-from ml_platform.etl.sources.validate import validate_columns
+from ml_platform.etl.sources import ConnectionParams, SourceError, TableNotFoundError, validate_columns, validate_sql
 from ml_platform.etl.types import BigQueryField, CanonicalType, Family
 from tests.plugins.harness import SourceDatabase
 
@@ -501,10 +499,10 @@ def test_it_uses_pg_input_is_valid_from_postgresql_16() -> None:
     from sqlalchemy import column
 
     text_type = CanonicalType(Family.STRING)
-    date = validation._Target("DATE")
-    old = validation._Postgres((15, 20)).value_ok(column("v"), text_type, date)
-    new = validation._Postgres((16, 1)).value_ok(column("v"), text_type, date)
-    json_new = validation._Postgres((16, 1)).value_ok(column("v"), text_type, validation._Target("JSON"))
+    date = validate_sql.Target("DATE")
+    old = validate_sql._Postgres((15, 20)).value_ok(column("v"), text_type, date)
+    new = validate_sql._Postgres((16, 1)).value_ok(column("v"), text_type, date)
+    json_new = validate_sql._Postgres((16, 1)).value_ok(column("v"), text_type, validate_sql.Target("JSON"))
 
     dialect = postgresql.dialect()
     assert "pg_input_is_valid" not in str(old.compile(dialect=dialect))
