@@ -29,6 +29,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ml_platform.etl.bqsql import quote_name
+
 Dialect = Literal["postgresql", "mysql", "sqlite", "bigquery"]
 Kind = Literal["int", "numeric", "float", "bool", "timestamp", "datetime", "date", "json", "bytes", "text"]
 
@@ -82,7 +84,9 @@ def scale_for(field_type: str, scale: int | None) -> int:
 
 
 def quote(dialect: Dialect, name: str) -> str:
-    if dialect in ("mysql", "bigquery"):
+    if dialect == "bigquery":
+        return quote_name(name)
+    if dialect == "mysql":
         if "`" in name:
             raise ValueError(f"Invalid column name {name!r}")
         return f"`{name}`"

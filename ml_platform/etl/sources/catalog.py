@@ -99,13 +99,10 @@ def table_estimate(conn: Connection, dialect: str, schema: str | None, name: str
         relkind, rows, pages = row
         return RowEstimate(_pg_rows(rows), int(pages or 0), relkind in ("r", "m", "p"))
     if dialect in ("mysql", "mariadb"):
-        row = conn.execute(
-            text(
-                "SELECT TABLE_TYPE, TABLE_ROWS FROM information_schema.TABLES "
-                "WHERE TABLE_NAME = :name AND TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
-            ),
-            {"schema": schema, "name": name},
-        ).first()
+        tables = sa_table("TABLES", *map(column, ("TABLE_SCHEMA", "TABLE_NAME", "TABLE_TYPE", "TABLE_ROWS")),
+                          schema="information_schema")
+        where = (tables.c.TABLE_NAME == name, tables.c.TABLE_SCHEMA == (schema if schema else func.database()))
+        row = conn.execute(select(tables.c.TABLE_TYPE, tables.c.TABLE_ROWS).where(*where)).first()
         return RowEstimate(_mysql_rows(row[0], row[1]) if row else None)
     master = sa_table("sqlite_master", column("type"), column("name"), schema=schema or "main")
     if conn.execute(select(master.c.type).where(master.c.name == name)).scalar() != "table":
