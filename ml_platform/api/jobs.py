@@ -19,6 +19,7 @@ from ml_platform.api.schemas import JobIn, JobPatchIn
 from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.api.sources_in import introspected
 from ml_platform.etl.bq_errors import BigQueryError, BigQueryNotFound, InvalidIdentifier, SchemaChangeRefused
+from ml_platform.etl.compat_model import default_load_strategy
 from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
@@ -72,7 +73,8 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
             owner=request.user, workspace=request.scope.workspace, name=payload.name, connection=connection,
             source_schema=schema or "", source_table=source_table, source_columns=columns,
             destination_dataset=dataset, destination_table=table, use_existing_table=payload.use_existing_table,
-            load_strategy=payload.load_strategy, cursor_column=payload.cursor_column or "",
+            load_strategy=payload.load_strategy or default_load_strategy(existing_table=payload.use_existing_table),
+            cursor_column=payload.cursor_column or "",
             merge_key=payload.merge_key, source_tag=payload.source_tag or "", add_columns=payload.add_columns,
             relax_required=payload.relax_required, partition_field=payload.partition_field or "",
             clustering=payload.clustering, schedule=payload.schedule, schedule_timezone=payload.schedule_timezone,

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from ml_platform.etl.compat_model import default_load_strategy
 from ml_platform.etl.schedule import cron_error, is_valid_timezone
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=300)]
@@ -100,7 +101,7 @@ class CompatibilityIn(Body):
     # Typed columns (as the database names the types), or plain names with connection_id + source_table.
     source_columns: list[ColumnIn] | list[Name] | None = Field(default=None, max_length=10_000)
     destination_table: QualifiedTable
-    load_strategy: Strategy = "append"
+    load_strategy: Strategy = default_load_strategy(existing_table=True)  # a check against an existing table
     merge_key: list[Name] = Field(default_factory=list, max_length=64)
     cursor_column: Name | None = None
     source_tag: Tag | None = None
@@ -124,7 +125,7 @@ class JobIn(Body):
     use_existing_table: bool = False
     existing_table_name: QualifiedTable | None = None
     destination_table: QualifiedTable | None = None
-    load_strategy: Strategy = "append"
+    load_strategy: Strategy | None = None  # default: Replace into a new table, Append into an existing one
     merge_key: list[Name] = Field(default_factory=list, max_length=64)
     cursor_column: Name | None = None
     source_tag: Tag | None = None

@@ -130,6 +130,19 @@ def test_it_back_fills_the_tag_on_untagged_rows_only_when_the_request_confirms_i
     assert bq.query(f"SELECT _source_tag AS t, COUNT(*) AS n FROM `{dest}.orders` GROUP BY 1") == [{"t": "us", "n": 2}]
 
 
+def test_it_defaults_the_strategy_as_the_wizard_does(alice_client, user, dest, pg_source) -> None:
+    pg_source.execute("CREATE TABLE events (id bigint PRIMARY KEY, note text)")
+    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    body = {"connection_id": conn.pk, "source_table": "public.events"}
+    new = post(alice_client, "api_jobs", {**body, "name": "new", "destination_table": f"{dest}.events"})
+    assert new.status_code == 201, new.content
+    existing = post(alice_client, "api_jobs", {**body, "name": "existing", "use_existing_table": True,
+                                               "existing_table_name": f"{dest}.orders"})
+    assert existing.status_code == 201, existing.content
+    # A new table holds only this job's rows: Replace; someone else's table is never emptied by default: Append.
+    assert (new.json()["job"]["load_strategy"], existing.json()["job"]["load_strategy"]) == ("replace", "append")
+
+
 def test_it_creates_a_new_table_for_a_new_job(alice_client, user, dest, pg_source, bq) -> None:
     pg_source.execute("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz NOT NULL, payload jsonb)")
     conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
