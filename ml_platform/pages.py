@@ -226,7 +226,7 @@ def connection_test(request: HttpRequest, connection_id: int) -> TemplateRespons
         return TemplateResponse(request, "ml_platform/connections.html",
                                 {"connections": selectors.connections_in(scope=request.scope),
                                  "nav": "connections"})
-    return TemplateResponse(request, "ml_platform/partials/test_result.html", {"result": result})
+    return TemplateResponse(request, "ml_platform/connection_form.html#test-result", {"result": result})
 
 
 @require_POST
@@ -263,4 +263,4 @@ def connection_test_unsaved(request: HttpRequest) -> TemplateResponse:
         return TemplateResponse(request, "ml_platform/connection_form.html",
                                 {"form": form, "connection": instance, "nav": "connections", "result": result,
                                  "password_dropped": bool(request.POST.get("password"))})
-    return TemplateResponse(request, "ml_platform/partials/test_result.html", {"result": result})
+    return TemplateResponse(request, "ml_platform/connection_form.html#test-result", {"result": result})

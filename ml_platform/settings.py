@@ -119,8 +119,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
-    "crispy_forms",
-    "crispy_bootstrap5",
     "django_tasks_db",
     "ninja",  # its Swagger UI static files for /api/docs (no CDN)
     "ml_platform",
@@ -234,9 +232,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-
-CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
-CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 # Background work: Django's task framework. The backend is the scale-out switch
 # (django-tasks-db by default; Celery or RQ in production), see README.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
@@ -110,19 +109,29 @@ def current_connection(request: HttpRequest, draft):
     return selectors.connection_in(scope=request.scope, connection_id=draft.data["connection_id"])
 
 
+def choice_step(request: HttpRequest, draft, n: int, form_class, *, field: str, key: str, force_get: bool,
+                default=None, **choices) -> tuple:
+    """Steps 1-3, one choice each: (form, None) to show, or (form, the next step) once a POST is stored as `key`."""
+    if request.method == "POST" and not force_get:
+        form = form_class(request.POST, **choices)
+        if form.is_valid():
+            state.update(draft, n, {key: form.cleaned_data[field]})
+            return form, advance(request, n + 1)
+    else:
+        form = form_class(initial={field: draft.data.get(key) or default}, **choices)
+    return form, None
+
+
 # --------------------------------------------------------------------------- step 1
 
 
 def step1(request: HttpRequest, force_get: bool = False) -> HttpResponse:
     draft = state.load(request.user)
     connections = list(selectors.connections_in(scope=request.scope))
-    if request.method == "POST" and not force_get:
-        form = ConnectionStepForm(request.POST, connections=connections)
-        if form.is_valid():
-            state.update(draft, 1, {"connection_id": form.cleaned_data["connection"]})
-            return advance(request, 2)
-    else:
-        form = ConnectionStepForm(initial={"connection": draft.data.get("connection_id")}, connections=connections)
+    form, done = choice_step(request, draft, 1, ConnectionStepForm, field="connection", key="connection_id",
+                             force_get=force_get, connections=connections)
+    if done:
+        return done
     return render_step(request, 1, {"form": form, "connections": connections}, status=400 if form.errors else 200)
 
 
@@ -141,13 +150,10 @@ def step2(request: HttpRequest, force_get: bool = False) -> HttpResponse:
         tables, error = [], str(exc)
     names = [sources.qualified_name(t.schema, t.name) for t in tables]
     query = (request.GET.get("q") or "").strip()
-    if request.method == "POST" and not force_get:
-        form = TableStepForm(request.POST, tables=names)
-        if form.is_valid():
-            state.update(draft, 2, {"source_table": form.cleaned_data["table"]})
-            return advance(request, 3)
-    else:
-        form = TableStepForm(initial={"table": draft.data.get("source_table")}, tables=names)
+    form, done = choice_step(request, draft, 2, TableStepForm, field="table", key="source_table",
+                             force_get=force_get, tables=names)
+    if done:
+        return done
     shown = [t for t in tables if query.lower() in sources.qualified_name(t.schema, t.name).lower()]
     context = {"form": form, "connection": connection, "tables": shown, "total_tables": len(tables),
                "query": query, "error": error, "selected": draft.data.get("source_table")}
@@ -183,13 +189,10 @@ def step3(request: HttpRequest, force_get: bool = False) -> HttpResponse:
         preview, error = None, str(exc)
     columns = preview.columns if preview else []
     names = [c.name for c in columns]
-    if request.method == "POST" and not force_get:
-        form = ColumnsStepForm(request.POST, columns=names)
-        if form.is_valid():
-            state.update(draft, 3, {"columns": form.cleaned_data["columns"]})
-            return advance(request, 4)
-    else:
-        form = ColumnsStepForm(initial={"columns": draft.data.get("columns") or names}, columns=names)
+    form, done = choice_step(request, draft, 3, ColumnsStepForm, field="columns", key="columns",
+                             force_get=force_get, default=names, columns=names)
+    if done:
+        return done
     chosen = set(form["columns"].value() or [])
     rows = []
     for c in columns:
@@ -388,10 +391,8 @@ def run_check(request: HttpRequest, draft, form: DestinationStepForm, source, da
 
 
 def validation_results(draft, dataset: str, table: str) -> dict:
-    from ml_platform.etl.compatibility import ValidationResult
-
     stored = (draft.data.get("validation") or {}).get(f"{dataset}.{table}") or {}
-    return {col: ValidationResult(**{**v, "examples": tuple(v.get("examples") or ())}) for col, v in stored.items()}
+    return {col: engine.ValidationResult(**{**v, "examples": tuple(v.get("examples") or ())}) for col, v in stored.items()}
 
 
 def step4(request: HttpRequest, force_get: bool = False) -> HttpResponse:
@@ -424,7 +425,9 @@ def report(request: HttpRequest) -> HttpResponse:
         run_validation(request, draft, params)
     _form, context = destination_form(request, draft, params, report_only=True)
     compat.report_delay()
-    return TemplateResponse(request, "wizard/partials/report.html", context)
+    # The partial's explicit context: the report, and the source-tag label it swaps out of band.
+    return TemplateResponse(request, "wizard/partials/report.html",
+                            {key: context[key] for key in ("rep", "report_error", "report_only", "tag_required")})
 
 
 @require_POST
@@ -482,16 +485,12 @@ def tables(request: HttpRequest) -> HttpResponse:
             listed = [t for t in warehouse().list_tables(dataset) if not internal_table(t.table_id)]
         except BigQueryError as exc:
             error = str(exc)
-    return TemplateResponse(request, "wizard/partials/table_options.html",
-                            {"tables": listed, "error": error, "selected": request.GET.get("existing_table", "")})
+    return TemplateResponse(request, "wizard/partials/step4.html#table-options",
+                            {"existing_tables": listed, "tables_error": error,
+                             "existing_table": request.GET.get("existing_table", "")})
 
 
 # --------------------------------------------------------------------------- step 5
-
-
-def next_runs(cron: str, tz_name: str, count: int = 5) -> list[datetime]:
-    tz = ZoneInfo(tz_name)
-    return [t.astimezone(tz) for t in cron_next_runs(cron, tz_name, after=timezone.now(), count=count)]
 
 
 def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:
@@ -567,7 +566,7 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
 def cron_preview(request: HttpRequest) -> HttpResponse:
     context = cron_preview_context(request.GET.get("preset", ""), request.GET.get("cron", ""),
                                    request.GET.get("timezone") or "UTC")
-    return TemplateResponse(request, "wizard/partials/cron_preview.html", context)
+    return TemplateResponse(request, "wizard/partials/step5.html#cron-preview", context)
 
 
 def cron_preview_context(preset: str, cron: str, tz_name: str) -> dict:
@@ -579,7 +578,8 @@ def cron_preview_context(preset: str, cron: str, tz_name: str) -> dict:
         context["error"] = problem
     else:
         try:
-            context["runs"] = next_runs(cron, tz_name)
+            tz = ZoneInfo(tz_name)
+            context["runs"] = [t.astimezone(tz) for t in cron_next_runs(cron, tz_name, after=timezone.now(), count=5)]
         except (KeyError, ValueError):
             context["error"] = f"Unknown time zone {tz_name!r}."
     return context

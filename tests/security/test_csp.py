@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -16,6 +17,8 @@ pytestmark = pytest.mark.django_db
 INLINE_HANDLER = re.compile(r"<[^>]*\son[a-z]+\s*=", re.IGNORECASE)
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 INLINE_STYLE = re.compile(r"<style\b|\sstyle\s*=", re.IGNORECASE)
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATE_COMMENT = re.compile(r"\{#.*?#\}|\{% comment %\}.*?\{% endcomment %\}", re.DOTALL)
 
 
 def policy(response) -> dict[str, list[str]]:
@@ -43,6 +46,18 @@ def assert_strict(response) -> None:
     assert not INLINE_SCRIPT.search(html), f"inline script on {path}"
     assert not INLINE_STYLE.search(html), f"inline style on {path}: {html[INLINE_STYLE.search(html).start() :][:120]}"
     assert "javascript:" not in html and "hx-on" not in html and "js:" not in html
+
+
+def test_no_template_has_inline_script_or_style() -> None:
+    """Every template, with the partials and states no page test renders: behaviour lives in static/js/app.js."""
+    found = []
+    for path in sorted(TEMPLATES.rglob("*.html")):
+        text = TEMPLATE_COMMENT.sub("", path.read_text())
+        for pattern in (INLINE_HANDLER, INLINE_SCRIPT, INLINE_STYLE, re.compile(r"javascript:|hx-on|js:")):
+            if match := pattern.search(text):
+                found.append(f"{path.relative_to(TEMPLATES)}: {match[0][:80]}")
+    assert len(list(TEMPLATES.rglob("*.html"))) > 20
+    assert found == []
 
 
 def test_the_login_page_has_a_strict_policy(client: Client) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
-
 import pytest
 from django.urls import reverse
 
@@ -11,6 +9,7 @@ from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
 from tests.fixtures import HX
+from tests.web.htmx_attrs import askers, controls, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -31,36 +30,6 @@ def job(user, source, bq_settings, bq, bq_dataset):
     )
 
 
-class _Tree(HTMLParser):
-    """Each form control's name with the attributes of the elements around it (innermost first)."""
-
-    VOID = {"input", "br", "img", "meta", "link", "hr", "option"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stack: list[dict] = []
-        self.controls: list[tuple[dict, list[dict]]] = []
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        attributes = {"tag": tag, **{k: v or "" for k, v in attrs}}
-        if tag in ("input", "select"):
-            self.controls.append((attributes, list(reversed(self.stack))))
-        if tag not in self.VOID:
-            self.stack.append(attributes)
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i]["tag"] == tag:
-                del self.stack[i:]
-                return
-
-
-def controls(html: str) -> list[tuple[dict, list[dict]]]:
-    tree = _Tree()
-    tree.feed(html)
-    return tree.controls
-
-
 def shown(html: str) -> set[str]:
     return {c["name"] for c, _ in controls(html) if c.get("type") != "hidden" and "name" in c}
 
@@ -79,10 +48,10 @@ def test_it_refreshes_the_edit_report_when_strategy_cursor_or_merge_key_change(a
     merge = controls(alice_client.get(url).content.decode())
     for name, found in (("load_strategy", page), ("cursor_column", page), ("columns", page), ("merge_key", merge)):
         control, around = next((c, s) for c, s in found if c.get("name") == name)
-        asker = next((a for a in [control, *around] if a.get("hx-post") == url), None)
-        assert asker is not None, f"a change of {name} asks for no new report"
+        asks = [request(chain) for chain in askers(control, around)]
+        assert [(a["verb"], a["url"]) for a in asks] == [("hx-post", url)], f"a change of {name} asks {asks}"
         # One queue for every refresh of the page: a late answer never overwrites a newer one.
-        assert asker["hx-sync"] == "#edit-form:replace" and asker["hx-include"] == "#edit-form", name
+        assert asks[0]["hx-sync"] == "#edit-form:replace" and asks[0]["hx-include"] == "#edit-form", name
 
     # What the refresh answers follows the submitted strategy and key, not the saved ones.
     keyed = alice_client.post(url, {**FORM, "load_strategy": "merge", "merge_key": ["amount"], "refresh": "1"},

@@ -11,6 +11,7 @@ from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
 from tests.web import test_wizard
+from tests.web.htmx_attrs import askers, control_named, request
 from tests.web.test_wizard import HX, step
 from wizard.forms import ScheduleStepForm
 
@@ -176,11 +177,55 @@ def test_it_shows_only_the_fields_the_strategy_uses(wiz, strategy, shown, hidden
     page = wiz.get(step(4), {"destination_mode": "new", "dataset": wiz.dataset, "load_strategy": strategy},
                    headers=HX).content.decode()
     assert f'id="strategy-{strategy}" value="{strategy}" checked' in page
-    assert 'hx-get="/etl/new/step/4/"' in page.split(f'id="strategy-{strategy}"')[1].split(">")[0]
+    # Choosing a strategy re-renders the step (one request, with the whole form), and nothing else.
+    assert [(a["url"], a["hx-include"], a["hx-target"]) for a in asks(page, "load_strategy", value=strategy)] == [
+        ("/etl/new/step/4/", "#destination-form", "#wizard-step")]
     for field in shown:
         assert f'id="{field}"' in page
     for field in hidden:
         assert f'id="{field}"' not in page
+
+
+def asks(page: str, name: str, **attrs: str) -> list[dict]:
+    """The requests a change of the control `name` sends (htmx inheritance and consumed events resolved)."""
+    return [request(chain) for chain in askers(*control_named(page, name, **attrs))]
+
+
+def test_each_step_four_input_asks_for_one_thing(wiz, bq) -> None:
+    bq.create_table(wiz.dataset, "narrow", [f for f in FULL_ORDERS if f.name != "code"])  # offers to add `code`
+    report = reverse("wizard:report")
+    page = wiz.get(step(4), existing(wiz, "narrow", load_strategy="incremental", cursor_column="id"),
+                   headers=HX).content.decode()
+    # Every input of the report region asks for one new report, in one queue where the newest replaces the rest.
+    for name in ("existing_table", "cursor_column", "source_tag", "add_columns"):
+        assert [(a["verb"], a["url"], a["hx-include"], a["hx-target"], a["hx-sync"]) for a in asks(page, name)] == [
+            ("hx-post", report, "#destination-form", "#schemaCompatibilityReport",
+             "#schemaCompatibilityReport:replace")], name
+    assert "input changed delay:400ms target:#id_source_tag" in asks(page, "source_tag")[0]["hx-trigger"]
+    # The dataset lists its tables (and sends only itself), the radios re-render the step: no report.
+    assert [(a["url"], a["hx-include"], a["hx-target"]) for a in asks(page, "dataset")] == [
+        (reverse("wizard:tables"), "this", "#id_existing_table")]
+    for name in ("destination_mode", "load_strategy"):
+        assert [(a["url"], a["hx-target"], a["hx-swap"]) for a in asks(page, name)] == [
+            (step(4), "#wizard-step", "innerHTML")], name
+    # A new table has no report: every input only saves the draft, and the answer is swapped nowhere.
+    new = wiz.get(step(4), {"destination_mode": "new", "dataset": wiz.dataset, "load_strategy": "merge"},
+                  headers=HX).content.decode()
+    for name in ("dataset", "new_table", "partition_field", "clustering", "merge_key", "source_tag"):
+        assert [(a["url"], a["hx-include"], a["hx-swap"]) for a in asks(new, name)] == [
+            (reverse("wizard:draft"), "#destination-form", "none")], name
+    assert [(a["url"], a["hx-swap"]) for a in asks(new, "load_strategy")] == [(step(4), "innerHTML")]
+
+
+def test_each_schedule_input_previews_the_next_runs(wiz) -> None:
+    assert wiz.post(step(4), {"destination_mode": "new", "dataset": wiz.dataset, "new_table": "orders",
+                              "load_strategy": "replace"}, headers=HX).status_code == 200
+    page = wiz.get(step(5)).content.decode()
+    for name in ("preset", "cron", "timezone"):
+        assert [(a["url"], a["hx-include"], a["hx-target"]) for a in asks(page, name)] == [
+            (reverse("wizard:cron_preview"), "#schedule-form", "#cron-preview")], name
+    assert "input changed delay:300ms target:#id_cron" in asks(page, "cron")[0]["hx-trigger"]
+    assert asks(page, "name") == [] and asks(page, "run_now") == []
 
 
 def test_it_renders_the_cron_preview_on_first_load(wiz) -> None:
