@@ -18,7 +18,6 @@ from ml_platform.report_view import report_view
 from ml_platform.utils.connection_manager import SourceError
 from wizard.forms import SCHEDULE_PRESETS, timezone_choices
 
-
 # Why Edit shows the tag without letting it change (the API's PATCH refuses a tag too).
 TAG_FIXED = ("The source tag is set when the job is created and cannot be changed here or through the API: the "
              "rows this job loaded carry it and its runs only touch rows with it. To load under another tag, "
