@@ -19,6 +19,12 @@ from ml_platform.models import EtlJob
 from ml_platform.report_view import report_view
 from wizard.forms import SCHEDULE_PRESETS, timezone_choices
 
+# Why Edit shows the tag without letting it change (the API's PATCH refuses a tag too).
+TAG_FIXED = ("The source tag is set when the job is created and cannot be changed here or through the API: the "
+             "rows this job loaded carry it and its runs only touch rows with it. To load under another tag, "
+             "delete this job and create a new one with that tag (on a table holding untagged rows, the wizard "
+             "offers to set the tag on them).")
+
 
 class EditJobForm(forms.Form):
     name = forms.CharField(max_length=200, label="Job name")
@@ -33,6 +39,8 @@ class EditJobForm(forms.Form):
     timezone = forms.ChoiceField(label="Time zone")
     add_columns = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                             label="Add these columns to the table")
+    # Shown, never changed: the API's PATCH does not take a tag either (see TAG_FIXED).
+    source_tag = forms.CharField(required=False, disabled=True, label="Source tag")
 
     def __init__(self, *args, job: EtlJob, source_names: list[str], can_add: list[str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -72,7 +80,8 @@ def initial_for(job: EtlJob) -> dict:
     preset = "manual" if not job.schedule else (job.schedule if job.schedule in presets else "custom")
     return {"name": job.name, "columns": job.selected_columns, "load_strategy": job.load_strategy,
             "cursor_column": job.cursor_column, "merge_key": job.merge_key, "preset": preset,
-            "cron": job.schedule if preset == "custom" else "", "timezone": job.schedule_timezone}
+            "cron": job.schedule if preset == "custom" else "", "timezone": job.schedule_timezone,
+            "source_tag": job.source_tag}
 
 
 def _source(job: EtlJob) -> list[SourceColumn]:
@@ -81,6 +90,16 @@ def _source(job: EtlJob) -> list[SourceColumn]:
 
 def _value(form: forms.Form, name: str):
     return form[name].value()
+
+
+def _refuse(form: EditJobForm, result: schema_check.SchemaCheckResult | None) -> None:
+    """Why Save is refused: each problem on its field; the report's other errors in one sentence."""
+    problems = result.problems if result is not None else []
+    if result is None or set(result.report.errors) - {p.message for p in problems}:
+        form.add_error(None, "The selected columns are not compatible with the table: see the report.")
+    for problem in problems:
+        message = f"{problem.message} {TAG_FIXED}" if problem.field == "source_tag" else problem.message
+        form.add_error(problem.field if problem.field in form.fields else None, message)
 
 
 @require_http_methods(["GET", "POST"])
@@ -134,11 +153,8 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
         part = "strategy-refresh" if request.POST["refresh"] == "strategy" else "edit-report"
         return TemplateResponse(request, f"ml_platform/job_edit.html#{part}", context)
     if request.method == "POST" and form.is_valid():
-        if result is None or not result.compatible:
-            form.add_error(None, "The selected columns are not compatible with the table: see the report.")
-        elif result.problems:
-            for problem in result.problems:
-                form.add_error(problem.field if problem.field in form.fields else None, problem.message)
+        if result is None or not result.compatible or result.problems:
+            _refuse(form, result)
         else:
             try:
                 services.job_update(job=job, source_columns=selected, result=result, name=form.cleaned_data["name"],

@@ -1,4 +1,4 @@
-"""One unit's commit: the strategy's SQL and its ledger row in one BigQuery transaction, applied once.
+"""One unit's commit: the strategy's SQL and its ledger row in one BigQuery script, applied once.
 
 Every statement on the destination is scoped to the job's own rows (`tag = 'x'`, or
 `tag IS NULL` for an untagged job on a table that has a tag column) and carries a partition
@@ -11,11 +11,21 @@ filter that is true for every row (`etl.bqsql.partition_filter`), so a table wit
   count as present (overlap "dedup") or only rows past the job's MAX(cursor) go in ("append");
 - merge: staging de-duplicated per key (latest by cursor), NULL or duplicate keys refused
   before anything is submitted.
+
+Replace, append and merge commit in one transaction with their ledger row. An incremental
+unit's INSERT is idempotent on its own (it inserts only rows the job's rows do not hold yet),
+so its script runs without `BEGIN TRANSACTION`, in an order where stopping after any statement
+is safe: fence and unit checks, the new rows into a temporary table (one anti-join, which
+also counts them), INSERT into the destination, then the ledger row. A script stopped between
+its INSERT and its ledger row is retried like any failed commit; the retry finds the rows
+present and inserts none. (A transaction would cost a copy of the whole destination on the
+emulator, which backs up every table a transaction modifies: 2M rows for 20k new ones.)
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ml_platform.etl.bqsql import bq_literal, partition_filter, quote_name, table_ref
@@ -109,8 +119,7 @@ def strategy_statements(plan: Plan, staging: str) -> list[str]:
         case "append":
             return [f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source}"]  # noqa: S608
         case "incremental":
-            rows = incremental_source(plan, staging)
-            return [f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {rows} S WHERE {new_rows_condition(plan)}"]  # noqa: S608
+            return [f"INSERT INTO {target} ({cols}) {new_rows_select(plan, staging)}"]  # noqa: S608
         case "merge":
             return [_merge_statement(plan, staging)]
     raise SchemaMismatchError(f"Unknown load strategy {spec.load_strategy!r}")
@@ -133,11 +142,49 @@ def _merge_statement(plan: Plan, staging: str) -> str:
     return merge + f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"  # noqa: S608
 
 
-def commit_script(plan: Plan, staging: str, who: Identity, number: int, *, watermark: Any, rows: int) -> str:
-    """The unit's transaction: fence check, the strategy's change, the ledger row."""
-    body = [fence_check(who), unit_check(who, number), *strategy_statements(plan, staging)]
+def commit_script(plan: Plan, staging: str, who: Identity, number: int, *, watermark: Any, rows: int | None) -> str:
+    """The unit's commit: fence check, unit check, the strategy's change, the ledger row.
+
+    `rows` is None for incremental, whose script counts the rows it inserts and returns them
+    (one row, column `n`); the other strategies' scripts are one transaction and return nothing.
+    """
+    checks = [fence_check(who), unit_check(who, number)]
+    if plan.spec.load_strategy == "incremental":
+        return _incremental_script(plan, staging, who, number, checks, watermark)
+    assert rows is not None
+    body = [*checks, *strategy_statements(plan, staging)]
     body.append(ledger_insert(who, number, kind="unit", watermark=watermark, rows=rows))
     return "BEGIN TRANSACTION; " + "; ".join(body) + "; COMMIT TRANSACTION;"
+
+
+ROWS_VARIABLE = "etl_new_rows"
+
+
+def _incremental_script(plan: Plan, staging: str, who: Identity, number: int, checks: list[str], watermark: Any) -> str:
+    """No transaction (see the module docstring): each prefix of these statements leaves a state a retry settles."""
+    target = table_ref(plan.spec.destination_dataset, plan.spec.destination_table)
+    cols = ", ".join(quote_name(c) for c in plan.fed)
+    # A temporary table lives as long as its script; the name is unique anyway (the emulator
+    # keeps a failed script's temporary tables, and runs scripts side by side).
+    new = quote_name(f"_etl_new_{uuid.uuid4().hex}")
+    body = [
+        f"DECLARE {ROWS_VARIABLE} INT64 DEFAULT 0",
+        *checks,
+        f"CREATE TEMP TABLE {new} AS {new_rows_select(plan, staging)}",
+        f"SET {ROWS_VARIABLE} = (SELECT COUNT(*) FROM {new})",  # noqa: S608 - quote_name
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {new}",  # noqa: S608
+        ledger_insert(who, number, kind="unit", watermark=watermark, rows=ROWS_VARIABLE),
+        f"DROP TABLE {new}",
+        f"SELECT {ROWS_VARIABLE} AS n",
+    ]
+    return "; ".join(body) + ";"
+
+
+def new_rows_select(plan: Plan, staging: str) -> str:
+    """The staging rows an incremental unit inserts: de-duplicated per key, absent from the job's rows."""
+    cols = ", ".join(quote_name(c) for c in plan.fed)
+    rows = incremental_source(plan, staging)
+    return f"SELECT {cols} FROM {rows} S WHERE {new_rows_condition(plan)}"  # noqa: S608
 
 
 def check_merge_keys(warehouse: Warehouse, plan: Plan, staging: str) -> None:
@@ -182,28 +229,27 @@ def apply_once(
     heartbeat: Heartbeat,
     fault: FaultHook,
     attempt: int | None = None,
-) -> bool:
+) -> list[dict[str, Any]] | None:
     """Submit the unit's commit under a deterministic job id unless an earlier attempt already committed it.
 
-    `attempt` is the next attempt number when the caller has just settled this unit. Returns
-    False when the unit was found committed (nothing was submitted).
+    `attempt` is the next attempt number when the caller has just settled this unit. Returns the
+    script's result rows, or None when the unit was found committed (nothing was submitted).
     """
     if attempt is None:
         attempt = settle(warehouse, who, number, heartbeat)
     if attempt is None:
-        return False
+        return None
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-commit") as pool:
         try:
             job = warehouse.submit(script, who.commit_job_id(number, attempt))
             fault("commit_submitted")
-            heartbeat.wait(pool.submit(warehouse.wait, job))
+            return heartbeat.wait(pool.submit(warehouse.wait, job))
         except WarehouseError:
             # Another delivery of this very run may have committed the unit meanwhile (its job id
             # was taken, or its ledger row refused ours): then the unit is done, not failed.
             if int(warehouse.query(unit_committed_sql(who, number))[0]["n"]):
-                return False
+                return None
             raise
-    return True
 
 
 def settle(warehouse: Warehouse, who: Identity, number: int, heartbeat: Heartbeat) -> int | None:

@@ -117,7 +117,8 @@ def unit_rows_sql(who: Identity, number: int) -> str:
     )
 
 
-def ledger_insert(who: Identity, number: int, *, kind: str, watermark: Any, rows: int) -> str:
+def ledger_insert(who: Identity, number: int, *, kind: str, watermark: Any, rows: int | str) -> str:
+    """The unit's ledger row; `rows` is a count, or the name of the script variable holding it."""
     values = ", ".join(
         [
             bq_literal(who.table, "STRING"),
@@ -129,12 +130,20 @@ def ledger_insert(who: Identity, number: int, *, kind: str, watermark: Any, rows
             bq_literal(kind, "STRING"),
             str(int(who.fence)),
             bq_literal(_json_text(watermark), "STRING"),
-            str(int(rows)),
+            _rows_sql(rows),
             "CURRENT_TIMESTAMP()",
         ]
     )
     cols = ", ".join(quote_name(f.name) for f in LEDGER_FIELDS)
     return f"INSERT INTO {ledger_ref(who.dataset)} ({cols}) VALUES ({values})"  # noqa: S608
+
+
+def _rows_sql(rows: int | str) -> str:
+    if isinstance(rows, str):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rows):
+            raise ValueError(f"{rows!r} is not a script variable name")
+        return rows
+    return str(int(rows))
 
 
 def claim_script(who: Identity) -> str:

@@ -107,7 +107,7 @@ def repair_ranges(spec: RunSpec, ranges: Sequence[tuple[int, int]], *, key: str,
         rows = _stage(spec, engine, plan, conformer, ranges, key, Loader(warehouse, dataset, staging), run_dir,
                       heartbeat)
         script = repair_script(plan, staging, who, ranges, key=key, rows=rows)
-        if not commits.apply_once(warehouse, who, UNIT, script, heartbeat, fault or _no_fault, attempt):
+        if commits.apply_once(warehouse, who, UNIT, script, heartbeat, fault or _no_fault, attempt) is None:
             rows = _committed_rows(warehouse, who)
     finally:
         try:

@@ -1,9 +1,10 @@
 """Run one ETL job: extract -> conform -> Parquet spool -> staging table -> one atomic commit per unit.
 
 Guarantees (DESIGN §6, issue 15):
-- the destination changes only in a `BEGIN TRANSACTION ... COMMIT TRANSACTION` script per unit
-  (the whole run, or one keyset-ordered checkpoint of a large load) that also writes the unit's
-  row in the commit ledger (`etl.ledger`); a failure before it leaves the destination as it was;
+- the destination changes only in one commit script per unit (the whole run, or one
+  keyset-ordered checkpoint of a large load) that also writes the unit's row in the commit
+  ledger (`etl.ledger`): a transaction, or for incremental an idempotent INSERT followed by the
+  ledger row (`etl.commit`); a failure before it leaves the destination as it was;
 - a unit has a deterministic id and its commit a deterministic BigQuery job id: a retry after an
   unknown outcome waits for / looks up that job and the ledger instead of committing again;
 - the watermark comes from the ledger (same strategy, cursor and tag) or, failing that, from the
@@ -230,11 +231,14 @@ class _RunState:
         strict = spec.load_strategy == "incremental" and spec.overlap == "append" and not commits.key_columns(self.plan)
         self.read_from = self.watermark if strict else reread_from(self.watermark, spec.reread_window)
 
-    def committed(self, unit_max: Any, rows: int, script: str) -> None:
-        """Apply one unit's commit script once; then report the checkpoint."""
+    def committed(self, unit_max: Any, rows: int | None, script: str) -> None:
+        """Apply one unit's commit script once; then report the checkpoint.
+
+        `rows` None: the script counts the rows it commits and returns them (incremental)."""
         known, self.attempt = self.attempt, None  # resume() settled the first unit: no second look-up
-        if commits.apply_once(self.warehouse, self.who, self.number, script, self.heartbeat, self.fault, known):
-            self.heartbeat.rows_loaded += rows
+        result = commits.apply_once(self.warehouse, self.who, self.number, script, self.heartbeat, self.fault, known)
+        if result is not None:
+            self.heartbeat.rows_loaded += int(result[0]["n"]) if rows is None else rows
         self.fault("after_commit")
         self.number += 1
         self.watermark = self.next_watermark(unit_max)
@@ -478,18 +482,18 @@ def _run_unit(
     return extracted, spool.bytes, unit_max
 
 
-def _rows_to_commit(state: _RunState, staging: str, extracted: int) -> int:
-    """Rows the commit adds or changes (scripts report no affected-row count, on the emulator at all)."""
+def _rows_to_commit(state: _RunState, staging: str, extracted: int) -> int | None:
+    """Rows the commit adds or changes (scripts report no affected-row count, on the emulator at all).
+
+    None for incremental: its commit script counts the rows it inserts (one anti-join, not two)."""
     plan = state.plan
-    if plan.spec.load_strategy not in ("incremental", "merge"):
+    if plan.spec.load_strategy == "incremental":
+        return None
+    if plan.spec.load_strategy != "merge":
         return extracted
     source = table_ref(plan.spec.destination_dataset, staging)
-    keys = commits.key_columns(plan) if plan.spec.load_strategy == "incremental" else plan.key_dest
-    if plan.spec.load_strategy == "incremental":
-        rows = commits.incremental_source(plan, staging)
-        sql = f"SELECT COUNT(*) AS n FROM {rows} S WHERE {commits.new_rows_condition(plan)}"  # noqa: S608
-    else:
-        sql = f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {', '.join(quote_name(k) for k in keys)} FROM {source})"  # noqa: S608
+    keys = ", ".join(quote_name(k) for k in plan.key_dest)
+    sql = f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {keys} FROM {source})"  # noqa: S608
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-count") as pool:
         return int(state.heartbeat.wait(pool.submit(state.warehouse.query, sql))[0]["n"])
 

@@ -160,9 +160,10 @@ class Warehouse:
             timeout=self.bq.http_timeout,
         )
 
-    def wait(self, job: Any) -> None:
-        """Wait for a job; a failed job raises its classified error."""
-        self._call("committing", job.result, timeout=self.bq.job_timeout)
+    def wait(self, job: Any) -> list[dict[str, Any]]:
+        """Wait for a job: its result rows; a failed job raises its classified error."""
+        rows = self._call("committing", job.result, timeout=self.bq.job_timeout)
+        return [dict(row.items()) for row in rows]
 
 
 def is_not_found(exc: BaseException) -> bool:

@@ -160,6 +160,40 @@ def test_it_recovers_from_each_fault_with_the_table_equal_to_the_source(
         assert dest_fingerprint(job) == source_fingerprint(pg_source)
 
 
+def test_it_inserts_nothing_twice_when_an_incremental_commit_stops_before_its_ledger_row(
+    pg_source, bq, bq_dataset, tmp_path
+) -> None:
+    # The incremental commit script is no transaction (its INSERT only adds rows the job's rows lack):
+    # here its INSERT lands and its ledger row fails, then the same run is retried.
+    accounts_table(pg_source, 300)
+    job = strategy_job(pg_source, bq, bq_dataset, tmp_path, "incremental")
+    job.create_destination()
+    run(job)
+    change_source(pg_source, "incremental")
+    ledger_table, kept = f"`{bq_dataset}`.`{ledger.LEDGER_TABLE}`", f"`{bq_dataset}`.`ledger_kept`"
+
+    def ledger_refuses_rows(point: str) -> None:
+        if point == "before_commit":  # the ledger loses a column the unit's row needs
+            bq.query(f"CREATE TABLE {kept} AS SELECT * FROM {ledger_table}")
+            bq.query(f"DROP TABLE {ledger_table}")
+            bq.query(f"CREATE TABLE {ledger_table} AS SELECT * EXCEPT (row_count) FROM {kept}")
+
+    failing = next_run()
+    with pytest.raises(RunError):
+        run(job, failing, fault=ledger_refuses_rows)
+    landed = job.rows("COUNT(*) AS n", order="1")[0]["n"]
+    assert 300 < landed < 350  # the failing unit's INSERT landed (a checkpoint's worth), its ledger row did not
+    bq.query(f"DROP TABLE {ledger_table}")
+    bq.query(f"CREATE TABLE {ledger_table} AS SELECT * FROM {kept}")
+
+    retried = run(job, failing)
+
+    assert retried.rows_loaded == 350 - landed  # the landed rows are not inserted (nor counted) again
+    assert dest_fingerprint(job) == source_fingerprint(pg_source)
+    run(job, 10**9 + 2)
+    assert dest_fingerprint(job) == source_fingerprint(pg_source)
+
+
 def run_together(*calls: Callable[[], Any]) -> list[BaseException | None]:
     outcomes: list[BaseException | None] = [None] * len(calls)
     barrier = threading.Barrier(len(calls))
@@ -380,7 +414,8 @@ def test_it_filters_every_destination_statement_on_the_partitioning_column(strat
                 tag_dest="_source_tag", columns_added=(), read_columns=columns, key_columns=("id",),
                 partitioning="DAY(day)")
 
-    statements = commit.strategy_statements(plan, "stg")
+    who = ledger.Identity("ds", "dest", "1", "eu", "7", 7, "")
+    statements = commit.commit_script(plan, "stg", who, 0, watermark=None, rows=0).split("; ")
     if plan.cursor_dest is not None:
         statements.append(commit.max_cursor_sql(plan))
     touching = [s for s in statements if s.startswith(("DELETE", "MERGE", "SELECT MAX")) or "NOT EXISTS" in s]

@@ -84,3 +84,37 @@ def test_it_saves_an_edit_whose_strategy_hides_the_cursor(alice_client, job) -> 
     assert response.status_code == 302
     job.refresh_from_db()
     assert job.load_strategy == "append"
+
+
+def test_it_shows_the_jobs_source_tag_on_edit_and_keeps_it_as_the_api_does(alice_client, job) -> None:
+    EtlJob.objects.filter(pk=job.pk).update(source_tag="eu")
+    url = reverse("job_edit", args=[job.pk])
+    tag = [c for c, _ in controls(alice_client.get(url).content.decode()) if c.get("id") == "id_source_tag"]
+    assert tag and tag[0]["value"] == "eu" and "readonly" in tag[0] and "name" not in tag[0]
+
+    response = alice_client.post(url, {**FORM, "load_strategy": "incremental", "name": "orders eu",
+                                      "source_tag": "us"})
+
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert (job.name, job.source_tag) == ("orders eu", "eu")
+
+
+def test_it_explains_on_edit_why_an_untagged_job_on_a_shared_table_cannot_be_saved(alice_client, job) -> None:
+    EtlJob.objects.create(
+        workspace=job.workspace, owner=job.owner, name="orders us", connection=job.connection, source_schema="public",
+        source_table="orders", selected_columns=["id", "amount"], column_mapping={"id": "id", "amount": "amount"},
+        destination_dataset=job.destination_dataset, destination_table="orders", load_strategy="append",
+        source_tag="us",
+    )
+
+    response = alice_client.post(reverse("job_edit", args=[job.pk]), {**FORM, "load_strategy": "incremental",
+                                                                     "name": "renamed"})
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    field = html.split('data-testid="source-tag-field"', 1)[1].split("</div>\n  </div>", 1)[0]
+    assert "Another job loads into this table" in field and "delete this job and create a new one" in field
+    assert "The selected columns are not compatible" not in html  # the columns are fine: the tag is the reason
+    job.refresh_from_db()
+    assert job.name == "orders"
