@@ -40,7 +40,7 @@ class Side(Protocol):
         """{bucket: (rows, checksum)} for keys >= lo grouped by (key - lo) // width; `within`
         = (parent width, parent buckets) restricts to those parents."""
 
-    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, str]]:
+    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, int]]:
         """(key, row hash) of every row in the given buckets."""
 
     def total(self) -> tuple[int, int]:
@@ -234,7 +234,7 @@ def _chunks(items: list[int]) -> Iterable[list[int]]:
         yield items[i:i + IN_LIST_MAX]
 
 
-def _compare(s_rows: list[tuple[int, str]], d_rows: list[tuple[int, str]],
+def _compare(s_rows: list[tuple[int, int]], d_rows: list[tuple[int, int]],
              missing: list[int], extra: list[int], changed: list[int]) -> None:
     source = {int(k): h for k, h in s_rows}
     seen: set[int] = set()

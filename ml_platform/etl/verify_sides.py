@@ -55,7 +55,7 @@ def compared_columns(
         f = by_name.get(dest.lower())
         field_type = f.field_type if f else "STRING"
         out.append(VerifyColumn(c.name, f.name if f else dest, kind_for(field_type),
-                                scale_for(field_type, f.scale if f else None)))
+                                scale_for(field_type, f.scale if f else None), c.source_type.strip().lower()))
     key = None
     if len(key_names) == 1:
         match = [v for v in out if v.source.lower() == key_names[0].lower()]
@@ -124,8 +124,8 @@ class SqlSide:
     def buckets(self, lo: int, width: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
         return {int(r[0]): _checksum(r[1:]) for r in self._fetch(self.queries.buckets(lo, width, within))}
 
-    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, str]]:
-        return [(int(k), str(h)) for k, h in self._fetch(self.queries.rows(lo, width, buckets))]
+    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, int]]:
+        return [(int(k), int(h)) for k, h in self._fetch(self.queries.rows(lo, width, buckets))]
 
 
 class BigQuerySide:
@@ -160,8 +160,8 @@ class BigQuerySide:
         rows = self._fetch(self.queries.buckets(lo, width, within), ("b", "n", "s1", "s2"))
         return {int(r[0]): _checksum(r[1:]) for r in rows}
 
-    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, str]]:
-        return [(int(k), str(h)) for k, h in self._fetch(self.queries.rows(lo, width, buckets), ("k", "h"))]
+    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, int]]:
+        return [(int(k), int(h)) for k, h in self._fetch(self.queries.rows(lo, width, buckets), ("k", "h"))]
 
     def close(self) -> None:
         return None
