@@ -43,6 +43,7 @@ Kind = Literal["int", "numeric", "float", "bool", "timestamp", "datetime", "date
 NULL_TEXT = "\\N"
 SEPARATOR = "|"
 HASH_HEX = 15
+HASH_MAX = 2**60 - 1
 FLOAT_DECIMALS = 6
 SMALL = 1_000_000  # a decimal inside ±SMALL hashes as its integer value x 10^scale (see above)
 BIG_MARK = "~"  # precedes the text of a decimal outside ±SMALL (no collision with the integer form)
@@ -235,7 +236,12 @@ def bucket_expr(dialect: Dialect, key: str, lo: int, width: int) -> str:
 
 @dataclass(frozen=True)
 class Queries:
-    """The SQL one side runs. `table` is quoted already; `scope` is an extra WHERE condition (the tag)."""
+    """The SQL one side runs. `table` is quoted already; `scope` is an extra WHERE condition (the tag).
+
+    Rows are bucketed by `key` (one integer column: key ranges) or, with `keys` (string / integer
+    columns, or several: a text or composite key), by the 60-bit hash of the keys' canonical text,
+    which every engine computes alike: ranges of that hash then play the part of key ranges.
+    """
 
     dialect: Dialect
     table: str
@@ -243,6 +249,7 @@ class Queries:
     key: VerifyColumn | None
     dest: bool
     scope: str = "TRUE"
+    keys: tuple[VerifyColumn, ...] = ()
 
     def _q(self, c: VerifyColumn) -> str:
         return quote(self.dialect, c.dest if self.dest else c.source)
@@ -253,6 +260,15 @@ class Queries:
             return f"verify_row_int({', '.join(self._q(c) for c in self.columns)})"
         return hash_int(self.dialect, row_text(self.dialect, self.columns, dest=self.dest))
 
+    def _bucket_key(self) -> str:
+        """The integer the buckets divide: the key itself, or the hash of the keys' canonical text."""
+        if self.keys:
+            if self.dialect == "sqlite":
+                return f"verify_key_int({', '.join(self._q(c) for c in self.keys)})"
+            return hash_int(self.dialect, row_text(self.dialect, self.keys, dest=self.dest))
+        assert self.key is not None
+        return self._q(self.key)
+
     def _sums(self) -> str:
         # checksum = s1 * 2^32 + s2 = the sum of the hashes `h`. PostgreSQL and MySQL sum them whole (into
         # NUMERIC / DECIMAL, exact); BigQuery and SQLite in two halves (28 and 32 bits) that stay inside
@@ -262,6 +278,8 @@ class Queries:
         return "COUNT(*) AS n, SUM(h >> 32) AS s1, SUM(h & 4294967295) AS s2"
 
     def bounds(self) -> str:
+        if self.keys:  # the whole hash range; no pass over the keys needed
+            return f"SELECT 0 AS kmin, {HASH_MAX} AS kmax, COUNT(*) AS n FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
         k = self._q(self.key) if self.key else "NULL"
         return f"SELECT MIN({k}) AS kmin, MAX({k}) AS kmax, COUNT(*) AS n FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
 
@@ -270,27 +288,27 @@ class Queries:
         return f"SELECT {self._sums()} FROM ({inner}) x"  # noqa: S608 - quote()d names, int() numbers
 
     def _where(self, lo: int, within: tuple[int, list[int]] | None) -> str:
-        assert self.key is not None
-        k = self._q(self.key)
-        where = f"{self.scope} AND {k} >= {int(lo)}"
-        if within is not None:
-            width, parents = within
+        k = self._bucket_key()
+        if within is None:
+            return self.scope if self.keys else f"{self.scope} AND {k} >= {int(lo)}"
+        width, parents = within
+        where = self.scope
+        if not self.keys:
             # The key range around the parents first, so an index on the key narrows the scan.
             first, last = int(lo) + min(parents) * width, int(lo) + (max(parents) + 1) * width
-            where = f"{self.scope} AND {k} >= {first} AND {k} < {last}"
-            where += f" AND {bucket_expr(self.dialect, k, lo, width)} IN ({', '.join(str(int(b)) for b in parents)})"
-        return where
+            where += f" AND {k} >= {first} AND {k} < {last}"
+        return where + f" AND {bucket_expr(self.dialect, k, lo, width)} IN ({', '.join(str(int(b)) for b in parents)})"
 
     def buckets(self, lo: int, width: int, within: tuple[int, list[int]] | None) -> str:
-        assert self.key is not None
-        bucket = bucket_expr(self.dialect, self._q(self.key), lo, width)
+        bucket = bucket_expr(self.dialect, self._bucket_key(), lo, width)
         inner = f"SELECT {bucket} AS b, {self._hash()} AS h FROM {self.table} WHERE {self._where(lo, within)}"  # noqa: S608 - quote()d names, int() numbers
         return f"SELECT x.b AS b, {self._sums()} FROM ({inner}) x GROUP BY x.b"  # noqa: S608 - quote()d names, int() numbers
 
     def rows(self, lo: int, width: int, buckets: list[int]) -> str:
-        assert self.key is not None
-        k = self._q(self.key)
-        return (f"SELECT {k} AS k, {self._hash()} AS h FROM {self.table} "  # noqa: S608 - quote()d names, int() numbers
+        """(b: the bucketed integer, k0..kn: the key columns' values, h: the row hash) of the buckets' rows."""
+        keys = self.keys or ((self.key,) if self.key else ())
+        cols = ", ".join(f"{self._q(c)} AS k{i}" for i, c in enumerate(keys))
+        return (f"SELECT {self._bucket_key()} AS b, {cols}, {self._hash()} AS h FROM {self.table} "  # noqa: S608 - quote()d names, int() numbers
                 f"WHERE {self._where(lo, (width, buckets))}")
 
 
@@ -367,10 +385,16 @@ def py_hash(text: str) -> int:
     return int(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:HASH_HEX], 16)
 
 
-def register_sqlite(conn: sqlite3.Connection, columns: tuple[VerifyColumn, ...]) -> None:
-    """Register `verify_row_int(cols...)`, the row's 60-bit hash, on a SQLite connection."""
+def register_sqlite(conn: sqlite3.Connection, columns: tuple[VerifyColumn, ...],
+                    keys: tuple[VerifyColumn, ...] = ()) -> None:
+    """Register `verify_row_int(cols...)`, the row's 60-bit hash, and `verify_key_int(keys...)`, its keys'."""
 
     def row_int(*values: Any) -> int:
         return py_hash(py_row_text(columns, values))
 
+    def key_int(*values: Any) -> int:
+        return py_hash(py_row_text(keys, values))
+
     conn.create_function("verify_row_int", len(columns), row_int, deterministic=True)
+    if keys:
+        conn.create_function("verify_key_int", len(keys), key_int, deterministic=True)
