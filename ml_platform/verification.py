@@ -22,7 +22,7 @@ from ml_platform import selectors, sources
 from ml_platform.etl import sources as cm
 from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.etl.errors import RunError, scrub
-from ml_platform.etl.repair import repair_ranges
+from ml_platform.etl.repair import repair_keys, repair_ranges
 from ml_platform.etl.verify import Progress, VerifyResult, verify
 from ml_platform.etl.verify_sides import sides_for
 from ml_platform.models import EtlJob, JobRun
@@ -63,7 +63,7 @@ def result_of(run: JobRun | None) -> VerifyResult | None:
 
 
 def repairable(result: VerifyResult | None) -> bool:
-    return bool(result and not result.in_sync and result.keyed and result.repair_ranges)
+    return bool(result and not result.in_sync and result.keyed and (result.repair_ranges or result.repair_keys))
 
 
 # --------------------------------------------------------------------------- writes
@@ -186,11 +186,15 @@ def _work(run: JobRun, job: EtlJob) -> dict[str, Any]:
         if not repairable(last):
             raise RunError("Nothing to repair: the last verification found no differing rows by key")
         assert last is not None and last.key is not None
-        recorder(Progress("repairing", 0, len(last.repair_ranges), 0))
+        recorder(Progress("repairing", 0, len(last.repair_ranges or last.repair_keys), 0))
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)
-        repaired = repair_ranges(spec, last.repair_ranges, key=last.key, bq=bq, engine=engine,
-                                 spool_dir=spool).rows_loaded
+        if last.hashed:  # a text / composite key: the differing keys themselves
+            repaired = repair_keys(spec, last.repair_keys, key_columns=last.key_columns, bq=bq, engine=engine,
+                                   spool_dir=spool).rows_loaded
+        else:
+            repaired = repair_ranges(spec, last.repair_ranges, key=last.key, bq=bq, engine=engine,
+                                     spool_dir=spool).rows_loaded
     source, dest, compared = sides_for(spec, bq=bq, engine=engine)
     try:
         result = verify(source, dest, key=compared.key.source if compared.key else None, progress=recorder)

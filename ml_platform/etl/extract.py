@@ -17,6 +17,7 @@ as literals by the dialect's own literal renderer instead.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import ipaddress
@@ -97,6 +98,9 @@ class ExtractQuery:
     through: Any = None
     order_by: tuple[str, ...] = ()
     limit: int | None = None
+    # Only the rows whose `keys` columns equal one of `key_values` (Repair of text / composite keys).
+    keys: tuple[str, ...] = ()
+    key_values: tuple[tuple[Any, ...], ...] = ()
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +210,10 @@ def _bind(engine: Engine, query: ExtractQuery, name: str, value: Any) -> Any:
 
 
 def _filters(engine: Engine, query: ExtractQuery) -> list[ColumnElement[bool]]:
+    if query.keys:
+        match = or_(*[and_(*[_col(k) == v for k, v in zip(query.keys, values, strict=True)])
+                      for values in query.key_values])
+        return [match, *_filters(engine, dataclasses.replace(query, keys=(), key_values=()))]
     if query.cursor is None:
         return []
     cur = _col(query.cursor)

@@ -1,6 +1,7 @@
 """Verify: does a job's BigQuery rows equal its source? Checksums over key ranges, then bisection.
 
-The algorithm of data-diff / reladiff, on an integer key:
+The algorithm of data-diff / reladiff, on an integer key, or on the 60-bit hash of a text or composite
+key (`Side.hashed_keys`: the same ranges, over the hash instead of the key):
 
 1. Both sides count and checksum their rows in (at most) `TOP_SEGMENTS` key ranges, in one
    GROUP BY query each, run concurrently. Equal everywhere: in sync, and no row left a database.
@@ -33,6 +34,9 @@ IN_LIST_MAX = 2000
 class Side(Protocol):
     """One database's view of the compared rows (the source table, or the job's rows in BigQuery)."""
 
+    hashed_keys: bool  # bucketed by the hash of a text / composite key (else by an integer key)
+    key_columns: tuple[str, ...]  # that key's columns (source names)
+
     def bounds(self) -> tuple[int | None, int | None, int]:
         """(min key, max key, row count)."""
 
@@ -40,8 +44,9 @@ class Side(Protocol):
         """{bucket: (rows, checksum)} for keys >= lo grouped by (key - lo) // width; `within`
         = (parent width, parent buckets) restricts to those parents."""
 
-    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, str]]:
-        """(key, row hash) of every row in the given buckets."""
+    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, Any, int]]:
+        """(bucketed integer, key, row hash) of every row in the given buckets; the key is the integer, or
+        the tuple of the key columns' canonical texts."""
 
     def total(self) -> tuple[int, int]:
         """(rows, checksum) of the whole scope (tables without a key)."""
@@ -76,10 +81,14 @@ class VerifyResult:
     missing: int = 0
     extra: int = 0
     changed: int = 0
-    missing_keys: list[int] = field(default_factory=list)
-    extra_keys: list[int] = field(default_factory=list)
-    changed_keys: list[int] = field(default_factory=list)
+    # Integers; for a text key its values, for a composite key lists of the columns' canonical texts.
+    missing_keys: list[Any] = field(default_factory=list)
+    extra_keys: list[Any] = field(default_factory=list)
+    changed_keys: list[Any] = field(default_factory=list)
     repair_ranges: list[tuple[int, int]] = field(default_factory=list)  # [lo, hi) covering every differing key
+    hashed: bool = False  # a text / composite key: segments are ranges of its hash, Repair takes `repair_keys`
+    repair_keys: list[list[str]] = field(default_factory=list)  # every differing key (hashed: canonical texts)
+    key_columns: list[str] = field(default_factory=list)  # the hashed key's columns (source names)
     segments: list[Segment] = field(default_factory=list)
     key_min: int | None = None
     key_max: int | None = None
@@ -110,8 +119,8 @@ class VerifyResult:
 
 ProgressCallback = Callable[[Progress], None]
 NO_KEY_MESSAGE = (
-    "The job has no integer key (a primary key or merge key), so only the row counts and one checksum of "
-    "the whole job scope are compared: finding which rows differ needs a key."
+    "The job has no key (a primary key or merge key) of integer or string columns, so only the row counts and "
+    "one checksum of the whole job scope are compared: finding which rows differ needs a key."
 )
 
 
@@ -183,9 +192,10 @@ def _bisect(pool: _Pool, source: Side, dest: Side, key: str) -> VerifyResult:
     top = sorted(set(src) | set(dst))
     differing = [b for b in top if src.get(b, (0, 0)) != dst.get(b, (0, 0))]
     counts = {b: (src.get(b, (0, 0))[0], dst.get(b, (0, 0))[0]) for b in top}
-    missing: list[int] = []
-    extra: list[int] = []
-    changed: list[int] = []
+    missing: list[Any] = []
+    extra: list[Any] = []
+    changed: list[Any] = []
+    where: dict[Any, int] = {}  # differing key -> its bucketed integer
     level = 0
     while differing:
         level += 1
@@ -200,6 +210,7 @@ def _bisect(pool: _Pool, source: Side, dest: Side, key: str) -> VerifyResult:
                 result.queries += 2
                 result.rows_fetched += len(s_rows) + len(d_rows)
                 _compare(s_rows, d_rows, missing, extra, changed)
+                where.update((k, b) for b, k, _ in (*s_rows, *d_rows))
         if not large:
             break
         child = max(1, width // FACTOR)
@@ -215,18 +226,29 @@ def _bisect(pool: _Pool, source: Side, dest: Side, key: str) -> VerifyResult:
         differing = [b for b in sorted(set(src) | set(dst)) if src.get(b, (0, 0)) != dst.get(b, (0, 0))]
 
     result.missing, result.extra, result.changed = len(missing), len(extra), len(changed)
-    result.missing_keys, result.extra_keys, result.changed_keys = sorted(missing), sorted(extra), sorted(changed)
+    shown = _shown if source.hashed_keys else (lambda k: k)
+    result.missing_keys, result.extra_keys, result.changed_keys = (
+        [shown(k) for k in sorted(keys)] for keys in (missing, extra, changed))
     result.in_sync = result.differing == 0 and sn == dn
     if not result.in_sync and result.differing == 0:
         result.message = "The checksums differ but no differing row was found (a concurrent change?): verify again."
-    result.repair_ranges = ranges_of(set(missing) | set(extra) | set(changed))
+    if source.hashed_keys:
+        result.hashed, result.key_columns = True, list(source.key_columns)
+        result.repair_keys = [list(k) for k in sorted(set(missing) | set(extra) | set(changed))]
+    else:
+        result.repair_ranges = ranges_of(set(missing) | set(extra) | set(changed))
     per_top: dict[int, int] = {}
     for k in (*missing, *extra, *changed):
-        b = (k - lo) // top_width
+        b = (where[k] - lo) // top_width
         per_top[b] = per_top.get(b, 0) + 1
     result.segments = [Segment(lo + b * top_width, min(lo + (b + 1) * top_width, hi), *counts[b], per_top.get(b, 0))
                        for b in top]
     return result
+
+
+def _shown(key: tuple[str, ...]) -> Any:
+    """A hashed key as reported: a one-column key as its text, a composite key as the list of its texts."""
+    return key[0] if len(key) == 1 else list(key)
 
 
 def _chunks(items: list[int]) -> Iterable[list[int]]:
@@ -234,12 +256,11 @@ def _chunks(items: list[int]) -> Iterable[list[int]]:
         yield items[i:i + IN_LIST_MAX]
 
 
-def _compare(s_rows: list[tuple[int, str]], d_rows: list[tuple[int, str]],
-             missing: list[int], extra: list[int], changed: list[int]) -> None:
-    source = {int(k): h for k, h in s_rows}
-    seen: set[int] = set()
-    for k, h in d_rows:
-        k = int(k)
+def _compare(s_rows: list[tuple[int, Any, int]], d_rows: list[tuple[int, Any, int]],
+             missing: list[Any], extra: list[Any], changed: list[Any]) -> None:
+    source = {k: h for _, k, h in s_rows}
+    seen: set[Any] = set()
+    for _, k, h in d_rows:
         if k in seen or k not in source:
             extra.append(k)  # a key BigQuery holds twice is one extra row
             continue

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from ml_platform.etl.types import BigQueryField, SourceColumn
-from ml_platform.etl.verify_sql import Dialect, Queries, VerifyColumn, kind_for, quote, register_sqlite, scale_for
+from ml_platform.etl.verify_sql import (
+    Dialect,
+    Queries,
+    VerifyColumn,
+    kind_for,
+    py_normalise,
+    quote,
+    register_sqlite,
+    scale_for,
+)
 
 if TYPE_CHECKING:
     from ml_platform.etl.bigquery import BigQuery
@@ -37,10 +46,19 @@ def _checksum(row: Sequence[Any]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Compared:
-    """What is compared: the columns (source name, destination name, normalisation) and the key."""
+    """What is compared: the columns (source name, destination name, normalisation) and the key.
+
+    `key` is the key rows are localised by (None: counts and one checksum only): one integer column
+    (bucketed by key ranges), or with `keys` set, string / integer columns bucketed by the hash of their
+    values; `key.source` then names them all ("region, code").
+    """
 
     columns: tuple[VerifyColumn, ...]
     key: VerifyColumn | None
+    keys: tuple[VerifyColumn, ...] = ()
+
+
+HASHABLE_KEY_KINDS = ("int", "text")
 
 
 def compared_columns(
@@ -55,13 +73,35 @@ def compared_columns(
         f = by_name.get(dest.lower())
         field_type = f.field_type if f else "STRING"
         out.append(VerifyColumn(c.name, f.name if f else dest, kind_for(field_type),
-                                scale_for(field_type, f.scale if f else None)))
-    key = None
-    if len(key_names) == 1:
-        match = [v for v in out if v.source.lower() == key_names[0].lower()]
-        if match and match[0].kind == "int":
-            key = match[0]
-    return Compared(tuple(out), key)
+                                scale_for(field_type, f.scale if f else None), c.source_type.strip().lower()))
+    by_source = {v.source.lower(): v for v in out}
+    key_cols = [by_source.get(k.lower()) for k in key_names]
+    if not key_cols or any(k is None or k.kind not in HASHABLE_KEY_KINDS for k in key_cols):
+        return Compared(tuple(out), None)
+    found = tuple(k for k in key_cols if k is not None)
+    if len(found) == 1 and found[0].kind == "int":
+        return Compared(tuple(out), found[0])
+    name = VerifyColumn(", ".join(k.source for k in found), ", ".join(k.dest for k in found), "text")
+    return Compared(tuple(out), name, found)
+
+
+def _key_of(compared: Compared, values: Sequence[Any]) -> Any:
+    """A fetched row's key: the integer, or the tuple of the key columns' canonical texts."""
+    if not compared.keys:
+        return int(values[0])
+    return tuple(py_normalise(c.kind, c.scale, v) for c, v in zip(compared.keys, values, strict=True))
+
+
+def _bounds(compared: Compared, row: Sequence[Any]) -> tuple[int | None, int | None, int]:
+    kmin, kmax, n = row
+    if compared.keys and not _int(n):
+        return None, None, 0
+    return (None if kmin is None else int(kmin)), (None if kmax is None else int(kmax)), _int(n)
+
+
+def _queries(dialect: Dialect, table: str, compared: Compared, *, dest: bool, scope: str = "TRUE") -> Queries:
+    key = None if compared.keys else compared.key
+    return Queries(dialect, table, compared.columns, key, dest=dest, scope=scope, keys=compared.keys)
 
 
 class SqlSide:
@@ -75,7 +115,9 @@ class SqlSide:
             ref = f"{quote(self.dialect, schema)}.{ref}"
         self.engine = engine
         self.compared = compared
-        self.queries = Queries(self.dialect, ref, compared.columns, compared.key, dest=False)
+        self.queries = _queries(self.dialect, ref, compared, dest=False)
+        self.hashed_keys = bool(compared.keys)
+        self.key_columns = tuple(c.source for c in compared.keys)
         self._local = threading.local()
         self._connections: list[Any] = []
 
@@ -92,7 +134,7 @@ class SqlSide:
                 # would otherwise sort every row's hash by bucket).
                 cur.execute("SET enable_sort = off")
             elif self.dialect == "sqlite":
-                register_sqlite(conn.driver_connection, self.compared.columns)
+                register_sqlite(conn.driver_connection, self.compared.columns, self.compared.keys)
             cur.close()
             self._local.conn = conn
             self._connections.append(conn)
@@ -115,8 +157,7 @@ class SqlSide:
         self._connections.clear()
 
     def bounds(self) -> tuple[int | None, int | None, int]:
-        kmin, kmax, n = self._fetch(self.queries.bounds())[0]
-        return (None if kmin is None else int(kmin)), (None if kmax is None else int(kmax)), _int(n)
+        return _bounds(self.compared, self._fetch(self.queries.bounds())[0])
 
     def total(self) -> tuple[int, int]:
         return _checksum(self._fetch(self.queries.total())[0])
@@ -124,8 +165,9 @@ class SqlSide:
     def buckets(self, lo: int, width: int, within: tuple[int, list[int]] | None) -> dict[int, tuple[int, int]]:
         return {int(r[0]): _checksum(r[1:]) for r in self._fetch(self.queries.buckets(lo, width, within))}
 
-    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, str]]:
-        return [(int(k), str(h)) for k, h in self._fetch(self.queries.rows(lo, width, buckets))]
+    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, Any, int]]:
+        return [(int(r[0]), _key_of(self.compared, r[1:-1]), int(r[-1]))
+                for r in self._fetch(self.queries.rows(lo, width, buckets))]
 
 
 class BigQuerySide:
@@ -143,15 +185,16 @@ class BigQuerySide:
             parts.insert(0, f"{column} IS NULL" if tag[1] is None else f"{column} = {bq_literal(tag[1], 'STRING')}")
         scope = " AND ".join(parts) or "TRUE"
         self.bq = bq
-        self.queries = Queries("bigquery", table_ref(dataset, table), compared.columns, compared.key, dest=True,
-                               scope=scope)
+        self.compared = compared
+        self.hashed_keys = bool(compared.keys)
+        self.key_columns = tuple(c.source for c in compared.keys)
+        self.queries = _queries("bigquery", table_ref(dataset, table), compared, dest=True, scope=scope)
 
     def _fetch(self, sql: str, names: tuple[str, ...]) -> list[tuple[Any, ...]]:
         return [tuple(r[n] for n in names) for r in self.bq.query(sql)]
 
     def bounds(self) -> tuple[int | None, int | None, int]:
-        kmin, kmax, n = self._fetch(self.queries.bounds(), ("kmin", "kmax", "n"))[0]
-        return (None if kmin is None else int(kmin)), (None if kmax is None else int(kmax)), _int(n)
+        return _bounds(self.compared, self._fetch(self.queries.bounds(), ("kmin", "kmax", "n"))[0])
 
     def total(self) -> tuple[int, int]:
         return _checksum(self._fetch(self.queries.total(), ("n", "s1", "s2"))[0])
@@ -160,8 +203,10 @@ class BigQuerySide:
         rows = self._fetch(self.queries.buckets(lo, width, within), ("b", "n", "s1", "s2"))
         return {int(r[0]): _checksum(r[1:]) for r in rows}
 
-    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, str]]:
-        return [(int(k), str(h)) for k, h in self._fetch(self.queries.rows(lo, width, buckets), ("k", "h"))]
+    def rows(self, lo: int, width: int, buckets: list[int]) -> list[tuple[int, Any, int]]:
+        names = ("b", *(f"k{i}" for i in range(max(1, len(self.compared.keys)))), "h")
+        return [(int(r[0]), _key_of(self.compared, r[1:-1]), int(r[-1]))
+                for r in self._fetch(self.queries.rows(lo, width, buckets), names)]
 
     def close(self) -> None:
         return None

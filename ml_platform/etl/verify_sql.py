@@ -5,18 +5,26 @@ Two values that are equal after the job's casts must give the same text on every
 | destination type | canonical text |
 |---|---|
 | INT64 | the integer in decimal |
-| NUMERIC / BIGNUMERIC | rounded to the destination's scale, trailing zeros (and a bare `.`) removed |
+| NUMERIC / BIGNUMERIC | rounded to the destination's scale `s`; inside ±10^6: the integer value × 10^s in decimal, else `~` and the decimal with trailing zeros (and a bare `.`) removed |
 | FLOAT64 | rounded to 6 decimals, then as NUMERIC |
 | BOOL | `1` / `0` |
 | TIMESTAMP / DATETIME | microseconds since 1970-01-01 UTC (a naive source timestamp is UTC, as the runner loads it) |
-| DATE | `YYYY-MM-DD` |
+| DATE | days since 1970-01-01 |
 | JSON | the JSON text with every space, tab, line feed and carriage return removed |
 | BYTES | lower-case hex |
 | anything else | the value as text |
 
 NULL is `\\N`; columns are joined with `|`. A row's hash is the first 15 hex digits of the MD5 of
-that text, as an integer (60 bits, so a SUM over billions of rows stays exact in NUMERIC/DECIMAL).
-SQLite has no MD5: `register_sqlite` adds Python functions with the same normalisation.
+that text, as an integer (60 bits): PostgreSQL and MySQL sum it whole (their SUM of integers is exact),
+BigQuery and SQLite in two halves that each fit 64 bits. SQLite has no MD5: `register_sqlite` adds
+Python functions with the same normalisation.
+
+Why these forms (bench/bench_verify.py): the cheapest exact text per engine. A decimal inside ±10^6
+goes through FLOAT64 on the BigQuery side (x × 10^s < 10^15 < 2^53, so rounding the double product
+gives the exact integer; the emulator's DECIMAL-to-text cast costs 20x more), and its source computes
+the same integer exactly in decimal arithmetic; PostgreSQL `jsonb` text holds no whitespace but single
+spaces (and BigQuery's `TO_JSON_STRING` none outside strings), so a `replace` of spaces there equals the
+general `translate`.
 """
 
 from __future__ import annotations
@@ -37,7 +45,10 @@ Kind = Literal["int", "numeric", "float", "bool", "timestamp", "datetime", "date
 NULL_TEXT = "\\N"
 SEPARATOR = "|"
 HASH_HEX = 15
+HASH_MAX = 2**60 - 1
 FLOAT_DECIMALS = 6
+SMALL = 1_000_000  # a decimal inside ±SMALL hashes as its integer value x 10^scale (see above)
+BIG_MARK = "~"  # precedes the text of a decimal outside ±SMALL (no collision with the integer form)
 # JSON whitespace (RFC 8259): space, tab, line feed, carriage return.
 _WS = re.compile(r"[ \t\n\r]+")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -51,6 +62,7 @@ class VerifyColumn:
     dest: str
     kind: Kind
     scale: int = 9
+    source_type: str = ""  # the source's type name, lower case ("jsonb" is hashed more cheaply)
 
 
 def kind_for(field_type: str) -> Kind:
@@ -93,6 +105,11 @@ def quote(dialect: Dialect, name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _small_bound(scale: int) -> str:
+    """|x| < this exactly when x rounded (half away from zero) to `scale` decimals is inside ±SMALL."""
+    return format(decimal.Decimal(SMALL) - decimal.Decimal(5).scaleb(-(scale + 1)), "f")
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
@@ -101,7 +118,10 @@ def _pg(col: VerifyColumn, ref: str) -> str:
         case "int":
             return f"({ref})::bigint::text"
         case "numeric":
-            return f"trim_scale(round(({ref})::numeric, {col.scale}))::text"
+            # Rounded to the scale inside ±SMALL exactly when inside ±bound; ::bigint rounds half away from zero.
+            x, bound = f"({ref})::numeric", _small_bound(col.scale)
+            return (f"CASE WHEN {x} > -{bound} AND {x} < {bound} THEN ({x} * 1{'0' * col.scale})::bigint::text "
+                    f"ELSE '{BIG_MARK}' || trim_scale(round({x}, {col.scale}))::text END")
         case "float":
             return f"trim_scale(round(({ref})::numeric, {FLOAT_DECIMALS}))::text"
         case "bool":
@@ -109,8 +129,10 @@ def _pg(col: VerifyColumn, ref: str) -> str:
         case "timestamp" | "datetime":
             return f"(extract(epoch from {ref}) * 1000000)::bigint::text"
         case "date":
-            return f"to_char({ref}, 'YYYY-MM-DD')"
+            return f"(({ref})::date - DATE '1970-01-01')::text"
         case "json":
+            if col.source_type == "jsonb":  # its text: no whitespace but single spaces
+                return f"replace(({ref})::text, ' ', '')"
             return f"translate(({ref})::text, E' \\t\\n\\r', '')"
         case "bytes":
             return f"encode({ref}, 'hex')"
@@ -125,7 +147,11 @@ def _mysql(col: VerifyColumn, ref: str) -> str:
         case "int":
             return f"CAST({ref} AS CHAR)"
         case "numeric":
-            return strip(f"CAST(CAST({ref} AS DECIMAL(65,{col.scale})) AS CHAR)")
+            r, bound = f"CAST({ref} AS DECIMAL(65,{col.scale}))", _small_bound(col.scale)
+            x = f"CAST({ref} AS DECIMAL(65,30))"  # exact decimal arithmetic also for a DOUBLE source column
+            return (f"CASE WHEN {x} > -{bound} AND {x} < {bound} "
+                    f"THEN CAST(CAST({x} * 1{'0' * col.scale} AS SIGNED) AS CHAR) "
+                    f"ELSE CONCAT('{BIG_MARK}', {strip(f'CAST({r} AS CHAR)')}) END")
         case "float":
             return strip(f"CAST(CAST(ROUND({ref}, {FLOAT_DECIMALS}) AS DECIMAL(65,{FLOAT_DECIMALS})) AS CHAR)")
         case "bool":
@@ -133,7 +159,7 @@ def _mysql(col: VerifyColumn, ref: str) -> str:
         case "timestamp" | "datetime":
             return f"CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {ref}) AS CHAR)"
         case "date":
-            return f"DATE_FORMAT({ref}, '%Y-%m-%d')"
+            return f"CAST(DATEDIFF({ref}, '1970-01-01') AS CHAR)"
         case "json":
             return f"REGEXP_REPLACE(CAST({ref} AS CHAR), '[ \\t\\n\\r]+', '')"
         case "bytes":
@@ -149,7 +175,11 @@ def _bq(col: VerifyColumn, ref: str) -> str:
         case "int":
             return f"CAST({ref} AS STRING)"
         case "numeric":
-            return strip(f"CAST(ROUND({ref}, {col.scale}) AS STRING)")
+            # The stored value has at most the column's scale: no ROUND on the fast path (the double
+            # product is rounded to an integer anyway).
+            fast = f"CAST(CAST(ROUND(CAST({ref} AS FLOAT64) * 1e{col.scale}) AS INT64) AS STRING)"
+            slow = strip(f"CAST(ROUND({ref}, {col.scale}) AS STRING)")
+            return f"CASE WHEN {ref} > -{SMALL} AND {ref} < {SMALL} THEN {fast} ELSE CONCAT('{BIG_MARK}', {slow}) END"
         case "float":
             return strip(f"FORMAT('%.{FLOAT_DECIMALS}f', {ref})")
         case "bool":
@@ -159,9 +189,10 @@ def _bq(col: VerifyColumn, ref: str) -> str:
         case "datetime":
             return f"CAST(UNIX_MICROS(TIMESTAMP({ref})) AS STRING)"
         case "date":
-            return f"FORMAT_DATE('%Y-%m-%d', {ref})"
+            return f"CAST(UNIX_DATE({ref}) AS STRING)"
         case "json":
-            return f"TRANSLATE(TO_JSON_STRING({ref}), ' \\t\\n\\r', '')"
+            # TO_JSON_STRING is compact (BigQuery and the emulator): only spaces inside strings are left.
+            return f"REPLACE(TO_JSON_STRING({ref}), ' ', '')"
         case "bytes":
             return f"TO_HEX({ref})"
     return f"CAST({ref} AS STRING)"
@@ -178,20 +209,22 @@ def row_text(dialect: Dialect, columns: tuple[VerifyColumn, ...], *, dest: bool)
     parts = [f"COALESCE({expr(c, quote(dialect, c.dest if dest else c.source))}, '{null}')" for c in columns]
     if dialect == "postgresql":
         return " || '|' || ".join(parts)
+    if dialect == "bigquery":
+        # One ARRAY_TO_STRING, not CONCAT: the emulator turns CONCAT into a chain of `||` that copies
+        # the growing text once per column (twice the cost; bench/bench_verify.py).
+        return "ARRAY_TO_STRING([" + ", ".join(parts) + "], '|')"
     return "CONCAT(" + ", '|', ".join(parts) + ")"
 
 
-def _hex_int(dialect: Dialect, hexexpr: str, start: int, length: int) -> str:
-    """SQL: the integer of `length` hex digits of `hexexpr` from position `start` (1-based)."""
-    part = f"substr({hexexpr}, {start}, {length})"
+def hash_int(dialect: Dialect, text: str) -> str:
+    """SQL: the first 15 hex digits of MD5(`text`) as a non-negative 60-bit integer."""
     if dialect == "postgresql":
-        pad = "0" * (8 - length)
-        return f"('x{pad}' || {part})::bit(32)::bigint"
+        return f"('x0' || substr(md5({text}), 1, {HASH_HEX}))::bit(64)::bigint"
     if dialect == "mysql":
-        return f"CAST(CONV({part}, 16, 10) AS UNSIGNED)"
+        return f"CAST(CONV(SUBSTR(MD5({text}), 1, {HASH_HEX}), 16, 10) AS UNSIGNED)"
     if dialect == "bigquery":
-        return f"CAST(CONCAT('0x', SUBSTR({hexexpr}, {start}, {length})) AS INT64)"
-    return f"verify_hex_int({part})"
+        return f"CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5({text})), 1, {HASH_HEX})) AS INT64)"
+    raise ValueError("SQLite hashes through verify_row_int()")
 
 
 def bucket_expr(dialect: Dialect, key: str, lo: int, width: int) -> str:
@@ -207,7 +240,12 @@ def bucket_expr(dialect: Dialect, key: str, lo: int, width: int) -> str:
 
 @dataclass(frozen=True)
 class Queries:
-    """The SQL one side runs. `table` is quoted already; `scope` is an extra WHERE condition (the tag)."""
+    """The SQL one side runs. `table` is quoted already; `scope` is an extra WHERE condition (the tag).
+
+    Rows are bucketed by `key` (one integer column: key ranges) or, with `keys` (string / integer
+    columns, or several: a text or composite key), by the 60-bit hash of the keys' canonical text,
+    which every engine computes alike: ranges of that hash then play the part of key ranges.
+    """
 
     dialect: Dialect
     table: str
@@ -215,53 +253,66 @@ class Queries:
     key: VerifyColumn | None
     dest: bool
     scope: str = "TRUE"
+    keys: tuple[VerifyColumn, ...] = ()
 
     def _q(self, c: VerifyColumn) -> str:
         return quote(self.dialect, c.dest if self.dest else c.source)
 
-    def _hash_hex(self) -> str:
+    def _hash(self) -> str:
+        """The row's hash: a 60-bit integer."""
         if self.dialect == "sqlite":
-            return f"verify_row_hex({', '.join(self._q(c) for c in self.columns)})"
-        text = row_text(self.dialect, self.columns, dest=self.dest)
-        if self.dialect == "bigquery":
-            return f"TO_HEX(MD5({text}))"
-        return f"md5({text})" if self.dialect == "postgresql" else f"MD5({text})"
+            return f"verify_row_int({', '.join(self._q(c) for c in self.columns)})"
+        return hash_int(self.dialect, row_text(self.dialect, self.columns, dest=self.dest))
+
+    def _bucket_key(self) -> str:
+        """The integer the buckets divide: the key itself, or the hash of the keys' canonical text."""
+        if self.keys:
+            if self.dialect == "sqlite":
+                return f"verify_key_int({', '.join(self._q(c) for c in self.keys)})"
+            return hash_int(self.dialect, row_text(self.dialect, self.keys, dest=self.dest))
+        assert self.key is not None
+        return self._q(self.key)
 
     def _sums(self) -> str:
-        # Two halves of a 60-bit hash, each summed in 64-bit integers without overflow (up to 2^31 rows).
-        hi, lo = _hex_int(self.dialect, "h", 1, 7), _hex_int(self.dialect, "h", 8, 8)
-        return f"COUNT(*) AS n, SUM({hi}) AS s1, SUM({lo}) AS s2"
+        # checksum = s1 * 2^32 + s2 = the sum of the hashes `h`. PostgreSQL and MySQL sum them whole (into
+        # NUMERIC / DECIMAL, exact); BigQuery and SQLite in two halves (28 and 32 bits) that stay inside
+        # 64-bit integers up to 2^31 rows.
+        if self.dialect in ("postgresql", "mysql"):
+            return "COUNT(*) AS n, 0 AS s1, SUM(h) AS s2"
+        return "COUNT(*) AS n, SUM(h >> 32) AS s1, SUM(h & 4294967295) AS s2"
 
     def bounds(self) -> str:
+        if self.keys:  # the whole hash range; no pass over the keys needed
+            return f"SELECT 0 AS kmin, {HASH_MAX} AS kmax, COUNT(*) AS n FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
         k = self._q(self.key) if self.key else "NULL"
         return f"SELECT MIN({k}) AS kmin, MAX({k}) AS kmax, COUNT(*) AS n FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
 
     def total(self) -> str:
-        inner = f"SELECT {self._hash_hex()} AS h FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
+        inner = f"SELECT {self._hash()} AS h FROM {self.table} WHERE {self.scope}"  # noqa: S608 - quote()d names, int() numbers
         return f"SELECT {self._sums()} FROM ({inner}) x"  # noqa: S608 - quote()d names, int() numbers
 
     def _where(self, lo: int, within: tuple[int, list[int]] | None) -> str:
-        assert self.key is not None
-        k = self._q(self.key)
-        where = f"{self.scope} AND {k} >= {int(lo)}"
-        if within is not None:
-            width, parents = within
+        k = self._bucket_key()
+        if within is None:
+            return self.scope if self.keys else f"{self.scope} AND {k} >= {int(lo)}"
+        width, parents = within
+        where = self.scope
+        if not self.keys:
             # The key range around the parents first, so an index on the key narrows the scan.
             first, last = int(lo) + min(parents) * width, int(lo) + (max(parents) + 1) * width
-            where = f"{self.scope} AND {k} >= {first} AND {k} < {last}"
-            where += f" AND {bucket_expr(self.dialect, k, lo, width)} IN ({', '.join(str(int(b)) for b in parents)})"
-        return where
+            where += f" AND {k} >= {first} AND {k} < {last}"
+        return where + f" AND {bucket_expr(self.dialect, k, lo, width)} IN ({', '.join(str(int(b)) for b in parents)})"
 
     def buckets(self, lo: int, width: int, within: tuple[int, list[int]] | None) -> str:
-        assert self.key is not None
-        bucket = bucket_expr(self.dialect, self._q(self.key), lo, width)
-        inner = f"SELECT {bucket} AS b, {self._hash_hex()} AS h FROM {self.table} WHERE {self._where(lo, within)}"  # noqa: S608 - quote()d names, int() numbers
+        bucket = bucket_expr(self.dialect, self._bucket_key(), lo, width)
+        inner = f"SELECT {bucket} AS b, {self._hash()} AS h FROM {self.table} WHERE {self._where(lo, within)}"  # noqa: S608 - quote()d names, int() numbers
         return f"SELECT x.b AS b, {self._sums()} FROM ({inner}) x GROUP BY x.b"  # noqa: S608 - quote()d names, int() numbers
 
     def rows(self, lo: int, width: int, buckets: list[int]) -> str:
-        assert self.key is not None
-        k = self._q(self.key)
-        return (f"SELECT {k} AS k, {self._hash_hex()} AS h FROM {self.table} "  # noqa: S608 - quote()d names, int() numbers
+        """(b: the bucketed integer, k0..kn: the key columns' values, h: the row hash) of the buckets' rows."""
+        keys = self.keys or ((self.key,) if self.key else ())
+        cols = ", ".join(f"{self._q(c)} AS k{i}" for i, c in enumerate(keys))
+        return (f"SELECT {self._bucket_key()} AS b, {cols}, {self._hash()} AS h FROM {self.table} "  # noqa: S608 - quote()d names, int() numbers
                 f"WHERE {self._where(lo, (width, buckets))}")
 
 
@@ -277,7 +328,17 @@ def _strip(text: str) -> str:
 def _decimal_text(value: Any, scale: int) -> str:
     number = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
     rounded = number.quantize(decimal.Decimal(1).scaleb(-scale), rounding=decimal.ROUND_HALF_UP)
-    return _strip(format(rounded, "f"))
+    if -SMALL < rounded < SMALL:
+        return str(int(rounded.scaleb(scale)))
+    return BIG_MARK + _strip(format(rounded, "f"))
+
+
+def _days(value: Any) -> str:
+    text = str(value).strip()[:10]
+    try:
+        return str((dt.date.fromisoformat(text) - _EPOCH.date()).days)
+    except ValueError:
+        return text  # not a date: compared as its text (and so shown as changed)
 
 
 def _micros(value: Any) -> str:
@@ -309,7 +370,7 @@ def py_normalise(kind: Kind, scale: int, value: Any) -> str:
         case "timestamp" | "datetime":
             return _micros(value)
         case "date":
-            return str(value)[:10]
+            return _days(value)
         case "json":
             return _WS.sub("", value if isinstance(value, str) else str(value))
         case "bytes":
@@ -323,18 +384,21 @@ def py_row_text(columns: tuple[VerifyColumn, ...], values: tuple[Any, ...]) -> s
     return SEPARATOR.join(py_normalise(c.kind, c.scale, v) for c, v in zip(columns, values, strict=True))
 
 
-def py_hash_hex(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+def py_hash(text: str) -> int:
+    """The 60-bit hash of a canonical text, as `hash_int` computes it in SQL."""
+    return int(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:HASH_HEX], 16)
 
 
-def register_sqlite(conn: sqlite3.Connection, columns: tuple[VerifyColumn, ...]) -> None:
-    """Register `verify_row_hex(cols...)` and `verify_hex_int(text)` on a SQLite connection."""
+def register_sqlite(conn: sqlite3.Connection, columns: tuple[VerifyColumn, ...],
+                    keys: tuple[VerifyColumn, ...] = ()) -> None:
+    """Register `verify_row_int(cols...)`, the row's 60-bit hash, and `verify_key_int(keys...)`, its keys'."""
 
-    def row_hex(*values: Any) -> str:
-        return py_hash_hex(py_row_text(columns, values))
+    def row_int(*values: Any) -> int:
+        return py_hash(py_row_text(columns, values))
 
-    def hex_int(text: str | None) -> int | None:
-        return None if text is None else int(text, 16)
+    def key_int(*values: Any) -> int:
+        return py_hash(py_row_text(keys, values))
 
-    conn.create_function("verify_row_hex", len(columns), row_hex, deterministic=True)
-    conn.create_function("verify_hex_int", 1, hex_int, deterministic=True)
+    conn.create_function("verify_row_int", len(columns), row_int, deterministic=True)
+    if keys:
+        conn.create_function("verify_key_int", len(keys), key_int, deterministic=True)
