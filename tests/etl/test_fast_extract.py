@@ -8,6 +8,11 @@ table a new job creates.
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -17,8 +22,15 @@ from ml_platform.etl.compatibility import schema_for_new_table
 from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import RunError
 from ml_platform.etl.extract import ExtractQuery, extract_batches
-from ml_platform.etl.fast_extract import fast_batches, mysql_fast_columns, mysql_url, pymysql_read_columns
-from ml_platform.etl.types import Family
+from ml_platform.etl.fast_extract import (
+    _connect_args,
+    fast_batches,
+    mysql_fast_columns,
+    mysql_url,
+    pymysql_read_columns,
+    remember_connect_args,
+)
+from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 from ml_platform.utils.connection_manager import ConnectionParams, get_columns, get_engine
 
 pytestmark = pytest.mark.integration
@@ -100,7 +112,7 @@ def assert_same_as_generic(engine: Any, query: ExtractQuery, dialect: str, chunk
 
 @pytest.fixture(params=["pymysql", "connectorx"])
 def mysql_reader(request, monkeypatch) -> str:
-    """Both MySQL fast readers: PyMySQL's text rows parsed by Arrow (default) and connectorx (opt-in)."""
+    """Both MySQL fast readers: connectorx in its own process (default) and PyMySQL's text rows parsed by Arrow."""
     monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1" if request.param == "connectorx" else "0")
     return request.param
 
@@ -218,6 +230,68 @@ def test_it_reports_a_failed_fast_read_like_the_generic_path(mysql_source) -> No
     with pytest.raises(RunError) as fast:
         _extract(get_engine(params), query, "fast", 10)
     assert "reading t" in str(fast.value) and "doesn't exist" in str(fast.value)
+
+
+def _reader_processes() -> list[int]:
+    """This process's children running the connectorx reader (etl/cx_child.py)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"cx_child.py" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_silent_server_fails_the_read_in_time_and_freezes_nothing(monkeypatch) -> None:
+    """connectorx waits for the server's greeting in its own process: this one (heartbeat included) keeps running."""
+    monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts TCP connections (the kernel's backlog) and never says a word
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.05)
+
+    params = ConnectionParams(engine="mysql", host="127.0.0.1", port=silent.getsockname()[1], database="shop",
+                              username="etl", password="pw")  # fmt: skip
+    engine = get_engine(params)
+    remember_connect_args(engine, {**_connect_args[engine], "read_timeout": 2})
+    query = ExtractQuery(None, "t", (SourceColumn("id", "int", CanonicalType(Family.INTEGER)),))
+    assert fast_batches(engine, query, query_statement(engine, query), 10) is not None
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(RunError, match="read timeout"):
+            _extract(engine, query, "fast", 10)
+    finally:
+        stop.set()
+        ticker.join()
+        silent.close()
+    waited = time.monotonic() - started
+    assert waited < 15
+    assert len([t for t in ticks if t > started + 0.5]) >= 10, "the process froze while connectorx waited"
+    assert _reader_processes() == []
+
+
+def test_a_read_stopped_early_leaves_no_reader_process(mysql_source, monkeypatch) -> None:
+    monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1")
+    mysql_source.execute("CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t SELECT seq FROM seq_1_to_1000")
+    params = _params(mysql_source)
+    query = ExtractQuery(None, "t", tuple(get_columns(params, None, "t")), order_by=("id",))
+    batches = extract_batches(get_engine(params), query, chunk_rows=10, method="fast")
+    assert next(batches).column("id").to_pylist() == list(range(1, 11))
+    assert len(_reader_processes()) == 1
+    batches.close()  # the consumer stops (a failed upload, a cancelled run): the child is killed
+    assert _reader_processes() == []
 
 
 # --------------------------------------------------------------------------- SQLite
