@@ -31,6 +31,7 @@ sends the whole read to the PyMySQL reader, which reads every MySQL type as the 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -444,6 +445,14 @@ def _temporal_kind(col: SourceColumn) -> str:
     return next(kind for kind, t in TEMPORAL_TYPES.items() if t == target)
 
 
+def _widen_pipe(pipe: Any) -> None:
+    """A 1 MiB pipe instead of Linux's 64 KiB: a batch crosses in fewer wake-ups of either process."""
+    try:
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass  # the system's limit (/proc/sys/fs/pipe-max-size) is lower: the default pipe works, a little slower
+
+
 class _ChildRead:
     """etl/cx_child.py in a child process; its frames read on a thread, at most `_READ_AHEAD` batches ahead.
 
@@ -460,6 +469,7 @@ class _ChildRead:
             [sys.executable, "-I", str(Path(__file__).with_name("cx_child.py"))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        _widen_pipe(self._proc.stdout)
         self._thread = threading.Thread(target=self._run, args=(json.dumps(request).encode(),), daemon=True,
                                         name="etl-fast-read")  # fmt: skip
         self._thread.start()
