@@ -1,6 +1,17 @@
 """Fast extraction paths for MySQL/MariaDB and SQLite, chosen by measurement (bench/bench_sources.py).
 
-- MySQL/MariaDB (default): the engine's own PyMySQL connection and server-side cursor with
+- MySQL/MariaDB (default): connectorx reads the result straight into Arrow in a child process
+  (etl/cx_child.py), which hands each batch over as Arrow IPC on a pipe. A process, not a
+  thread: connectorx holds the GIL while it connects and waits for the first rows, so in the
+  worker's own process a silent server would freeze every thread (the heartbeat included). Here
+  the worker waits at most the connection's read timeout for each batch and kills the child on
+  timeout or when the consumer stops. Its URL pins TCP (`prefer_socket=false`) and refuses the
+  cleartext plugin; connectorx refuses LOCAL INFILE requests (tests/security/
+  test_fast_extract_security.py); the session is UTC and read-only; the password goes to the
+  child on stdin, never on its command line. Taken only when every column reads exactly
+  (`mysql_fast_columns`) and the connection has no TLS options (connectorx's TLS settings are not
+  the engine's); ETL_MYSQL_CONNECTORX=0 turns it off.
+- MySQL/MariaDB otherwise: the engine's own PyMySQL connection and server-side cursor with
   PyMySQL's per-value converters switched off, so rows arrive as the server's text and Arrow
   parses each column in C++ (integers, decimals at their declared precision, floats, dates,
   TIMESTAMP as the UTC instant the shared reader etl/values.py makes it). The few columns Arrow
@@ -9,20 +20,13 @@
   (`extract.column_array`: etl/values.py, then its Arrow conversion), value by value.
   Same connection, so every safety setting is the generic path's own (no LOCAL INFILE, no
   cleartext password plugin, TLS options, connect/read/write timeouts, the UTC session).
-- MySQL/MariaDB through connectorx (opt-in, ETL_MYSQL_CONNECTORX=1): Rust reads the result
-  straight into Arrow, several times faster again, but it opens its own connection and holds
-  the GIL while it connects and waits for the first rows, so a silent server freezes the whole
-  worker (heartbeat included) beyond the connection's read timeout, and TLS options are not
-  translated (such connections stay on PyMySQL). For trusted networks only. Its URL pins TCP
-  (`prefer_socket=false`), refuses the cleartext plugin; it refuses LOCAL INFILE requests
-  (tests/test_fast_extract_security.py); the session is UTC and read-only.
 - SQLite (only with method="fast": bench/bench_sources.py showed no reliable gain, so the
   runner's "auto" keeps the generic path): the engine's own pysqlite connection (read-only URI, the path the source policy
   resolved, its busy timeout) read with `fetchmany` into the generic path's own Arrow
   conversion and value reader (etl/values.py), without SQLAlchemy's per-row result machinery:
   the generic path's values by construction. (ADBC's SQLite driver reads 5-8x faster but fails
   the whole read on the first value whose storage class differs from the first rows' — including a column that is
-  NULL in its first 1024 rows — which SQLite's dynamic typing allows.)
+  NULL in its first 1024 rows — which SQLite's dynamic typing allows; see the README for what an exact ADBC reader costs.)
 
 All use the generic path's statement (same columns, keyset filters and order), so checkpoints
 and resume behave exactly as on the generic path. A column type connectorx would map lossily
@@ -54,6 +58,7 @@ from ml_platform.etl.cx_child import TEMPORAL_TYPES
 from ml_platform.etl.cx_child import UTC as _UTC
 from ml_platform.etl.cx_child import temporal as _temporal
 from ml_platform.etl.errors import SourceReadError, classify_source_error
+from ml_platform.etl.fast_sqlite import adbc_sqlite_batches
 from ml_platform.etl.types import Family, SourceColumn
 from ml_platform.etl.values import needs_reading
 
@@ -187,14 +192,16 @@ def fast_batches(
 ) -> Iterator[pa.RecordBatch] | None:
     """Batches of `statement` (the generic path's SELECT for `query`) on a fast path, or None for the generic path.
 
-    `connectorx` (default: the ETL_MYSQL_CONNECTORX environment variable) opts MySQL sources into
-    connectorx; see the module docstring for why it is not the default.
+    `connectorx` (default: on, unless the ETL_MYSQL_CONNECTORX environment variable is 0) reads MySQL
+    sources through connectorx in a child process when every column and setting allows it.
     """
     kind = engine.dialect.name
     if engine not in _connect_args:
         return None
     if kind == "sqlite":
-        return _sqlite_batches(engine, query, statement, chunk_rows)
+        busy = float(_connect_args[engine].get("timeout", 5))
+        adbc = adbc_sqlite_batches(engine, query, statement, chunk_rows, busy_timeout=busy)
+        return adbc if adbc is not None else _sqlite_batches(engine, query, statement, chunk_rows)
     if kind not in ("mysql", "mariadb"):
         return None
     if connectorx is None:
@@ -383,7 +390,7 @@ def _read_like_generic(values: Sequence[Any], col: SourceColumn, converter: Any,
     return column_array(list(values), col, dialect)
 
 
-# --- MySQL / MariaDB through connectorx (opt-in) ----------------------------------------
+# --- MySQL / MariaDB through connectorx (the default) -----------------------------------
 
 
 def _mysql_sql(engine: Engine, statement: Any, query: Any) -> str:

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from ml_platform.etl.fast_extract import (
     pymysql_read_columns,
     remember_connect_args,
 )
+from ml_platform.etl.fast_sqlite import adbc_sqlite_batches
 from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 from ml_platform.utils.connection_manager import ConnectionParams, get_columns, get_engine
 
@@ -325,6 +327,52 @@ def test_it_reads_every_sqlite_storage_class_as_the_generic_path_does(sqlite_typ
     query = ExtractQuery(None, "t", columns, order_by=("id",))
     assert fast_batches(engine, query, query_statement(engine, query), chunk_rows) is not None
     assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == len(SQLITE_ROWS)
+
+
+def _adbc_reads(engine: Any, query: ExtractQuery, chunk_rows: int) -> bool:
+    return adbc_sqlite_batches(engine, query, query_statement(engine, query), chunk_rows) is not None
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 100])
+def test_the_adbc_reader_reads_every_sqlite_storage_class_as_the_generic_path_does(sqlite_types, chunk_rows) -> None:
+    """Mixed storage classes in one column (integers, reals, text, blobs) send the rest of the read to the exact reader."""
+    engine, columns = sqlite_types
+    typed = tuple(c for c in columns if c.name != "anything")  # a column without a type stays on pysqlite
+    query = ExtractQuery(None, "t", typed, order_by=("id",))
+    assert _adbc_reads(engine, query, chunk_rows)
+    assert not _adbc_reads(engine, ExtractQuery(None, "t", columns, order_by=("id",)), chunk_rows)
+    assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == len(SQLITE_ROWS)
+    for col in typed[1:]:
+        one = ExtractQuery(None, "t", (typed[0], col), order_by=("id",))
+        assert _adbc_reads(engine, one, chunk_rows)
+        assert assert_same_as_generic(engine, one, "sqlite", chunk_rows) == len(SQLITE_ROWS)
+    bounded = ExtractQuery(None, "t", typed, cursor="id", after=1, through=4, order_by=("id",), limit=2)
+    assert _adbc_reads(engine, bounded, chunk_rows)
+    assert assert_same_as_generic(engine, bounded, "sqlite", chunk_rows) == 2
+
+
+def test_the_adbc_reader_switches_to_the_exact_reader_where_a_column_changes_class(sqlite_source) -> None:
+    """Clean batches first, then a text in an INTEGER column, a column NULL in the whole first batch, a
+    NUMERIC column of integers and reals (SQLite stores 12.0 as 12): every value as the generic path reads it."""
+    sqlite_source.execute(
+        "CREATE TABLE m (id INTEGER PRIMARY KEY, n INTEGER, late REAL, amount NUMERIC(12,2), note TEXT, raw BLOB)",
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 60) "
+        "INSERT INTO m SELECT g, g * 10, CASE WHEN g > 25 THEN g / 4.0 END, CASE WHEN g % 3 = 0 THEN g ELSE g + 0.25 END,"
+        " 'note ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE x'00ff' END FROM s",
+        "UPDATE m SET n = 'forty-five' WHERE id = 45",
+        "UPDATE m SET note = 12.5, raw = 'text in a blob' WHERE id = 52",
+    )
+    params = _params(sqlite_source)
+    columns = tuple(get_columns(params, None, "m"))
+    engine = get_engine(params)
+    for chunk_rows in (10, 20, 100):
+        whole = ExtractQuery(None, "m", columns, order_by=("id",))
+        assert _adbc_reads(engine, whole, chunk_rows)
+        assert assert_same_as_generic(engine, whole, "sqlite", chunk_rows) == 60
+    got = {r["id"]: r for b in _extract(engine, ExtractQuery(None, "m", columns, order_by=("id",)), "fast", 20)
+           for r in b.to_pylist()}  # fmt: skip
+    assert (got[3]["amount"], got[4]["amount"]) == (Decimal(3), Decimal("4.25"))  # as written, not 4.2500000001...
+    assert (got[44]["n"], got[45]["n"], got[52]["note"]) == ("440", "forty-five", "12.5")  # that batch as text
 
 
 def query_statement(engine: Any, query: ExtractQuery) -> Any:
