@@ -172,15 +172,48 @@ def _fast_batch(batch: pa.RecordBatch, columns: Sequence[SourceColumn], classes:
     for i, (col, cls) in enumerate(zip(columns, classes, strict=True)):
         array = batch.column(i)
         if cls == "decimal":
-            # pysqlite's values (a real a float, an integer an int), read as the generic path reads them.
-            ints = batch.column(f"_i{i}").to_pylist()
-            values = [r if r is not None else n for r, n in zip(array.to_pylist(), ints, strict=True)]
-            arrays.append(column_array(values, col, "sqlite"))
+            ints = batch.column(f"_i{i}")
+            decimals = _decimals(array, ints)
+            if decimals is None:
+                # pysqlite's values (a real a float, an integer an int), read as the generic path reads them.
+                values = [r if r is not None else n for r, n in zip(array.to_pylist(), ints.to_pylist(), strict=True)]
+                decimals = column_array(values, col, "sqlite")
+            arrays.append(decimals)
         elif array.null_count == len(array):
             arrays.append(pa.nulls(len(array)))  # the generic path's column of Nones
         else:
             arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+# A number's shortest text as Arrow writes it ("12", "0.25", "1.5e-7", "9.99e+10"): its digits after the point, its exponent.
+_NUMBER = r"^-?(?P<int>\d+)(?:\.(?P<frac>\d+))?(?:e\+?(?P<exp>-?\d+))?$"
+
+
+def _decimals(reals: pa.Array, ints: pa.Array) -> pa.Array | None:
+    """A DECIMAL column's reals as the decimals written and its integers as they are, in one decimal128 array.
+
+    What the generic path makes of the batch (etl/values.py: `Decimal(repr(real))`, `Decimal(integer)`),
+    value for value: Arrow writes a double as its shortest round-trip text, as `repr` does. None when
+    the batch needs more than 38 digits or holds a value that is not a finite number (the caller then
+    reads it value by value, as the generic path does).
+    """
+    if reals.null_count == len(reals) and ints.null_count == len(ints):
+        return pa.nulls(len(reals))
+    text = pc.coalesce(pc.cast(reals, pa.string()), pc.cast(ints, pa.string()))
+    parts = pc.extract_regex(text, _NUMBER)
+    if parts.null_count != text.null_count:
+        return None  # inf, or a form this reading does not know: the generic reading decides
+    frac = pc.utf8_length(parts.field("frac"))
+    exp = pc.cast(pc.if_else(pc.equal(parts.field("exp"), ""), "0", parts.field("exp")), pa.int32())
+    scale = pc.max(pc.max_element_wise(pc.subtract(frac, exp), 0)).as_py() or 0
+    whole = pc.max(pc.max_element_wise(pc.add(pc.utf8_length(parts.field("int")), exp), 1)).as_py() or 1
+    if scale + whole > 38:
+        return None
+    try:
+        return pc.cast(text, pa.decimal128(38, scale))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _exact_batch(batch: pa.RecordBatch, columns: Sequence[SourceColumn]) -> pa.RecordBatch:
