@@ -132,8 +132,7 @@ def extract_batches(
     if use_adbc:
         yield from _adbc_batches(engine, query, chunk_rows)
         return
-    # SQLite's raw-cursor reader showed no reliable gain in bench/bench_sources.py: only on request ("fast").
-    if method == "fast" or (method == "auto" and engine.dialect.name != "sqlite"):
+    if method in ("fast", "auto"):
         # MySQL/MariaDB and SQLite fast paths (etl/fast_extract.py); None: a column or setting needs the generic path.
         fast = fast_batches(engine, query, _statement(engine, query, fast=False), chunk_rows)
         if fast is not None:

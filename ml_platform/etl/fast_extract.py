@@ -1,6 +1,17 @@
 """Fast extraction paths for MySQL/MariaDB and SQLite, chosen by measurement (bench/bench_sources.py).
 
-- MySQL/MariaDB (default): the engine's own PyMySQL connection and server-side cursor with
+- MySQL/MariaDB (default): connectorx reads the result straight into Arrow in a child process
+  (etl/cx_child.py), which hands each batch over as Arrow IPC on a pipe. A process, not a
+  thread: connectorx holds the GIL while it connects and waits for the first rows, so in the
+  worker's own process a silent server would freeze every thread (the heartbeat included). Here
+  the worker waits at most the connection's read timeout for each batch and kills the child on
+  timeout or when the consumer stops. Its URL pins TCP (`prefer_socket=false`) and refuses the
+  cleartext plugin; connectorx refuses LOCAL INFILE requests (tests/security/
+  test_fast_extract_security.py); the session is UTC and read-only; the password goes to the
+  child on stdin, never on its command line. Taken only when every column reads exactly
+  (`mysql_fast_columns`) and the connection has no TLS options (connectorx's TLS settings are not
+  the engine's); ETL_MYSQL_CONNECTORX=0 turns it off.
+- MySQL/MariaDB otherwise: the engine's own PyMySQL connection and server-side cursor with
   PyMySQL's per-value converters switched off, so rows arrive as the server's text and Arrow
   parses each column in C++ (integers, decimals at their declared precision, floats, dates,
   TIMESTAMP as the UTC instant the shared reader etl/values.py makes it). The few columns Arrow
@@ -9,20 +20,13 @@
   (`extract.column_array`: etl/values.py, then its Arrow conversion), value by value.
   Same connection, so every safety setting is the generic path's own (no LOCAL INFILE, no
   cleartext password plugin, TLS options, connect/read/write timeouts, the UTC session).
-- MySQL/MariaDB through connectorx (opt-in, ETL_MYSQL_CONNECTORX=1): Rust reads the result
-  straight into Arrow, several times faster again, but it opens its own connection and holds
-  the GIL while it connects and waits for the first rows, so a silent server freezes the whole
-  worker (heartbeat included) beyond the connection's read timeout, and TLS options are not
-  translated (such connections stay on PyMySQL). For trusted networks only. Its URL pins TCP
-  (`prefer_socket=false`), refuses the cleartext plugin; it refuses LOCAL INFILE requests
-  (tests/test_fast_extract_security.py); the session is UTC and read-only.
 - SQLite (only with method="fast": bench/bench_sources.py showed no reliable gain, so the
   runner's "auto" keeps the generic path): the engine's own pysqlite connection (read-only URI, the path the source policy
   resolved, its busy timeout) read with `fetchmany` into the generic path's own Arrow
   conversion and value reader (etl/values.py), without SQLAlchemy's per-row result machinery:
   the generic path's values by construction. (ADBC's SQLite driver reads 5-8x faster but fails
   the whole read on the first value whose storage class differs from the first rows' — including a column that is
-  NULL in its first 1024 rows — which SQLite's dynamic typing allows.)
+  NULL in its first 1024 rows — which SQLite's dynamic typing allows; see the README for what an exact ADBC reader costs.)
 
 All use the generic path's statement (same columns, keyset filters and order), so checkpoints
 and resume behave exactly as on the generic path. A column type connectorx would map lossily
@@ -31,23 +35,30 @@ sends the whole read to the PyMySQL reader, which reads every MySQL type as the 
 
 from __future__ import annotations
 
-import datetime as dt
+import fcntl
+import json
 import os
 import queue
 import re
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Engine, cast, literal_column
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import CHAR
 
+from ml_platform.etl.cx_child import TEMPORAL_TYPES
+from ml_platform.etl.cx_child import UTC as _UTC
+from ml_platform.etl.cx_child import temporal as _temporal
 from ml_platform.etl.errors import SourceUnavailable, classify_source_error
+from ml_platform.etl.fast_sqlite import adbc_sqlite_batches
 from ml_platform.etl.types import Family, SourceColumn
 from ml_platform.etl.values import needs_reading
 
@@ -84,8 +95,6 @@ _MYSQL_INTEGERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint
 _MYSQL_TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"}
 _MYSQL_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _MYSQL_TEMPORAL = {"date": pa.date32(), "datetime": pa.timestamp("us"), "timestamp": pa.timestamp("us")}
-# A MySQL TIMESTAMP is read in a UTC session: the generic path's reader (etl/values.py) makes it that UTC instant.
-_UTC = pa.timestamp("us", tz="UTC")
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 # connectorx decodes DECIMAL through a 96-bit decimal into decimal128(38, 10).
 _CX_DECIMAL_DIGITS = 28
@@ -183,18 +192,20 @@ def fast_batches(
 ) -> Iterator[pa.RecordBatch] | None:
     """Batches of `statement` (the generic path's SELECT for `query`) on a fast path, or None for the generic path.
 
-    `connectorx` (default: the ETL_MYSQL_CONNECTORX environment variable) opts MySQL sources into
-    connectorx; see the module docstring for why it is not the default.
+    `connectorx` (default: on, unless the ETL_MYSQL_CONNECTORX environment variable is 0) reads MySQL
+    sources through connectorx in a child process when every column and setting allows it.
     """
     kind = engine.dialect.name
     if engine not in _connect_args:
         return None
     if kind == "sqlite":
-        return _sqlite_batches(engine, query, statement, chunk_rows)
+        busy = float(_connect_args[engine].get("timeout", 5))
+        adbc = adbc_sqlite_batches(engine, query, statement, chunk_rows, busy_timeout=busy)
+        return adbc if adbc is not None else _sqlite_batches(engine, query, statement, chunk_rows)
     if kind not in ("mysql", "mariadb"):
         return None
     if connectorx is None:
-        connectorx = os.environ.get("ETL_MYSQL_CONNECTORX", "").lower() in ("1", "true", "yes")
+        connectorx = os.environ.get("ETL_MYSQL_CONNECTORX", "1").lower() not in ("0", "false", "no")
     if connectorx and not mysql_fast_columns(query.columns):
         url = mysql_url(engine)
         if url is not None and _connectorx_available():
@@ -379,7 +390,7 @@ def _read_like_generic(values: Sequence[Any], col: SourceColumn, converter: Any,
     return column_array(list(values), col, dialect)
 
 
-# --- MySQL / MariaDB through connectorx (opt-in) ----------------------------------------
+# --- MySQL / MariaDB through connectorx (the default) -----------------------------------
 
 
 def _mysql_sql(engine: Engine, statement: Any, query: Any) -> str:
@@ -405,13 +416,20 @@ def _quote(engine: Engine, name: str) -> str:
 
 
 def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    sql = _mysql_sql(engine, statement, query)
-    batch_rows = max(1, min(chunk_rows, FAST_FETCH_ROWS))
-    temporal = {c.name: _temporal_target(c) for c in query.columns
-                if _mysql_base(c.source_type) in _MYSQL_TEMPORAL}  # fmt: skip
-    reader = _ReadAhead(url, sql, batch_rows)
+    """connectorx's read in its own process (etl/cx_child.py), its batches handed over as Arrow IPC."""
+    kinds = {c.name: _temporal_kind(c) for c in query.columns if _mysql_base(c.source_type) in _MYSQL_TEMPORAL}
+    request = {
+        "url": url,
+        "sql": _mysql_sql(engine, statement, query),
+        "batch_rows": max(1, min(chunk_rows, FAST_FETCH_ROWS)),
+        # The generic path's session: UTC wall time for TIMESTAMP, and nothing it could write.
+        "pre": ["SET time_zone = '+00:00'", "SET SESSION TRANSACTION READ ONLY"],
+        "columns": [c.name for c in query.columns],
+        "temporal": kinds,
+    }
     timeout = _read_timeout(engine)
     context = f"reading {query.table}"
+    reader = _ChildRead(request)
     try:
         while True:
             try:
@@ -421,45 +439,70 @@ def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_r
             if item is None:
                 return
             if isinstance(item, BaseException):
-                raise classify_source_error(_as_exception(item), secrets=_secrets(engine), context=context) from None
-            if item.num_rows:  # connectorx may end with an empty batch; the generic path yields none
-                yield _normalise(item, query.columns, temporal)
+                raise classify_source_error(item, secrets=_secrets(engine), context=context) from None
+            yield item
     finally:
         reader.stop()
 
 
-class _ReadAhead:
-    """connectorx's stream read on a thread, at most `_READ_AHEAD` batches ahead of the consumer.
+def _temporal_kind(col: SourceColumn) -> str:
+    target = _temporal_target(col)
+    return next(kind for kind, t in TEMPORAL_TYPES.items() if t == target)
+
+
+def _widen_pipe(pipe: Any) -> None:
+    """A 1 MiB pipe instead of Linux's 64 KiB: a batch crosses in fewer wake-ups of either process."""
+    try:
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass  # the system's limit (/proc/sys/fs/pipe-max-size) is lower: the default pipe works, a little slower
+
+
+class _ChildRead:
+    """etl/cx_child.py in a child process; its frames read on a thread, at most `_READ_AHEAD` batches ahead.
 
     The consumer waits at most the connection's read timeout for each batch, so a server that
-    goes silent fails the read in time (the generic path's PyMySQL `read_timeout`).
+    goes silent fails the read in time (the generic path's PyMySQL `read_timeout`); `stop` kills
+    the child, whatever it is waiting for. The request (the URL holds the password) goes on
+    stdin, never on the command line; the child's stderr is discarded (its errors come as frames).
     """
 
-    def __init__(self, url: str, sql: str, batch_rows: int) -> None:
+    def __init__(self, request: Mapping[str, Any]) -> None:
         self.items: queue.Queue[Any] = queue.Queue(maxsize=_READ_AHEAD)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(url, sql, batch_rows), daemon=True,
+        self._proc = subprocess.Popen(  # noqa: S603 - our own module, run by this interpreter
+            [sys.executable, "-I", str(Path(__file__).with_name("cx_child.py"))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _widen_pipe(self._proc.stdout)
+        self._thread = threading.Thread(target=self._run, args=(json.dumps(request).encode(),), daemon=True,
                                         name="etl-fast-read")  # fmt: skip
         self._thread.start()
 
-    def _run(self, url: str, sql: str, batch_rows: int) -> None:
-        import connectorx
-
+    def _run(self, request: bytes) -> None:
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
         try:
-            reader = connectorx.read_sql(
-                url,
-                sql,
-                return_type="arrow_stream",
-                batch_size=batch_rows,
-                # The generic path's session: UTC wall time for TIMESTAMP, and nothing it could write.
-                pre_execution_query=["SET time_zone = '+00:00'", "SET SESSION TRANSACTION READ ONLY"],
-            )
-            for batch in reader:
-                if not self._put(batch):
-                    return
-            self._put(None)
-        except BaseException as exc:  # noqa: BLE001 - connectorx panics are BaseExceptions; handed to the consumer
-            self._put(exc)
+            with proc.stdin:
+                proc.stdin.write(request)
+            while True:
+                head = proc.stdout.read(9)
+                payload = proc.stdout.read(int.from_bytes(head[1:], "big")) if len(head) == 9 else b""
+                tag = head[:1]
+                if tag == b"B":
+                    if not self._put(pa.ipc.open_stream(pa.py_buffer(payload)).read_next_batch()):
+                        return
+                    continue
+                if tag == b"Z":
+                    self._put(None)
+                elif tag == b"E":
+                    self._put(RuntimeError(json.loads(payload)["error"]))
+                elif not self._stopped.is_set():
+                    self._put(RuntimeError(f"the connectorx reader process ended unexpectedly (exit {proc.wait()})"))
+                return
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            if not self._stopped.is_set():
+                self._put(RuntimeError(f"the connectorx reader process failed: {exc}"))
 
     def _put(self, item: Any) -> bool:
         while not self._stopped.is_set():
@@ -472,49 +515,9 @@ class _ReadAhead:
 
     def stop(self) -> None:
         self._stopped.set()
-
-
-def _as_exception(item: BaseException) -> Exception:
-    return item if isinstance(item, Exception) else RuntimeError(str(item))
-
-
-def _normalise(batch: pa.RecordBatch, columns: Sequence[SourceColumn], temporal: Mapping[str, pa.DataType]) -> Any:
-    """connectorx's batch with the generic path's Arrow types (int64 integers, binary bytes, parsed dates)."""
-    arrays = []
-    for col, array in zip(columns, batch.columns, strict=True):
-        if col.name in temporal:
-            array = _temporal(array, temporal[col.name])
-        elif pa.types.is_integer(array.type):
-            array = array.cast(pa.int64())
-        elif pa.types.is_large_binary(array.type):
-            array = array.cast(pa.binary())
-        elif pa.types.is_large_string(array.type):
-            array = array.cast(pa.string())
-        arrays.append(array)
-    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
-
-
-def _temporal(array: pa.Array, target: pa.DataType) -> pa.Array:
-    """MySQL's text form of a date/datetime parsed into `target`; left as text when a value does not parse.
-
-    That is what the generic path does with a batch holding a zero date ('0000-00-00'):
-    PyMySQL returns it as text, and the batch goes on as text for the conform step to judge.
-    """
-    text = array.cast(pa.string())
-    wall = pa.timestamp("us") if target == _UTC else target  # a TIMESTAMP's text is its UTC wall time
-    try:
-        return pc.cast(text, wall).cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # The generic path's form of such a batch: valid values as Python's isoformat (a TIMESTAMP's with
-        # its +00:00, as etl/values.py reads it), the others as the server wrote them.
-        return pa.array([_iso(value, wall, target) for value in text.to_pylist()], pa.string())
-
-
-def _iso(value: str | None, wall: pa.DataType, target: pa.DataType) -> str | None:
-    if value is None:
-        return None
-    try:
-        parsed = pc.cast(pa.array([value]), wall)[0].as_py()
-        return (parsed.replace(tzinfo=dt.UTC) if target == _UTC else parsed).isoformat()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        return value
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._thread.join(timeout=5)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()

@@ -8,6 +8,12 @@ table a new job creates.
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -17,9 +23,17 @@ from ml_platform.etl.compatibility import schema_for_new_table
 from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import RunError
 from ml_platform.etl.extract import ExtractQuery, extract_batches
-from ml_platform.etl.fast_extract import fast_batches, mysql_fast_columns, mysql_url, pymysql_read_columns
+from ml_platform.etl.fast_extract import (
+    _connect_args,
+    fast_batches,
+    mysql_fast_columns,
+    mysql_url,
+    pymysql_read_columns,
+    remember_connect_args,
+)
+from ml_platform.etl.fast_sqlite import adbc_sqlite_batches
+from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 from ml_platform.etl.sources import ConnectionParams, get_columns, get_engine
-from ml_platform.etl.types import Family
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +114,7 @@ def assert_same_as_generic(engine: Any, query: ExtractQuery, dialect: str, chunk
 
 @pytest.fixture(params=["pymysql", "connectorx"])
 def mysql_reader(request, monkeypatch) -> str:
-    """Both MySQL fast readers: PyMySQL's text rows parsed by Arrow (default) and connectorx (opt-in)."""
+    """Both MySQL fast readers: connectorx in its own process (default) and PyMySQL's text rows parsed by Arrow."""
     monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1" if request.param == "connectorx" else "0")
     return request.param
 
@@ -220,6 +234,68 @@ def test_it_reports_a_failed_fast_read_like_the_generic_path(mysql_source) -> No
     assert "reading t" in str(fast.value) and "doesn't exist" in str(fast.value)
 
 
+def _reader_processes() -> list[int]:
+    """This process's children running the connectorx reader (etl/cx_child.py)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"cx_child.py" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_silent_server_fails_the_read_in_time_and_freezes_nothing(monkeypatch) -> None:
+    """connectorx waits for the server's greeting in its own process: this one (heartbeat included) keeps running."""
+    monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts TCP connections (the kernel's backlog) and never says a word
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.05)
+
+    params = ConnectionParams(engine="mysql", host="127.0.0.1", port=silent.getsockname()[1], database="shop",
+                              username="etl", password="pw")  # fmt: skip
+    engine = get_engine(params)
+    remember_connect_args(engine, {**_connect_args[engine], "read_timeout": 2})
+    query = ExtractQuery(None, "t", (SourceColumn("id", "int", CanonicalType(Family.INTEGER)),))
+    assert fast_batches(engine, query, query_statement(engine, query), 10) is not None
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(RunError, match="read timeout"):
+            _extract(engine, query, "fast", 10)
+    finally:
+        stop.set()
+        ticker.join()
+        silent.close()
+    waited = time.monotonic() - started
+    assert waited < 15
+    assert len([t for t in ticks if t > started + 0.5]) >= 10, "the process froze while connectorx waited"
+    assert _reader_processes() == []
+
+
+def test_a_read_stopped_early_leaves_no_reader_process(mysql_source, monkeypatch) -> None:
+    monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1")
+    mysql_source.execute("CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t SELECT seq FROM seq_1_to_1000")
+    params = _params(mysql_source)
+    query = ExtractQuery(None, "t", tuple(get_columns(params, None, "t")), order_by=("id",))
+    batches = extract_batches(get_engine(params), query, chunk_rows=10, method="fast")
+    assert next(batches).column("id").to_pylist() == list(range(1, 11))
+    assert len(_reader_processes()) == 1
+    batches.close()  # the consumer stops (a failed upload, a cancelled run): the child is killed
+    assert _reader_processes() == []
+
+
 # --------------------------------------------------------------------------- SQLite
 
 SQLITE_TABLE = """
@@ -251,6 +327,52 @@ def test_it_reads_every_sqlite_storage_class_as_the_generic_path_does(sqlite_typ
     query = ExtractQuery(None, "t", columns, order_by=("id",))
     assert fast_batches(engine, query, query_statement(engine, query), chunk_rows) is not None
     assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == len(SQLITE_ROWS)
+
+
+def _adbc_reads(engine: Any, query: ExtractQuery, chunk_rows: int) -> bool:
+    return adbc_sqlite_batches(engine, query, query_statement(engine, query), chunk_rows) is not None
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 100])
+def test_the_adbc_reader_reads_every_sqlite_storage_class_as_the_generic_path_does(sqlite_types, chunk_rows) -> None:
+    """Mixed storage classes in one column (integers, reals, text, blobs) send the rest of the read to the exact reader."""
+    engine, columns = sqlite_types
+    typed = tuple(c for c in columns if c.name != "anything")  # a column without a type stays on pysqlite
+    query = ExtractQuery(None, "t", typed, order_by=("id",))
+    assert _adbc_reads(engine, query, chunk_rows)
+    assert not _adbc_reads(engine, ExtractQuery(None, "t", columns, order_by=("id",)), chunk_rows)
+    assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == len(SQLITE_ROWS)
+    for col in typed[1:]:
+        one = ExtractQuery(None, "t", (typed[0], col), order_by=("id",))
+        assert _adbc_reads(engine, one, chunk_rows)
+        assert assert_same_as_generic(engine, one, "sqlite", chunk_rows) == len(SQLITE_ROWS)
+    bounded = ExtractQuery(None, "t", typed, cursor="id", after=1, through=4, order_by=("id",), limit=2)
+    assert _adbc_reads(engine, bounded, chunk_rows)
+    assert assert_same_as_generic(engine, bounded, "sqlite", chunk_rows) == 2
+
+
+def test_the_adbc_reader_switches_to_the_exact_reader_where_a_column_changes_class(sqlite_source) -> None:
+    """Clean batches first, then a text in an INTEGER column, a column NULL in the whole first batch, a
+    NUMERIC column of integers and reals (SQLite stores 12.0 as 12): every value as the generic path reads it."""
+    sqlite_source.execute(
+        "CREATE TABLE m (id INTEGER PRIMARY KEY, n INTEGER, late REAL, amount NUMERIC(12,2), note TEXT, raw BLOB)",
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 60) "
+        "INSERT INTO m SELECT g, g * 10, CASE WHEN g > 25 THEN g / 4.0 END, CASE WHEN g % 3 = 0 THEN g ELSE g + 0.25 END,"
+        " 'note ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE x'00ff' END FROM s",
+        "UPDATE m SET n = 'forty-five' WHERE id = 45",
+        "UPDATE m SET note = 12.5, raw = 'text in a blob' WHERE id = 52",
+    )
+    params = _params(sqlite_source)
+    columns = tuple(get_columns(params, None, "m"))
+    engine = get_engine(params)
+    for chunk_rows in (10, 20, 100):
+        whole = ExtractQuery(None, "m", columns, order_by=("id",))
+        assert _adbc_reads(engine, whole, chunk_rows)
+        assert assert_same_as_generic(engine, whole, "sqlite", chunk_rows) == 60
+    got = {r["id"]: r for b in _extract(engine, ExtractQuery(None, "m", columns, order_by=("id",)), "fast", 20)
+           for r in b.to_pylist()}  # fmt: skip
+    assert (got[3]["amount"], got[4]["amount"]) == (Decimal(3), Decimal("4.25"))  # as written, not 4.2500000001...
+    assert (got[44]["n"], got[45]["n"], got[52]["note"]) == ("440", "forty-five", "12.5")  # that batch as text
 
 
 def query_statement(engine: Any, query: ExtractQuery) -> Any:

@@ -141,7 +141,7 @@ def test_a_hostile_server_gets_neither_a_local_file_nor_the_password(hostile, re
     engine = get_engine(params)
     query = ExtractQuery(None, "t", (SourceColumn("id", "int", CanonicalType(Family.INTEGER)),))
     if reader == "connectorx":
-        assert mysql_url(engine) is not None  # the opt-in reader is really the one under test
+        assert mysql_url(engine) is not None  # the connectorx reader is really the one under test
     method = "sqlalchemy" if reader == "generic" else "fast"
     with pytest.raises(RunError) as failure:
         list(extract_batches(engine, query, method=method))
