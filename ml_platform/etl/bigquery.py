@@ -37,9 +37,16 @@ from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 from google.cloud import bigquery
+from google.cloud.bigquery import client as _bigquery_client
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
 from ml_platform.etl.types import BigQueryField, TableSchema, standard_bigquery_type
+
+# A resumable upload reads each chunk of the file whole into memory before sending it; the client's
+# chunk (100 MB, a module setting it offers no argument for) would hold a whole spool part. 8 MiB
+# chunks (a multiple of the protocol's 256 KiB) bound an upload's memory for a few more requests.
+UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+_bigquery_client._DEFAULT_CHUNKSIZE = UPLOAD_CHUNK_BYTES  # noqa: SLF001
 
 # --------------------------------------------------------------------------- errors
 
