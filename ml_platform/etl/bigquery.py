@@ -29,6 +29,7 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from google.cloud.bigquery import client as _bigquery_client
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
 from ml_platform.etl.bq_errors import (
@@ -53,6 +54,12 @@ from ml_platform.etl.bq_schema import (
 )
 from ml_platform.etl.bqsql import check_name, quote_name, table_ref, validate_dataset_id, validate_table_id
 from ml_platform.etl.types import BigQueryField, TableSchema, standard_bigquery_type
+
+# A resumable upload reads each chunk of the file whole into memory before sending it; the client's
+# chunk (100 MB, a module setting it offers no argument for) would hold a whole spool part. 8 MiB
+# chunks (a multiple of the protocol's 256 KiB) bound an upload's memory for a few more requests.
+UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+_bigquery_client._DEFAULT_CHUNKSIZE = UPLOAD_CHUNK_BYTES  # noqa: SLF001
 
 __all__ = ["BigQuery"]
 

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from ml_platform.etl import commit as commits
@@ -49,6 +47,8 @@ from ml_platform.etl.errors import (
     WarehouseUnavailable,
 )
 from ml_platform.etl.extract import ExtractQuery, cursor_boundary, extract_batches
+from ml_platform.etl.pipeline import part_rows, use_arrow_allocator
+from ml_platform.etl.pipeline import spool_unit as _spool_unit
 from ml_platform.etl.runspec import (
     FaultHook,
     LoadStrategy,
@@ -104,6 +104,7 @@ def run_job(
     unchanged since the last committed unit. Exceptions raised by `progress` or `fault` propagate
     as-is (after clean-up), which is how a caller aborts a run."""
     _validate(spec)
+    use_arrow_allocator()
     warehouse = Warehouse(bq)
     dataset = spec.destination_dataset
     prefix = staging_prefix(spec.job_id)
@@ -448,8 +449,8 @@ def _run_unit(
 ) -> tuple[int, int, Any]:
     """Extract, spool, load and commit one unit: (rows extracted, bytes, max cursor)."""
     dataset, warehouse, heartbeat = spec.destination_dataset, state.warehouse, state.heartbeat
-    loader = Loader(warehouse, dataset, staging, None if state.staging_created else plan.fields)
-    spool = Spool(run_dir, conformer.schema, loader.submit)
+    loader = Loader(warehouse, dataset, staging, None if state.staging_created else plan.fields, heartbeat=heartbeat)
+    spool = Spool(run_dir, conformer.schema, loader.submit, part_rows=part_rows(_expected_rows(spec, heartbeat)))
     try:
         heartbeat.emit("extracting")
         state.fault("before_load")
@@ -482,6 +483,14 @@ def _run_unit(
     return extracted, spool.bytes, unit_max
 
 
+def _expected_rows(spec: RunSpec, heartbeat: Heartbeat) -> int | None:
+    """Rows the next unit is expected to hold, from the source's estimate (None: unknown)."""
+    if heartbeat.estimate is None:
+        return None
+    left = max(heartbeat.estimate - heartbeat.rows_extracted, 0)
+    return min(left, spec.checkpoint_rows) if spec.checkpoint_rows and _uses_cursor(spec) else left
+
+
 def _rows_to_commit(state: _RunState, staging: str, extracted: int) -> int | None:
     """Rows the commit adds or changes (scripts report no affected-row count, on the emulator at all).
 
@@ -496,33 +505,6 @@ def _rows_to_commit(state: _RunState, staging: str, extracted: int) -> int | Non
     sql = f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {keys} FROM {source})"  # noqa: S608
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-count") as pool:
         return int(state.heartbeat.wait(pool.submit(state.warehouse.query, sql))[0]["n"])
-
-
-def _spool_unit(
-    spec: RunSpec,
-    engine: Engine,
-    plan: Plan | None,
-    conformer: Conformer,
-    unit: ExtractQuery,
-    spool: Spool,
-    heartbeat: Heartbeat | None,
-) -> tuple[int, Any]:
-    """The extract -> conform -> Parquet loop: (rows extracted, max cursor when the run tracks one)."""
-    unit_max: Any = None
-    extracted = 0
-    track = plan is not None and _uses_cursor(spec) and plan.cursor_dest is not None
-    for batch in extract_batches(engine, unit, chunk_rows=spec.chunk_rows, method=spec.extract_method):
-        conformed = conformer.conform(batch)
-        if track:
-            assert spec.cursor_column is not None and plan is not None and plan.cursor_dest is not None
-            unit_max = _cursor_max(unit_max, batch.column(spec.cursor_column), conformed.column(plan.cursor_dest.name))
-        spool.write(conformed)
-        extracted += batch.num_rows
-        if heartbeat is not None:
-            heartbeat.rows_extracted += batch.num_rows
-            heartbeat.emit()
-    spool.finish()
-    return extracted, unit_max
 
 
 @dataclass(frozen=True)
@@ -545,6 +527,7 @@ def extract_to_parquet(
     benchmark and handy for inspecting exactly what a run would load.
     """
     _validate(spec)
+    use_arrow_allocator()
     dest_names = spec.destination_names()
     if fields is None:
         fields = [BigQueryField(dest_names[c.name], *bigquery_type_for(c.type)) for c in spec.columns]
@@ -562,7 +545,8 @@ def extract_to_parquet(
     key_columns = spec.key_columns or tuple(c.name for c in spec.columns if c.primary_key)
     conformer = Conformer(fields, sources, key_columns=key_columns)
     directory.mkdir(parents=True, exist_ok=True)
-    spool = Spool(directory, conformer.schema, lambda _path, _rows: None)
+    expected = estimate_rows(engine, spec.source_schema, spec.source_table)
+    spool = Spool(directory, conformer.schema, lambda _path, _rows: None, part_rows=part_rows(expected))
     query = ExtractQuery(spec.source_schema, spec.source_table, spec.columns)
     try:
         rows, _ = _spool_unit(spec, engine, None, conformer, query, spool, None)
@@ -570,24 +554,3 @@ def extract_to_parquet(
         spool.abort()
         raise
     return ParquetSpool(paths=tuple(spool.paths), rows=rows, bytes=spool.bytes)
-
-
-def _cursor_max(current: Any, source: pa.Array, conformed: pa.Array) -> Any:
-    """The larger of `current` and the batch's maximum cursor, ordered the way the source orders it.
-
-    The source's own Arrow values are used (a watermark is compared with source values),
-    except where they are text standing in for a number (PostgreSQL numeric on the ADBC
-    path), whose order only the conformed decimal column has.
-    """
-    if isinstance(source.type, pa.ExtensionType):
-        source = source.storage
-    column = source
-    if pa.types.is_string(source.type) and pa.types.is_decimal(conformed.type):
-        column = conformed
-    if len(column) == column.null_count:
-        return current
-    value = pc.max(column).as_py()
-    if current is None or value > current:
-        return value
-    return current
-

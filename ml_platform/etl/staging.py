@@ -27,13 +27,18 @@ HEARTBEAT_SECONDS = 10.0
 # Progress while extracting is reported at most this often; callers write it to a database.
 PROGRESS_INTERVAL_SECONDS = 1.0
 # Spool files are loaded while extraction continues, each by one load job. A part is closed at
-# whichever limit comes first; the upload of a part is buffered whole by the client, so the
-# byte limit (Arrow size, about 2x the Parquet file) bounds memory for wide rows.
+# whichever limit comes first (`etl.pipeline.part_rows` makes parts smaller for smaller tables, so
+# the last part's load, which nothing overlaps, is short); the byte limit (Arrow size, about 2x
+# the Parquet file) bounds a part's size on disk for wide rows.
 PART_ROWS = 500_000
 PART_ARROW_BYTES = 64 * 1024 * 1024
+# Parts written but not loaded yet: past this the spool waits for the loader (disk stays bounded
+# when the warehouse is slower than the source).
+MAX_PENDING_PARTS = 3
 # Parquet row groups: the generic path yields small batches, ADBC large ones; both are regrouped.
+# 4 MB of Arrow data at most waits to be encoded (one ADBC batch makes a row group alone).
 ROW_GROUP_ROWS = 64 * 1024
-ROW_GROUP_ARROW_BYTES = 16 * 1024 * 1024
+ROW_GROUP_ARROW_BYTES = 4 * 1024 * 1024
 # Snappy: ~30% smaller uploads than none for ~0.2 s of CPU per 2M rows; zstd halves the file
 # again but costs twice the write time, which the emulator run (CPU-bound) cannot afford.
 COMPRESSION = "snappy"
@@ -181,14 +186,17 @@ def is_not_found(exc: BaseException) -> bool:
 class Spool:
     """Parquet part files of conformed batches; each closed part is handed to `on_part`.
 
-    Parts are bounded (`PART_ROWS`) so a load of part k runs while part k+1 is being
-    extracted, and so no single upload buffers more than one part in memory.
+    Parts are bounded (`part_rows`, `PART_ARROW_BYTES`) so a load of part k runs while part
+    k+1 is being extracted.
     """
 
-    def __init__(self, directory: Path, schema: pa.Schema, on_part: Callable[[Path, int], None]) -> None:
+    def __init__(
+        self, directory: Path, schema: pa.Schema, on_part: Callable[[Path, int], None], *, part_rows: int = PART_ROWS
+    ) -> None:
         self.directory = directory
         self.schema = schema
         self.on_part = on_part
+        self.part_rows = max(1, part_rows)
         self.parts = 0
         self.bytes = 0
         self.rows = 0
@@ -210,7 +218,7 @@ class Spool:
         self.rows += batch.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_ARROW_BYTES:
             self._flush()
-        if self._part_rows >= PART_ROWS or self._part_bytes >= PART_ARROW_BYTES:
+        if self._part_rows >= self.part_rows or self._part_bytes >= PART_ARROW_BYTES:
             self._close_part()
 
     def _flush(self) -> None:
@@ -220,10 +228,11 @@ class Spool:
             self._path = self.directory / f"part-{self.parts:05d}.parquet"
             self._writer = pq.ParquetWriter(self._path, self.schema, compression=COMPRESSION)
         table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._pending = []  # the batches are released as soon as they are encoded
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self._part_rows += table.num_rows
         self._part_bytes += self._pending_bytes
-        self._pending = []
+        del table
         self._pending_rows = 0
         self._pending_bytes = 0
 
@@ -253,21 +262,32 @@ class Spool:
 
 
 class Loader:
-    """Loads spool parts into staging one after another on a background thread."""
+    """Loads spool parts into staging one after another on a background thread.
+
+    `submit` waits (ticking `heartbeat`) while `MAX_PENDING_PARTS` parts are already waiting.
+    """
 
     def __init__(
-        self, warehouse: Warehouse, dataset: str, table: str, fields: Sequence[BigQueryField] | None = None
+        self,
+        warehouse: Warehouse,
+        dataset: str,
+        table: str,
+        fields: Sequence[BigQueryField] | None = None,
+        *,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.warehouse = warehouse
         self.dataset = dataset
         self.table = table
         self.fields = fields  # staging's explicit schema: its first load creates it
+        self.heartbeat = heartbeat
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-load")
         self._futures: list[concurrent.futures.Future[None]] = []
         self._first = True
 
     def submit(self, path: Path, _rows: int) -> None:
         self.raise_if_failed()
+        self._wait_for_room()
         disposition = "WRITE_TRUNCATE" if self._first else "WRITE_APPEND"
         self._first = False
         self._futures.append(self._pool.submit(self._load, path, disposition))
@@ -277,6 +297,18 @@ class Loader:
             self.warehouse.load(path, self.dataset, self.table, disposition, self.fields)
         finally:
             path.unlink(missing_ok=True)  # a loaded part is never needed again
+
+    def _wait_for_room(self) -> None:
+        while True:
+            pending = [f for f in self._futures if not f.done()]
+            if len(pending) < MAX_PENDING_PARTS:
+                return
+            done, _ = concurrent.futures.wait(
+                pending, timeout=HEARTBEAT_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            if not done and self.heartbeat is not None:
+                self.heartbeat.emit(force=True)
+            self.raise_if_failed()
 
     def raise_if_failed(self) -> None:
         for future in self._futures:
