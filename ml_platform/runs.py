@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from ml_platform import selectors, sources
+from ml_platform import range_runs, selectors, sources
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.runner import RunProgress, RunResult, RunSpec, run_job, watermark_from_json, watermark_to_json
 from ml_platform.models import EtlJob, JobRun
@@ -248,6 +248,8 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
         # fencing token: once a later run of the job has claimed the table, this one cannot commit.
         spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
         engine = cm.get_engine(sources.params_for(job.connection))
+        if range_runs.split_run(run, spec, engine):
+            return run  # a large first load: its key ranges run as tasks of their own, the last finishes it
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)
         with HeartbeatThread(run.pk):
