@@ -38,7 +38,7 @@ def split_run(run: JobRun, spec: RunSpec, engine: Engine) -> bool:
     """Split `run` into key ranges queued as tasks; False when it runs as one task, as before."""
     cursor = next((c for c in spec.columns if c.name == spec.cursor_column), None)
     has_key = bool(spec.merge_key) or any(c.primary_key for c in spec.columns)
-    first_run = run.job.watermark is None and not RunRange.objects.filter(run__job_id=run.job_id).exists()
+    first_run = run.job.watermark is None
     estimate = None
     if settings.ETL_SPLIT_MIN_ROWS > 0 and cursor is not None:
         estimate = estimate_rows(engine, spec.source_schema, spec.source_table)
@@ -111,10 +111,17 @@ def record_progress(rng: RunRange, rows_extracted: int, rows_loaded: int) -> boo
     ))
 
 
+def _lock_run(run_id: int) -> None:
+    """Ranges of one run finishing together take turns. A write, not SELECT FOR UPDATE: on PostgreSQL it
+    locks the row, on SQLite (no row locks) it takes the write lock first, so the reads after it are current."""
+    JobRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+
+
 def record_commit(rng: RunRange, spec: RunSpec, result: RunResult) -> JobRun:
     """A range committed: move the watermark over the contiguous committed prefix; the last one finishes the run."""
     with transaction.atomic():
-        parent = JobRun.objects.select_for_update().select_related("job").get(pk=rng.run_id)
+        _lock_run(rng.run_id)
+        parent = JobRun.objects.select_related("job").get(pk=rng.run_id)
         RunRange.objects.filter(pk=rng.pk).update(
             status=RunRange.Status.COMMITTED, finished_at=timezone.now(), rows_extracted=result.rows_extracted,
             rows_loaded=result.rows_loaded, max_cursor=watermark_to_json(result.watermark_after), error="",
@@ -188,7 +195,7 @@ def record_failure(rng: RunRange, message: str, *, transient: bool) -> None:
         return
     prefix = f"Failed after {rng.attempt} attempts: " if transient else ""
     with transaction.atomic():
-        JobRun.objects.select_for_update().filter(pk=rng.run_id).first()
+        _lock_run(rng.run_id)
         mine.update(status=RunRange.Status.FAILED, finished_at=timezone.now(), error=f"{prefix}{message}"[:10_000])
         total = RunRange.objects.filter(run_id=rng.run_id).count()
         # Ranges not started yet will not start; ranges running now still commit (the watermark stays
@@ -200,14 +207,4 @@ def record_failure(rng: RunRange, message: str, *, transient: bool) -> None:
             status=JobRun.Status.FAILED, finished_at=timezone.now(),
             error=f"Range {rng.index + 1} of {total} failed: {prefix}{message}"[:10_000],
         )
-
-
-def progress(run: JobRun) -> dict[str, int] | None:
-    """Committed ranges of a split run, for the pages and the API (None: the run was not split)."""
-    counts = {s: 0 for s in RunRange.Status.values}
-    for row in RunRange.objects.filter(run=run).values("status"):
-        counts[row["status"]] += 1
-    total = sum(counts.values())
-    return None if total == 0 else {"committed": counts[RunRange.Status.COMMITTED], "total": total,
-                                    "failed": counts[RunRange.Status.FAILED]}
 

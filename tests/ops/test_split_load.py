@@ -8,6 +8,8 @@ source with the job's watermark at its top.
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
@@ -16,7 +18,8 @@ from ml_platform.etl.ledger import LEDGER_TABLE
 from ml_platform.models import EtlJob, JobRun, RunRange
 from ml_platform.runs import run_sync
 from tests.ops.test_background import make_job
-from tests.ops.test_faults import checksum, source_checksum, wait_for
+from tests.ops.test_faults import checksum, source_checksum, start_worker, wait_for
+from tests.plugins.harness import django_subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -68,7 +71,7 @@ def watermark_rows(bq, dataset: str, run: JobRun) -> dict[int, int]:
 
 
 def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
-    user, pg_source, bq, bq_dataset, task_worker
+    user, alice_client, pg_source, bq, bq_dataset, task_worker
 ) -> None:
     create_orders(pg_source, ROWS)
     conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
@@ -82,6 +85,12 @@ def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
     target = ranges[1]
     killed = terminate_range_read(pg_source, target.after, target.through)
     assert killed
+    # While it runs, the API and the jobs page show its progress as committed key ranges.
+    shown = alice_client.get(f"/api/etl/jobs/{job.pk}/runs/").json()["runs"][0]
+    assert shown["status"] == "running" and shown["ranges"]["total"] == len(ranges), shown
+    assert 1 <= shown["ranges"]["committed"] < len(ranges), shown  # range 0 before it; range 1 failed
+    page = alice_client.get("/jobs/").content.decode()
+    assert f"of {len(ranges)} key ranges committed" in page
 
     wait_for(lambda: JobRun.objects.get(pk=run.pk).status not in JobRun.ACTIVE_STATUSES, timeout=300,
              what="the split run to finish")
@@ -116,3 +125,36 @@ def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
     assert not RunRange.objects.filter(run=again).exists()
     assert again.rows_loaded == 500
     assert checksum(bq, bq_dataset) == source_checksum(pg_source)
+
+
+def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
+    user, pg_source, bq, bq_dataset, bq_settings, task_worker, task_worker_env, tmp_path
+) -> None:
+    rows = 240_000
+    create_orders(pg_source, rows)
+    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    job = make_job(user, conn, bq_dataset, load_strategy="merge", merge_key=["id"])
+    env = django_subprocess_env({"BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
+                                 "ETL_SPOOL_DIR": str(tmp_path / "spool2"), **task_worker_env,
+                                 "ETL_SPLIT_MIN_ROWS": "100000", "ETL_SPLIT_RANGE_ROWS": "40000"})
+    second = start_worker(env, tmp_path / "worker2.log")
+    try:
+        wait_for(lambda: "worker" in (tmp_path / "worker2.log").read_text().lower(), timeout=60,
+                 what="the second worker to start")
+        run = services.run_enqueue(job=job)
+        wait_for(lambda: JobRun.objects.get(pk=run.pk).status not in JobRun.ACTIVE_STATUSES, timeout=300,
+                 what="the split run to finish")
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)
+    run.refresh_from_db()
+    assert run.status == "succeeded", (run.error, (tmp_path / "worker2.log").read_text()[-2000:])
+    ranges = list(RunRange.objects.filter(run=run))
+    assert len(ranges) == 6 and {r.status for r in ranges} == {"committed"}
+    assert checksum(bq, bq_dataset) == source_checksum(pg_source)
+    assert EtlJob.objects.get(pk=job.pk).watermark == {"type": "int", "value": str(rows)}
+    # Both workers ran ranges (the queue is shared).
+    from django_tasks_db.models import DBTaskResult
+
+    ran_by = {t.worker_ids[-1] for t in DBTaskResult.objects.all() if t.worker_ids and "range" in t.task_path}
+    assert len(ran_by) == 2, ran_by
