@@ -132,7 +132,7 @@ def run_shown(run: JobRun, *, now: datetime | None = None) -> JobRun:
     total = run.progress_total
     run.shown_total = max(total, run.progress_rows) if total else None
     run.unresponsive_since = run.fails_at = None
-    run.ranges = split_progress(run) if run.status == JobRun.Status.RUNNING else None
+    run.split_ranges = split_progress(run) if run.status == JobRun.Status.RUNNING else None
     if run.status == JobRun.Status.RUNNING:
         beat = run.heartbeat_at or run.started_at or run.created_at
         if beat and (now or timezone.now()) - beat > unresponsive_after():

@@ -80,7 +80,7 @@ def run_to_dict(run: JobRun) -> dict[str, Any]:
         "error": run.error or None,
         "unresponsive_since": _iso(getattr(run, "unresponsive_since", None)),
         # A split first load while it runs: {"committed": k, "total": n} key ranges (None otherwise).
-        "ranges": getattr(run, "ranges", None),
+        "ranges": getattr(run, "split_ranges", None),
     }
 
 
