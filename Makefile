@@ -7,6 +7,8 @@ export BQ_REST_PORT ?= 9050
 export BQ_GRPC_PORT ?= 9060
 export BIGQUERY_PROJECT ?= local-project
 export BIGQUERY_EMULATOR_HOST ?= http://127.0.0.1:$(BQ_REST_PORT)
+# Task workers `make run` starts (`make run WORKERS=2`: a split first load runs its key ranges two at a time).
+WORKERS ?= 1
 
 .PHONY: run test bench lint venv deps dev-deps emulator-offline services setup-run
 
@@ -44,7 +46,7 @@ setup-run: deps
 ## make run: set everything up and start web (127.0.0.1:8000), worker, scheduler and the BigQuery emulator.
 run: setup-run
 	umask 077 && mkdir -p .data/bigquery
-	umask 077 && exec $(VENV)/bin/honcho start -f Procfile
+	umask 077 && exec $(VENV)/bin/honcho start -f Procfile -c worker=$(WORKERS)
 
 services:
 	scripts/ensure-services.sh

@@ -276,3 +276,38 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.prefix}… of {self.user_id}"
+
+
+class RunRange(models.Model):
+    """One key range of a first load split across workers (issue 18, `ml_platform/range_runs.py`).
+
+    The parent `JobRun` stays running until its last range commits; a range failing transiently is
+    retried alone. `after`/`through` bound the cursor (`after < cursor <= through`, NULL = open).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMMITTED = "committed", "Committed"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="ranges")
+    index = models.PositiveIntegerField()
+    after = models.BigIntegerField(null=True, blank=True)
+    through = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempt = models.PositiveIntegerField(default=1)
+    rows_extracted = models.BigIntegerField(default=0)
+    rows_loaded = models.BigIntegerField(default=0)
+    # The largest cursor value the range loaded ({"type", "value"} as JobRun's watermarks); NULL: no rows.
+    max_cursor = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="runrange_unique_index")]
+
+    def __str__(self) -> str:
+        return f"range {self.index} of run {self.run_id} ({self.status})"

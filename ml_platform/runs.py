@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from ml_platform import selectors, sources
+from ml_platform import range_runs, selectors, sources
 from ml_platform.etl import sources as cm
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.runner import RunProgress, RunResult, RunSpec, run_job, watermark_from_json, watermark_to_json
@@ -224,7 +224,7 @@ class _Recorder:
         return updated
 
 
-def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = None) -> JobRun:
+def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = None, split: bool = True) -> JobRun:
     # Claim the run: a redelivered task for a run that already started does nothing.
     claimed = _db(
         f"claiming run {run_id}",
@@ -247,6 +247,8 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
         # fencing token: once a later run of the job has claimed the table, this one cannot commit.
         spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
         engine = cm.get_engine(sources.params_for(job.connection))
+        if split and range_runs.split_run(run, spec, engine):
+            return run  # a large first load: its key ranges run as tasks of their own, the last finishes it
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)
         with HeartbeatThread(run.pk):
@@ -346,4 +348,4 @@ def run_sync(*, job: EtlJob, echo: Callable[[RunProgress], None] | None = None) 
     audit(workspace=job.workspace, actor=None, action="command-line run", target=job,
           changes={"run": {"before": None, "after": run.pk},
                    "connection": {"before": None, "after": run.connection_name}})
-    return execute_run(run_id=run.pk, echo=echo)
+    return execute_run(run_id=run.pk, echo=echo, split=False)  # in the foreground: no workers to hand ranges to

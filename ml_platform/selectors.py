@@ -17,7 +17,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from ml_platform.models import AuditEvent, Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
+from ml_platform.models import AuditEvent, Connection, EtlJob, JobRun, Membership, RunRange, Workspace, WorkspaceDataset
 
 _DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 
@@ -132,6 +132,7 @@ def run_shown(run: JobRun, *, now: datetime | None = None) -> JobRun:
     total = run.progress_total
     run.shown_total = max(total, run.progress_rows) if total else None
     run.unresponsive_since = run.fails_at = None
+    run.split_ranges = split_progress(run) if run.status == JobRun.Status.RUNNING else None
     if run.status == JobRun.Status.RUNNING:
         beat = run.heartbeat_at or run.started_at or run.created_at
         if beat and (now or timezone.now()) - beat > unresponsive_after():
@@ -139,6 +140,13 @@ def run_shown(run: JobRun, *, now: datetime | None = None) -> JobRun:
             # When the scheduler's reaper fails it, and the job can run again.
             run.fails_at = beat + timedelta(seconds=settings.ETL_HEARTBEAT_TIMEOUT)
     return run
+
+
+def split_progress(run: JobRun) -> dict[str, int] | None:
+    """A split first load's key ranges (ml_platform/range_runs.py): committed of total; None when not split."""
+    counts = dict(RunRange.objects.filter(run=run).order_by().values_list("status").annotate(n=Count("id")))
+    total = sum(counts.values())
+    return {"committed": counts.get(RunRange.Status.COMMITTED, 0), "total": total} if total else None
 
 
 def runs_of(*, job: EtlJob, limit: int = 50) -> list[JobRun]:

@@ -259,6 +259,11 @@ BIGQUERY_DEFAULT_DATASET = os.environ.get("BIGQUERY_DEFAULT_DATASET", "analytics
 
 ETL_CHUNK_ROWS = env_int("ETL_CHUNK_ROWS", 100_000)
 ETL_CHECKPOINT_ROWS = env_int("ETL_CHECKPOINT_ROWS", 5_000_000)
+# A first incremental/merge load of at least this many rows (estimated) is split into key ranges run as
+# separate tasks (0 = never); ranges hold about ETL_SPLIT_RANGE_ROWS rows, at most ETL_SPLIT_MAX_RANGES of them.
+ETL_SPLIT_MIN_ROWS = env_int("ETL_SPLIT_MIN_ROWS", 2_000_000)
+ETL_SPLIT_RANGE_ROWS = env_int("ETL_SPLIT_RANGE_ROWS", 500_000)
+ETL_SPLIT_MAX_RANGES = env_int("ETL_SPLIT_MAX_RANGES", 64)
 ETL_VALIDATION_SAMPLE_ROWS = env_int("ETL_VALIDATION_SAMPLE_ROWS", 1_000_000)
 ETL_SPOOL_DIR = Path(os.environ.get("ETL_SPOOL_DIR", DATA_DIR / "spool"))
 # TEST ONLY: delay (ms) added to every live compatibility-report answer (wizard report, Edit refresh),

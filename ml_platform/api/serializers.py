@@ -79,6 +79,8 @@ def run_to_dict(run: JobRun) -> dict[str, Any]:
         "attempt": run.attempt,
         "error": run.error or None,
         "unresponsive_since": _iso(getattr(run, "unresponsive_since", None)),
+        # A split first load while it runs: {"committed": k, "total": n} key ranges (None otherwise).
+        "ranges": getattr(run, "split_ranges", None),
     }
 
 

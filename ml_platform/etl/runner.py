@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from ml_platform.etl import commit as commits
-from ml_platform.etl import ledger
+from ml_platform.etl import ledger, ranges
 from ml_platform.etl import plan as load_plan
 from ml_platform.etl.bqsql import bq_literal, quote_name, staging_prefix, table_ref
 from ml_platform.etl.compat_model import missing_strategy_choices
@@ -110,7 +110,9 @@ def run_job(
     prefix = staging_prefix(spec.job_id)
     staging = f"{prefix}r{_safe(spec.run_id)}_{uuid.uuid4().hex[:12]}"
     run_dir = Path(spool_dir) / staging
-    dropped, tables = _drop_leftover_staging(warehouse, dataset, prefix)
+    # A key range drops only its own earlier attempts' staging: its sibling ranges are running.
+    own = f"{prefix}r{_safe(spec.run_id)}_" if spec.key_range is not None else prefix
+    dropped, tables = _drop_leftover_staging(warehouse, dataset, own)
     plan = _prepare_destination(spec, warehouse)
     who = _identity(spec, plan)
     if tables is None or ledger.LEDGER_TABLE not in tables:
@@ -153,6 +155,7 @@ def _safe(value: Any) -> str:
 
 def _identity(spec: RunSpec, plan: Plan) -> ledger.Identity:
     cursor = plan.cursor_dest.name if plan.cursor_dest is not None and _uses_cursor(spec) else None
+    sign = ledger.signature(spec.load_strategy, cursor, spec.source_tag)
     return ledger.Identity(
         dataset=spec.destination_dataset,
         table=spec.destination_table,
@@ -160,7 +163,7 @@ def _identity(spec: RunSpec, plan: Plan) -> ledger.Identity:
         tag=spec.source_tag,
         run=str(spec.run_id),
         fence=int(spec.fence),
-        signature=ledger.signature(spec.load_strategy, cursor, spec.source_tag),
+        signature=sign if spec.key_range is None else ranges.range_signature(sign, spec.run_id),
     )
 
 
@@ -221,7 +224,9 @@ class _RunState:
         latest = max(units, key=lambda r: (r["fence"], r["committed_at"]), default=None)
         if latest is not None:
             self.watermark = ledger.parse_watermark(latest["watermark"])
-        elif self.plan.existing(self.plan.cursor_dest.name if self.plan.cursor_dest else None) and (
+        elif self.plan.spec.key_range is None and self.plan.existing(
+            self.plan.cursor_dest.name if self.plan.cursor_dest else None
+        ) and (
             self.plan.tag_dest is None or self.plan.existing(self.plan.tag_dest)
         ):
             found = self.warehouse.query(commits.max_cursor_sql(self.plan))
@@ -231,6 +236,8 @@ class _RunState:
         spec = self.plan.spec
         strict = spec.load_strategy == "incremental" and spec.overlap == "append" and not commits.key_columns(self.plan)
         self.read_from = self.watermark if strict else reread_from(self.watermark, spec.reread_window)
+        if spec.key_range is not None and spec.key_range[0] is not None:
+            self.read_from = spec.key_range[0] if self.read_from is None else max(self.read_from, spec.key_range[0])
 
     def committed(self, unit_max: Any, rows: int | None, script: str) -> None:
         """Apply one unit's commit script once; then report the checkpoint.
@@ -421,7 +428,8 @@ def _next_unit(spec: RunSpec, engine: Engine, plan: Plan, watermark: Any) -> tup
     if not _uses_cursor(spec):
         return ExtractQuery(*read), True
     cursor = spec.cursor_column
-    ranged = ExtractQuery(*read, cursor=cursor, after=watermark)
+    end = spec.key_range[1] if spec.key_range is not None else None  # a split load's range ends here
+    ranged = ExtractQuery(*read, cursor=cursor, after=watermark, through=end)
     if not spec.checkpoint_rows:
         return ranged, True
     first, boundary = cursor_boundary(engine, ranged, spec.checkpoint_rows)
@@ -430,7 +438,7 @@ def _next_unit(spec: RunSpec, engine: Engine, plan: Plan, watermark: Any) -> tup
     if first == boundary:
         # More rows share one cursor value than a checkpoint holds: they still commit together.
         return ExtractQuery(*read, cursor=cursor, after=watermark, through=boundary), False
-    return ExtractQuery(*read, cursor=cursor, after=watermark, before=boundary), False
+    return ExtractQuery(*read, cursor=cursor, after=watermark, before=boundary, through=end), False
 
 
 def _uses_cursor(spec: RunSpec) -> bool:

@@ -61,6 +61,8 @@ class RunSpec:
     overlap: Overlap = "dedup"
     # The load plan recorded by the schema check (`etl/plan.py`); the run only checks the table still fits it.
     plan: Mapping[str, Any] | None = None
+    # One key range of a split first load (`etl/ranges.py`): (after, through) on the cursor, None = open.
+    key_range: tuple[Any, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))

@@ -345,13 +345,19 @@ def django_subprocess_env(extra: dict | None = None) -> dict:
 
 
 @pytest.fixture
-def task_worker(transactional_db, bq_settings, tmp_path: Path) -> Iterator[subprocess.Popen]:
+def task_worker_env() -> dict:
+    """Extra environment (settings) for `task_worker`; a test module overrides this fixture to tune them."""
+    return {}
+
+
+@pytest.fixture
+def task_worker(transactional_db, bq_settings, tmp_path: Path, task_worker_env: dict) -> Iterator[subprocess.Popen]:
     """A real `manage.py db_worker` process on the test database."""
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.2"],
         cwd=ROOT, env=django_subprocess_env({"BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
-                                             "ETL_SPOOL_DIR": str(tmp_path / "spool")}),
+                                             "ETL_SPOOL_DIR": str(tmp_path / "spool"), **task_worker_env}),
         stdout=log, stderr=subprocess.STDOUT,
     )
     proc.log_path = tmp_path / "worker.log"
