@@ -110,7 +110,7 @@ def table_name(rows: int) -> str:
 
 
 def _params(kind: str) -> Any:
-    from ml_platform.utils.connection_manager import ConnectionParams
+    from ml_platform.etl.sources import ConnectionParams
 
     if kind == "postgresql":
         return ConnectionParams(engine="postgresql", host=base.PG_HOST, port=base.PG_PORT, database=DATABASE,
@@ -123,7 +123,7 @@ def _params(kind: str) -> Any:
 
 def _spec(kind: str, rows: int, **overrides: Any) -> Any:
     from ml_platform.etl.runner import RunSpec
-    from ml_platform.utils.connection_manager import get_columns
+    from ml_platform.etl.sources import get_columns
 
     schema = "public" if kind == "postgresql" else None
     columns = tuple(get_columns(_params(kind), schema, table_name(rows)))
@@ -146,7 +146,7 @@ def _warm_imports(kind: str) -> None:
 def child_extract(kind: str, rows: int) -> dict[str, Any]:
     from ml_platform.etl.compatibility import schema_for_new_table
     from ml_platform.etl.runner import extract_to_parquet
-    from ml_platform.utils.connection_manager import get_engine
+    from ml_platform.etl.sources import get_engine
 
     _warm_imports(kind)
     spec = _spec(kind, rows)
@@ -183,7 +183,7 @@ def child_load(kind: str, rows: int) -> dict[str, Any]:
 
 def child_full(kind: str, rows: int) -> dict[str, Any]:
     from ml_platform.etl.runner import run_job
-    from ml_platform.utils.connection_manager import get_engine
+    from ml_platform.etl.sources import get_engine
 
     _warm_imports(kind)
     bq = base._bq()

@@ -16,10 +16,10 @@ from pathlib import Path
 from django.conf import settings
 
 from ml_platform import range_runs, runs, sources, verification
+from ml_platform.etl import sources as cm
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.runner import RunProgress, run_job
 from ml_platform.models import RunRange
-from ml_platform.utils import connection_manager as cm
 from ml_platform.warehouse import warehouse
 
 logger = logging.getLogger(__name__)

@@ -160,7 +160,7 @@ def mysql_url(engine: Engine) -> str | None:
     if args is None or not url.host:
         return None
     if args.get("local_infile") or args.get("unix_socket") or args.get("init_command"):
-        return None  # never the case with connection_manager's settings; refuse rather than guess
+        return None  # never the case with etl.sources.engines. settings; refuse rather than guess
     if args.get("read_default_file") or args.get("read_default_group") or args.get("client_flag"):
         return None
     if any(args.get(k) for k in _TLS_OPTIONS) and not args.get("ssl_disabled"):

@@ -17,7 +17,7 @@ has the storage class its column is read as (`_odd`: how many do not), and:
   snapshot), each column as its storage class plus one typed column per class, rebuilt into
   the values pysqlite returns and read by the generic path's own conversion
   (`extract.column_array`). Slower, exact.
-Used only with the read-only URI connection_manager builds and bound values ADBC binds as
+Used only with the read-only URI etl.sources.engines builds and bound values ADBC binds as
 pysqlite does (integers, reals, text, bytes); anything else keeps the pysqlite reader.
 """
 
@@ -65,7 +65,7 @@ def adbc_sqlite_batches(
     if None in classes or not _available():
         return None
     if not str(url.database or "").startswith("file:") or dict(url.query) != {"mode": "ro", "uri": "true"}:
-        return None  # only the read-only URI connection_manager builds
+        return None  # only the read-only URI etl.sources.engines builds
     _, params = _driver_sql(engine, statement)
     if not all(type(v) in _SIMPLE_PARAMS for v in params):
         return None  # dates, booleans...: ADBC might bind them unlike pysqlite

@@ -16,7 +16,7 @@
 Memory is bounded by the chunk size, the queue depth and one part's upload, never by the table size.
 A failure anywhere stops the other stages: the reader is told to stop (and closes the source's cursor
 on its own thread), queued batches are dropped, and the error is raised on the run's thread as it was
-raised (a `SourceReadError`, a `CastError`, a `WarehouseError`...).
+raised (a `SourceError`, a `CastError`, a `WarehouseError`...).
 """
 
 from __future__ import annotations

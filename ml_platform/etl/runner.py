@@ -46,7 +46,7 @@ from ml_platform.etl.errors import (
     WarehouseError,
     WarehouseUnavailable,
 )
-from ml_platform.etl.extract import ExtractQuery, cursor_boundary, extract_batches
+from ml_platform.etl.extract import ExtractQuery, cursor_boundary
 from ml_platform.etl.pipeline import part_rows, use_arrow_allocator
 from ml_platform.etl.pipeline import spool_unit as _spool_unit
 from ml_platform.etl.runspec import (

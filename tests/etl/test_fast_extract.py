@@ -32,8 +32,8 @@ from ml_platform.etl.fast_extract import (
     remember_connect_args,
 )
 from ml_platform.etl.fast_sqlite import adbc_sqlite_batches
-from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 from ml_platform.etl.sources import ConnectionParams, get_columns, get_engine
+from ml_platform.etl.types import CanonicalType, Family, SourceColumn
 
 pytestmark = pytest.mark.integration
 
