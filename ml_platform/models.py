@@ -150,7 +150,7 @@ class EtlJob(models.Model):
     # Incremental without a key: "dedup" (whole-row) or "append" (append-with-overlap, no re-read).
     incremental_overlap = models.CharField(max_length=10, default="dedup", blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    # Verify (ml_platform/verification.py) after every successful run.
+    # Verify (ml_platform/runs/verify.py) after every successful run.
     verify_after_run = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -65,11 +65,6 @@ def job_in(*, scope: Scope, job_id: int) -> EtlJob:
     return get_object_or_404(jobs_in(scope=scope), pk=job_id)
 
 
-def jobs_loading_into(*, workspace: Workspace, dataset: str, table: str) -> QuerySet[EtlJob]:
-    """Every job of the workspace that writes this table, whoever created it."""
-    return EtlJob.objects.filter(workspace=workspace, destination_dataset=dataset, destination_table__iexact=table)
-
-
 def datasets_in(*, scope: Scope) -> list[str]:
     """The BigQuery datasets this workspace may read and write."""
     return list(WorkspaceDataset.objects.filter(workspace=scope.workspace).values_list("dataset", flat=True))

@@ -22,17 +22,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
-from ml_platform import compat, schema_check, selectors, services, sources
+from ml_platform import selectors
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.bigquery import BigQueryError, validate_table_id
+from ml_platform.etl.compatibility import ValidationResult
 from ml_platform.etl.ledger import internal_table
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.schedule import next_runs as cron_next_runs
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
-from ml_platform.report_view import report_view
+from ml_platform.services import compat, jobs, schema_check, sources
+from ml_platform.services.warehouse import warehouse
 from ml_platform.utils.connection_manager import SourceError
-from ml_platform.warehouse import warehouse
+from ml_platform.web.report_view import report_view
 from wizard import state
 from wizard.forms import (
     ColumnsStepForm,
@@ -389,8 +391,6 @@ def run_check(request: HttpRequest, draft, form: DestinationStepForm, source, da
 
 
 def validation_results(draft, dataset: str, table: str) -> dict:
-    from ml_platform.etl.compatibility import ValidationResult
-
     stored = (draft.data.get("validation") or {}).get(f"{dataset}.{table}") or {}
     return {col: ValidationResult(**{**v, "examples": tuple(v.get("examples") or ())}) for col, v in stored.items()}
 
@@ -508,7 +508,7 @@ def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:
         if form.is_valid():
             try:
                 job = create_job_from_draft(request, draft, form.cleaned_data)
-            except (services.JobCreateError, BigQueryError, SourceError) as exc:
+            except (jobs.JobCreateError, BigQueryError, SourceError) as exc:
                 form.add_error(None, str(exc))
             else:
                 state.reset(draft)
@@ -534,7 +534,7 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
     schema, table = sources.split_table(data["source_table"])
     source = selected_source_columns(request, draft)
     existing = dest["destination_mode"] == "existing"
-    return services.job_create(
+    return jobs.job_create(
         owner=request.user,
         actor=request.user,
         workspace=request.scope.workspace,

@@ -9,7 +9,7 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from ml_platform.api.parsing import BadRequest
-from ml_platform.sources import SourceBusy
+from ml_platform.services.sources import SourceBusy
 from ml_platform.utils.connection_manager import TableNotFoundError
 
 

@@ -15,6 +15,8 @@ from django.conf import settings
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
 from ml_platform.models import Connection
+from ml_platform.services import sources
+from ml_platform.utils import validation
 
 TAG_COLUMN = "_source_tag"
 
@@ -77,14 +79,11 @@ def validate_data(
     options: engine.CompatibilityOptions,
 ) -> dict[str, engine.ValidationResult]:
     """Scan the source for values that would fail the narrowing casts (set-based, sampled on big tables)."""
-    from ml_platform.sources import interactive, params_for
-    from ml_platform.utils import validation
-
     specs = engine.narrowing_checks(source_columns, destination, options)
     if not specs:
         return {}
-    params = params_for(connection)
-    return interactive(
+    params = sources.params_for(connection)
+    return sources.interactive(
         lambda: validation.validate_columns(params, schema, table, specs,
                                             sample_above=settings.ETL_VALIDATION_SAMPLE_ROWS),
         timeout=settings.ETL_VALIDATION_TIMEOUT, what="The data validation",

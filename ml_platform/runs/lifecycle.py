@@ -1,8 +1,8 @@
-"""Executing one JobRun: the bridge between the run record and the pure runner.
+"""An ETL run's lifecycle: queued (Run Now, the scheduler), executed by the worker's task, recorded.
 
-Called by the task worker (and `manage.py etl_run`). The run record is the
-source of truth for the UI: status, progress and heartbeat are written here;
-the job's watermark moves only after a committed checkpoint.
+The task entry point `run_etl_job` (and `manage.py etl_run`) executes one JobRun: the bridge between the
+run record and the pure runner. The run record is the source of truth for the UI: status, progress and
+heartbeat are written here; the job's watermark moves only after a committed checkpoint.
 
 These bookkeeping writes survive a short outage of the Django database: each is
 retried on a fresh connection with a short backoff (a heartbeat is simply skipped,
@@ -19,20 +19,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.tasks import task
 from django.utils import timezone
 
-from ml_platform import selectors, sources
+from ml_platform import selectors
 from ml_platform.etl.errors import RunError, scrub
-from ml_platform.etl.runner import RunProgress, RunResult, RunSpec, run_job, watermark_from_json, watermark_to_json
+from ml_platform.etl.runner import RunProgress, RunResult, run_job, watermark_from_json, watermark_to_json
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.runs import records, specs, verify
+from ml_platform.services import audit, sources
+from ml_platform.services.warehouse import warehouse
 from ml_platform.utils import connection_manager as cm
-from ml_platform.warehouse import warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -95,42 +99,6 @@ class HeartbeatThread:
 
 class RunAborted(Exception):
     """The run record was closed by someone else (e.g. declared dead by the scheduler)."""
-
-
-def spec_for(job: EtlJob) -> RunSpec:
-    """The runner's view of a job: the selected columns as the source has them now."""
-    schema = job.source_schema or None
-    available = {c.name.lower(): c for c in sources.get_columns(job.connection, schema, job.source_table)}
-    missing = [c for c in job.selected_columns if c.lower() not in available]
-    if missing:
-        raise RunError(
-            f"The source table {job.source_display} no longer has the column(s) {', '.join(missing)}: "
-            "edit or reconnect the job.",
-            transient=False,
-        )
-    columns = tuple(available[c.lower()] for c in job.selected_columns)
-    mapping = {available[k.lower()].name: v for k, v in (job.column_mapping or {}).items() if k.lower() in available}
-    return RunSpec(
-        source_schema=schema,
-        source_table=job.source_table,
-        columns=columns,
-        destination_dataset=job.destination_dataset,
-        destination_table=job.destination_table,
-        load_strategy=job.load_strategy,
-        column_mapping=mapping,
-        cursor_column=(available[job.cursor_column.lower()].name if job.cursor_column.lower() in available
-                       else job.cursor_column) or None,
-        # Every column reference is spelled as the source spells it now (Reconnect may change the case).
-        merge_key=tuple(available[k.lower()].name if k.lower() in available else k for k in job.merge_key or ()),
-        reread_window=job.reread_window,
-        overlap="append" if job.incremental_overlap == "append" else "dedup",
-        source_tag=job.source_tag or None,
-        watermark=watermark_from_json(job.watermark),
-        chunk_rows=settings.ETL_CHUNK_ROWS,
-        checkpoint_rows=settings.ETL_CHECKPOINT_ROWS,
-        job_id=job.pk,
-        plan=job.load_plan or None,
-    )
 
 
 def _db[T](what: str, write: Callable[[], T], delays: tuple[float, ...] = DB_RETRY_DELAYS) -> T:
@@ -246,7 +214,7 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
     try:
         # The run's id names its ledger units and commit jobs; run ids only grow, so it is also the
         # fencing token: once a later run of the job has claimed the table, this one cannot commit.
-        spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
+        spec = dataclasses.replace(specs.spec_for(job), run_id=run.pk, fence=run.pk)
         engine = cm.get_engine(sources.params_for(job.connection))
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)
@@ -305,8 +273,6 @@ def storable_text(text: str) -> str:
 
 def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
     """Fail the run, or put it back in the queue with backoff when the error is transient."""
-    from ml_platform.tasks import run_etl_job
-
     message = storable_text(message)  # PostgreSQL text cannot hold NUL: saving the failure would fail
 
     # Only a run that is still ours: one declared dead meanwhile (runs_fail_stale) stays as it is,
@@ -341,10 +307,58 @@ def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
 
 def run_sync(*, job: EtlJob, echo: Callable[[RunProgress], None] | None = None) -> JobRun:
     """Run a job in the foreground (manage.py etl_run): the same path as the worker, minus the queue."""
-    from ml_platform.services import audit, run_enqueue_record
-
-    run = run_enqueue_record(job=job)
-    audit(workspace=job.workspace, actor=None, action="command-line run", target=job,
-          changes={"run": {"before": None, "after": run.pk},
-                   "connection": {"before": None, "after": run.connection_name}})
+    run = records.run_enqueue_record(job=job)
+    audit.record(workspace=job.workspace, actor=None, action="command-line run", target=job,
+                 changes={"run": {"before": None, "after": run.pk},
+                          "connection": {"before": None, "after": run.connection_name}})
     return execute_run(run_id=run.pk, echo=echo)
+
+
+def run_enqueue(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL,
+                actor: AbstractBaseUser | None = None) -> JobRun:
+    """Create a queued run and hand its id to the task backend once the row is committed.
+
+    Audited as "ran" (Run Now, by `actor`) or "scheduled run" (the scheduler, actor None = system).
+    """
+    with transaction.atomic():
+        run = records.run_enqueue_record(job=job, trigger=trigger)
+        audit.record(workspace=job.workspace, actor=actor, target=job,
+                     action="scheduled run" if trigger == JobRun.Trigger.SCHEDULE else "ran",
+                     changes={"run": {"before": None, "after": run.pk},
+                              "connection": {"before": None, "after": run.connection_name}})
+        transaction.on_commit(lambda: run_etl_job.enqueue(run.pk))
+    return run
+
+
+def enqueue_due_jobs(*, now: datetime | None = None) -> list[JobRun]:
+    """Enqueue every due, active, scheduled job exactly once.
+
+    Row locks with SKIP LOCKED make concurrent schedulers take disjoint jobs;
+    the unique "one active run" constraint is the backstop.
+    """
+    now = now or timezone.now()
+    enqueued: list[JobRun] = []
+    with transaction.atomic():
+        due = (
+            EtlJob.objects.select_for_update(skip_locked=True)
+            .filter(status=EtlJob.Status.ACTIVE, next_run_at__lte=now)
+            .exclude(schedule="")
+            .select_related("connection")
+        )
+        for job in due:
+            job.next_run_at = records.next_run_time(schedule=job.schedule, timezone_name=job.schedule_timezone,
+                                                    after=now)
+            job.save(update_fields=["next_run_at", "updated_at"])
+            try:
+                enqueued.append(run_enqueue(job=job, trigger=JobRun.Trigger.SCHEDULE))
+            except records.RunAlreadyActive:
+                logger.info("job %s is still running; skipping this slot", job.pk)
+    return enqueued
+
+
+@task()
+def run_etl_job(run_id: int) -> None:
+    """The task entry point: a run id in (the queue never holds a secret), the run executed, then the
+    verification the job asks for after a successful run is queued."""
+    execute_run(run_id=run_id)
+    verify.after_run(run_id=run_id)

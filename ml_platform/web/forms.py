@@ -6,7 +6,7 @@ from django import forms
 
 from ml_platform.api import BoundedJSONDecoder
 from ml_platform.models import Connection
-from ml_platform.sources import policy
+from ml_platform.services.sources import policy
 from ml_platform.utils.connection_manager import ConnectionParams
 from ml_platform.utils.source_policy import PolicyViolation, enforce
 
