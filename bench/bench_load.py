@@ -311,17 +311,18 @@ def destination_checksum(bq, table: str) -> tuple:
 def run_jobs(env: dict, workdir: Path, owner, connection, src_dsn: dict) -> tuple[int, list[str]]:
     from django_tasks_db.models import DBTaskResult
 
-    from ml_platform import services
     from ml_platform.models import JobRun
-    from ml_platform.sources import get_columns
-    from ml_platform.warehouse import warehouse
+    from ml_platform.runs import lifecycle
+    from ml_platform.services import jobs
+    from ml_platform.services.sources import get_columns
+    from ml_platform.services.warehouse import warehouse
 
     problems: list[str] = []
-    jobs = []
+    created = []
     for i in range(JOBS):
         columns = get_columns(connection, "public", f"orders_{i}")
-        jobs.append(
-            services.job_create(
+        created.append(
+            jobs.job_create(
                 owner=owner,
                 workspace=connection.workspace,
                 name=f"load {i}",
@@ -336,7 +337,7 @@ def run_jobs(env: dict, workdir: Path, owner, connection, src_dsn: dict) -> tupl
                 cursor_column="id",
             )
         )
-    runs = [services.run_enqueue(job=job) for job in jobs]  # autocommit: each task is queued at once
+    runs = [lifecycle.run_enqueue(job=job) for job in created]  # autocommit: each task is queued at once
     started = time.monotonic()
     workers = []
     for n in (1, 2):
@@ -385,7 +386,7 @@ def run_jobs(env: dict, workdir: Path, owner, connection, src_dsn: dict) -> tupl
     print("| job | source rows | loaded | run s | worker | status | equal to source |")
     print("|---|---:|---:|---:|---|---|---|")
     ok_count = 0
-    for job, run in zip(jobs, runs, strict=True):
+    for job, run in zip(created, runs, strict=True):
         run.refresh_from_db()
         expected = source_checksum(src_dsn, job.source_table)
         actual = destination_checksum(bq, job.destination_table) if run.status == "succeeded" else None
@@ -488,13 +489,13 @@ def main() -> int:
         from django.contrib.auth import get_user_model
         from django.contrib.auth.hashers import make_password
         from django.core.management import call_command
-        from django.db import connections
+        from django.db import connections as db_connections
 
-        from ml_platform import services
         from ml_platform.etl.compatibility import schema_for_new_table
         from ml_platform.models import Connection, Membership
-        from ml_platform.sources import get_columns
-        from ml_platform.warehouse import warehouse
+        from ml_platform.services import connections, workspaces
+        from ml_platform.services.sources import get_columns
+        from ml_platform.services.warehouse import warehouse
 
         call_command("migrate", verbosity=0)
         create_sources(src_dsn)
@@ -505,10 +506,10 @@ def main() -> int:
         for n in range(USERS):
             user = User.objects.create(username=f"user{n:02d}", password=hashed)
             if team is None:
-                team = services.workspace_create(name="bench team", admin=user)
+                team = workspaces.workspace_create(name="bench team", admin=user)
             else:
                 Membership.objects.create(workspace=team, user=user, role=Membership.Role.EDITOR)
-            conn = services.connection_create(
+            conn = connections.connection_create(
                 owner=user,
                 workspace=team,
                 name=f"shop {n:02d}",
@@ -524,7 +525,7 @@ def main() -> int:
         columns = get_columns(first_connection, "public", "orders")
         bq = warehouse()
         bq.create_dataset(DATASET)
-        services.dataset_assign(workspace=team, dataset=DATASET)
+        workspaces.dataset_assign(workspace=team, dataset=DATASET)
         bq.create_table(DATASET, EXISTING, list(schema_for_new_table(columns)))
         bq.query(
             f"INSERT INTO `{DATASET}.{EXISTING}` (id, amount, note, created_at) "
@@ -566,7 +567,7 @@ def main() -> int:
         ok_jobs, problems = run_jobs(env, workdir, users[0], first_connection, src_dsn)
         for problem in problems:
             print(f"- {problem}")
-        connections.close_all()
+        db_connections.close_all()
         failed = bool(stats.total_errors or problems or ok_jobs != JOBS)
         total = sum(len(v) for v in stats.latencies.values())
         verdict = "OK" if not failed else "FAILED"

@@ -89,9 +89,9 @@ def main() -> None:
         from django.test import Client
         from django.test.utils import setup_test_environment
 
-        from ml_platform import services
         from ml_platform.etl.types import BigQueryField
-        from ml_platform.warehouse import warehouse
+        from ml_platform.services import connections, workspaces
+        from ml_platform.services.warehouse import warehouse
 
         setup_test_environment()
         call_command("migrate", verbosity=0)
@@ -127,8 +127,8 @@ def main() -> None:
         from django.contrib.auth import get_user_model
 
         user = get_user_model().objects.create_user("bench", password="bench-password-1")
-        conn = services.connection_create(owner=user, name="wide", engine="sqlite", database=source.name)
-        services.dataset_assign(workspace=conn.workspace, dataset="bench")
+        conn = connections.connection_create(owner=user, name="wide", engine="sqlite", database=source.name)
+        workspaces.dataset_assign(workspace=conn.workspace, dataset="bench")
         client = Client()
         client.force_login(user)
         client.post("/etl/new/step/1/", {"connection": conn.pk})

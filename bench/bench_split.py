@@ -2,7 +2,7 @@
 
 The bench_runner transactions table (BENCH_SPLIT_ROWS, 4,000,000 rows) in PostgreSQL is loaded by
 an incremental job's first run into the emulator, through the whole product: a fresh Django database,
-`manage.py db_worker` processes, `services.run_enqueue`. Three set-ups, each timed BENCH_REPEAT times
+`manage.py db_worker` processes, `runs.lifecycle.run_enqueue`. Three set-ups, each timed BENCH_REPEAT times
 (median), each repeat into a new table:
 
 - 1 worker, the run as one task (splitting off, `ETL_SPLIT_MIN_ROWS=0`): today's path, the reference;
@@ -99,16 +99,17 @@ def start_workers(env: dict, count: int, workdir: Path, label: str) -> list[tupl
 
 
 def one_run(owner, connection, columns, table: str) -> tuple[float, object]:
-    from ml_platform import services
     from ml_platform.models import JobRun
+    from ml_platform.runs import lifecycle
+    from ml_platform.services import jobs
 
-    job = services.job_create(
+    job = jobs.job_create(
         owner=owner, workspace=connection.workspace, name=table, connection=connection, source_schema="public",
         source_table=TABLE, source_columns=columns, destination_dataset=DATASET, destination_table=table,
         use_existing_table=False, load_strategy="incremental", cursor_column="id",
     )
     started = time.monotonic()
-    run = services.run_enqueue(job=job)
+    run = lifecycle.run_enqueue(job=job)
     deadline = started + RUN_TIMEOUT
     while time.monotonic() < deadline:
         status = JobRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
@@ -122,7 +123,7 @@ def one_run(owner, connection, columns, table: str) -> tuple[float, object]:
 
 def measure(env: dict, workdir: Path, owner, connection, columns, expected: tuple) -> tuple[list[list], list[str]]:
     from ml_platform.models import RunRange
-    from ml_platform.warehouse import warehouse
+    from ml_platform.services.warehouse import warehouse
 
     bq = warehouse()
     results, problems = [], []
@@ -190,20 +191,20 @@ def main() -> int:
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
 
-        from ml_platform import services
-        from ml_platform.sources import get_columns
-        from ml_platform.warehouse import warehouse
+        from ml_platform.services import connections, workspaces
+        from ml_platform.services.sources import get_columns
+        from ml_platform.services.warehouse import warehouse
 
         call_command("migrate", verbosity=0)
         with psycopg.connect(**src_dsn, autocommit=True) as conn:
             conn.execute(GENERATE_SQL)
         expected = source_checksum(src_dsn)
         owner = get_user_model().objects.create(username="bench")
-        team = services.workspace_create(name="bench", admin=owner)
-        connection = services.connection_create(owner=owner, workspace=team, name="src", engine="postgresql",
+        team = workspaces.workspace_create(name="bench", admin=owner)
+        connection = connections.connection_create(owner=owner, workspace=team, name="src", engine="postgresql",
                                                 host=PG_HOST, port=PG_PORT, database=src_name, username=PG_USER)
         warehouse().create_dataset(DATASET)
-        services.dataset_assign(workspace=team, dataset=DATASET)
+        workspaces.dataset_assign(workspace=team, dataset=DATASET)
         columns = get_columns(connection, "public", TABLE)
         results, problems = measure(env, workdir, owner, connection, columns, expected)
         report(results, before)

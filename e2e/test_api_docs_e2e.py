@@ -4,15 +4,15 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.helpers import login
-from ml_platform import services
 from ml_platform.models import EtlJob
+from ml_platform.services import connections
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.django_db(transaction=True)
 def test_it_documents_the_api_and_pauses_a_job_from_the_docs(page: Page, live_server, user, tmp_path) -> None:
-    conn = services.connection_create(owner=user, name="lite", engine="sqlite", database=str(tmp_path / "x.db"))
+    conn = connections.connection_create(owner=user, name="lite", engine="sqlite", database=str(tmp_path / "x.db"))
     job = EtlJob.objects.create(workspace=conn.workspace, owner=user, name="docs job", connection=conn,
                                 source_table="t", destination_dataset="d", destination_table="t")
     base = live_server.url

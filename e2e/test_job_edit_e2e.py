@@ -6,8 +6,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.helpers import login
-from ml_platform import services
-from ml_platform.sources import get_columns
+from ml_platform.services import connections, jobs
+from ml_platform.services.sources import get_columns
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(tr
 def small_job(user, pg_source, bq, bq_settings, bq_dataset):
     pg_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text)",
                       "INSERT INTO orders SELECT g, g * 0.5, 'n' || g FROM generate_series(1, 50) g")
-    conn = services.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
-    job = services.job_create(
+    conn = connections.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
+    job = jobs.job_create(
         owner=user, name="orders", connection=conn, source_schema="public", source_table="orders",
         source_columns=get_columns(conn, "public", "orders"), destination_dataset=bq_dataset,
         destination_table="orders", use_existing_table=False, load_strategy="incremental", cursor_column="id",

@@ -11,9 +11,9 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from e2e.helpers import create_connection, job_row, login, run_now_and_wait
-from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
-from ml_platform.sources import get_columns
+from ml_platform.services import connections, jobs
+from ml_platform.services.sources import get_columns
 from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -37,8 +37,8 @@ def orders_job(user, pg_source, bq_settings, bq_dataset):
         "INSERT INTO orders SELECT g, g * 0.5, md5(g::text) FROM generate_series(1, 300000) g",
         "ANALYZE",
     )
-    conn = services.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
-    job = services.job_create(
+    conn = connections.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
+    job = jobs.job_create(
         owner=user, name="orders", connection=conn, source_schema="public", source_table="orders",
         source_columns=get_columns(conn, "public", "orders"), destination_dataset=bq_dataset,
         destination_table="orders", use_existing_table=False, load_strategy="incremental", cursor_column="id",
@@ -109,12 +109,12 @@ def test_it_reconnects_with_new_credentials_and_continues_the_same_table(
     pg_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL)",
                       "INSERT INTO orders SELECT g, g FROM generate_series(1, 5000) g",
                       f"GRANT SELECT ON orders TO {role}")
-    conn = services.connection_create(owner=user, name="db_v1", **{**pg_source.as_connection_fields(),
-                                                                   "username": role, "password": password})
-    services.job_create(owner=user, name="orders", connection=conn, source_schema="public", source_table="orders",
-                        source_columns=get_columns(conn, "public", "orders"), destination_dataset=bq_dataset,
-                        destination_table="orders", use_existing_table=False, load_strategy="incremental",
-                        cursor_column="id")
+    conn = connections.connection_create(owner=user, name="db_v1", **{**pg_source.as_connection_fields(),
+                                                                      "username": role, "password": password})
+    jobs.job_create(owner=user, name="orders", connection=conn, source_schema="public", source_table="orders",
+                    source_columns=get_columns(conn, "public", "orders"), destination_dataset=bq_dataset,
+                    destination_table="orders", use_existing_table=False, load_strategy="incremental",
+                    cursor_column="id")
     login(page, live_server.url)
     run_now_and_wait(page, live_server.url, "orders")
     created = bq.client.get_table(f"{bq_dataset}.orders").created

@@ -12,8 +12,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from e2e.helpers import login
-from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.services import connections
 from tests.plugins.harness import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -33,8 +33,8 @@ def crowded(user, pg_source, bq_dataset):
     """Jobs as they look after a while: a long name, a long error, a run whose worker died, a paused job."""
     pg_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text)",
                       "INSERT INTO orders SELECT g, g, 'n' || g FROM generate_series(1, 50) g")
-    conn = services.connection_create(owner=user, name="production database with a rather long name",
-                                      **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="production database with a rather long name",
+                                         **pg_source.as_connection_fields())
 
     def job(name: str, **extra) -> EtlJob:
         return EtlJob.objects.create(

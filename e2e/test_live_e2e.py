@@ -13,9 +13,9 @@ from playwright.sync_api import Page, expect
 
 from e2e.conftest import REPORT_VIOLATIONS
 from e2e.helpers import htmx_idle, job_row, login
-from ml_platform import services
 from ml_platform.models import EtlJob
-from ml_platform.sources import get_columns
+from ml_platform.services import connections, jobs
+from ml_platform.services.sources import get_columns
 from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -39,8 +39,8 @@ def due_job(user, pg_source, bq_settings, bq_dataset) -> EtlJob:
         f"INSERT INTO orders SELECT g, g * 0.5, md5(g::text) FROM generate_series(1, {ROWS}) g",
         "ANALYZE",
     )
-    conn = services.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
-    job = services.job_create(
+    conn = connections.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
+    job = jobs.job_create(
         owner=user, name="orders", connection=conn, source_schema="public", source_table="orders",
         source_columns=get_columns(conn, "public", "orders"), destination_dataset=bq_dataset,
         destination_table="orders", use_existing_table=False, load_strategy="replace", schedule="0 3 * * *",

@@ -30,9 +30,9 @@ from e2e.helpers import (
     wait_until,
     wizard_to_destination,
 )
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.services import connections
 from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -171,7 +171,7 @@ def test_scenario_b_resume_a_failed_migration(page: Page, live_server, user, pg_
                                               bq_settings, tmp_path) -> None:
     pg_source.execute(PG_TRANSACTIONS, pg_insert(1, 400_000), "ANALYZE")
     base = live_server.url
-    conn = services.connection_create(owner=user, name="warehouse_pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="warehouse_pg", **pg_source.as_connection_fields())
     login(page, base)
     wizard_to_destination(page, base, connection="warehouse_pg", table="public.transactions")
     page.get_by_label("Dataset").select_option(bq_dataset)
@@ -236,8 +236,8 @@ def test_scenario_c_several_sources_into_one_table(page: Page, live_server, user
                                                    bq_dataset, bq_settings, task_worker) -> None:
     pg_source.execute(PG_TRANSACTIONS, pg_insert(1, 3000))
     mysql_source.execute(MYSQL_TRANSACTIONS, mysql_insert(1, 2000))  # ids overlap with the EU source
-    services.connection_create(owner=user, name="eu_db", **pg_source.as_connection_fields())
-    services.connection_create(owner=user, name="us_db", **mysql_source.as_connection_fields())
+    connections.connection_create(owner=user, name="eu_db", **pg_source.as_connection_fields())
+    connections.connection_create(owner=user, name="us_db", **mysql_source.as_connection_fields())
     base = live_server.url
     login(page, base)
     wizard_to_destination(page, base, connection="eu_db", table="public.transactions")
@@ -298,7 +298,7 @@ def test_scenario_c_several_sources_into_one_table(page: Page, live_server, user
 def test_scenario_d_schema_evolution(page: Page, live_server, user, pg_source, bq, bq_dataset, bq_settings,
                                      task_worker) -> None:
     pg_source.execute(PG_TRANSACTIONS, pg_insert(1, 2000))
-    services.connection_create(owner=user, name="shop_db", **pg_source.as_connection_fields())
+    connections.connection_create(owner=user, name="shop_db", **pg_source.as_connection_fields())
     base = live_server.url
     login(page, base)
     wizard_to_destination(page, base, connection="shop_db", table="public.transactions")
@@ -367,7 +367,7 @@ def test_add_columns_ticks_survive_reports_in_flight(page: Page, live_server, us
     pg_source.execute("CREATE TABLE items (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, region text)",
                       "INSERT INTO items SELECT g, g, 'eu' FROM generate_series(1, 300) g")
     bq.create_table(bq_dataset, "items", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC")])
-    services.connection_create(owner=user, name="items_db", **pg_source.as_connection_fields())
+    connections.connection_create(owner=user, name="items_db", **pg_source.as_connection_fields())
     base = live_server.url
     login(page, base)
 

@@ -6,10 +6,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.helpers import job_row, login
-from ml_platform import services
 from ml_platform.models import JobRun
-from ml_platform.runs import run_sync
-from ml_platform.sources import get_columns
+from ml_platform.runs.lifecycle import run_sync
+from ml_platform.services import connections, jobs
+from ml_platform.services.sources import get_columns
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -21,8 +21,8 @@ def eu_job(user, pg_source, bq_settings, bq_dataset):
         "INSERT INTO orders SELECT g, g * 0.5, md5(g::text), jsonb_build_object('g', g) "
         "FROM generate_series(1, 5000) g",
     )
-    conn = services.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
-    job = services.job_create(
+    conn = connections.connection_create(owner=user, name="pg orders", **pg_source.as_connection_fields())
+    job = jobs.job_create(
         owner=user, name="orders eu", connection=conn, source_schema="public", source_table="orders",
         source_columns=get_columns(conn, "public", "orders"), destination_dataset=bq_dataset,
         destination_table="orders", use_existing_table=False, load_strategy="replace", source_tag="eu",

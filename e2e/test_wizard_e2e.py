@@ -6,9 +6,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.helpers import choose_existing_table, login, set_strategy
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.services import connections
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -21,7 +21,7 @@ def shop(pg_source, user):
         "FROM generate_series(1, 50) g",
         "ANALYZE",
     )
-    return services.connection_create(owner=user, name="shop_pg", **pg_source.as_connection_fields())
+    return connections.connection_create(owner=user, name="shop_pg", **pg_source.as_connection_fields())
 
 
 def through_step_three(page: Page, base: str, columns: list[str] | None = None) -> None:

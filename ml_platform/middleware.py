@@ -2,6 +2,12 @@ from __future__ import annotations
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+
+from ml_platform import selectors
+from ml_platform.models import Membership
+from ml_platform.services import workspaces
 
 
 class ApiAwareLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -33,9 +39,7 @@ class ApiTokenMiddleware:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, credentials = header.strip().partition(" ")
         if request.path.startswith("/api/") and scheme.lower() == "bearer":
-            from ml_platform import services
-
-            token = services.token_authenticate(credentials.strip())
+            token = workspaces.token_authenticate(credentials.strip())
             if token is None:
                 response = JsonResponse({"status": "error", "message": "Invalid or revoked API token",
                                          "details": []}, status=401)
@@ -82,8 +86,6 @@ class WorkspaceMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from ml_platform import selectors
-
         request.scope = None
         if request.user.is_authenticated:
             wanted = getattr(request, "token_workspace_id", None) or request.session.get("workspace_id")
@@ -94,8 +96,6 @@ class WorkspaceMiddleware:
         return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
-        from ml_platform.models import Membership
-
         if not request.user.is_authenticated or request.path.startswith(WORKSPACE_FREE_PREFIXES):
             return None
         api = request.path.startswith("/api/")
@@ -103,8 +103,6 @@ class WorkspaceMiddleware:
             if api:
                 return JsonResponse({"status": "error", "message": "You are not a member of any workspace",
                                      "details": []}, status=403)
-            from django.shortcuts import redirect
-
             return redirect("workspace_none")
         needed = getattr(view_func, "required_role", None)
         if request.method not in SAFE_METHODS and needed is None:
@@ -114,7 +112,5 @@ class WorkspaceMiddleware:
                        f"this needs {needed}.")
             if api:
                 return JsonResponse({"status": "error", "message": message, "details": []}, status=403)
-            from django.template.response import TemplateResponse
-
             return TemplateResponse(request, "ml_platform/forbidden.html", {"message": message}, status=403)
         return None

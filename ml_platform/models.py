@@ -150,7 +150,7 @@ class EtlJob(models.Model):
     # Incremental without a key: "dedup" (whole-row) or "append" (append-with-overlap, no re-read).
     incremental_overlap = models.CharField(max_length=10, default="dedup", blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    # Verify (ml_platform/verification.py) after every successful run.
+    # Verify (ml_platform/runs/verify.py) after every successful run.
     verify_after_run = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -279,7 +279,7 @@ class ApiToken(models.Model):
 
 
 class RunRange(models.Model):
-    """One key range of a first load split across workers (issue 18, `ml_platform/range_runs.py`).
+    """One key range of a first load split across workers (issue 18, `ml_platform/runs/key_ranges.py`).
 
     The parent `JobRun` stays running until its last range commits; a range failing transiently is
     retried alone. `after`/`through` bound the cursor (`after < cursor <= through`, NULL = open).

@@ -65,11 +65,6 @@ def job_in(*, scope: Scope, job_id: int) -> EtlJob:
     return get_object_or_404(jobs_in(scope=scope), pk=job_id)
 
 
-def jobs_loading_into(*, workspace: Workspace, dataset: str, table: str) -> QuerySet[EtlJob]:
-    """Every job of the workspace that writes this table, whoever created it."""
-    return EtlJob.objects.filter(workspace=workspace, destination_dataset=dataset, destination_table__iexact=table)
-
-
 def datasets_in(*, scope: Scope) -> list[str]:
     """The BigQuery datasets this workspace may read and write."""
     return list(WorkspaceDataset.objects.filter(workspace=scope.workspace).values_list("dataset", flat=True))
@@ -143,7 +138,7 @@ def run_shown(run: JobRun, *, now: datetime | None = None) -> JobRun:
 
 
 def split_progress(run: JobRun) -> dict[str, int] | None:
-    """A split first load's key ranges (ml_platform/range_runs.py): committed of total; None when not split."""
+    """A split first load's key ranges (ml_platform/runs/key_ranges.py): committed of total; None when not split."""
     counts = dict(RunRange.objects.filter(run=run).order_by().values_list("status").annotate(n=Count("id")))
     total = sum(counts.values())
     return {"committed": counts.get(RunRange.Status.COMMITTED, 0), "total": total} if total else None

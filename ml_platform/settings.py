@@ -138,7 +138,7 @@ MIDDLEWARE = [
     "ml_platform.middleware.ApiTokenMiddleware",
     "ml_platform.middleware.ApiAwareLoginRequiredMiddleware",
     "ml_platform.middleware.WorkspaceMiddleware",
-    "ml_platform.sources.SourceCallScope",
+    "ml_platform.services.sources.SourceCallScope",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -205,8 +205,8 @@ if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= timedelta(0):
     raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES must be positive")
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "ml_platform.auth.lockout_response"
-AXES_CLIENT_IP_CALLABLE = "ml_platform.auth.client_ip"
+AXES_LOCKOUT_CALLABLE = "ml_platform.web.auth.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "ml_platform.web.auth.client_ip"
 # Number of reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
 LOGIN_TRUSTED_PROXIES = env_int("LOGIN_TRUSTED_PROXIES", 0)
 if LOGIN_TRUSTED_PROXIES < 0:
@@ -242,7 +242,7 @@ if TASKS_BACKEND == "django_tasks_celery.CeleryBackend":
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 # The worker imports the task module so Django's @task functions are registered with Celery.
-CELERY_IMPORTS = ["ml_platform.tasks", "ml_platform.verify_tasks"]
+CELERY_IMPORTS = ["ml_platform.runs.lifecycle", "ml_platform.runs.verify"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
@@ -324,7 +324,7 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
-CSRF_FAILURE_VIEW = "ml_platform.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "ml_platform.web.errors.csrf_failure"
 
 LOGGING = {
     "version": 1,

@@ -5,7 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from ml_platform import job_pages, pages, verify_pages, workspace_pages
+from ml_platform.web import job_pages, pages, verify_pages, workspace_pages
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs", permanent=False)),
@@ -14,7 +14,7 @@ urlpatterns = [
          name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("jobs/", pages.jobs, name="jobs"),
+    path("jobs/", pages.job_list, name="jobs"),
     path("jobs/<int:job_id>/", pages.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/row/", pages.job_row, name="job_row"),
     path("jobs/<int:job_id>/run/", pages.job_run_now, name="job_run_now"),
@@ -28,7 +28,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/verify/settings/", verify_pages.job_verify_settings, name="job_verify_settings"),
     path("jobs/<int:job_id>/verification/", verify_pages.job_verification, name="job_verification"),
     path("jobs/<int:job_id>/repair/", verify_pages.job_repair, name="job_repair"),
-    path("connections/", pages.connections, name="connections"),
+    path("connections/", pages.connection_list, name="connections"),
     path("connections/new/", pages.connection_create, name="connection_create"),
     path("connections/test/", pages.connection_test_unsaved, name="connection_test_unsaved"),
     path("connections/<int:connection_id>/edit/", pages.connection_edit, name="connection_edit"),

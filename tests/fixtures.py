@@ -24,20 +24,20 @@ HX = {"HX-Request": "true"}
 @pytest.fixture
 def user(django_user_model):
     """alice, admin of her own workspace "alice"."""
-    from ml_platform import services
+    from ml_platform.services import workspaces
 
     alice = django_user_model.objects.create_user(username="alice", password="alice-password-123")
-    services.personal_workspace(alice)
+    workspaces.personal_workspace(alice)
     return alice
 
 
 @pytest.fixture
 def other_user(django_user_model):
     """mallory, admin of her own workspace "mallory" and in no other."""
-    from ml_platform import services
+    from ml_platform.services import workspaces
 
     mallory = django_user_model.objects.create_user(username="mallory", password="mallory-password-123")
-    services.personal_workspace(mallory)
+    workspaces.personal_workspace(mallory)
     return mallory
 
 
@@ -65,16 +65,16 @@ def source(pg_source):
 @pytest.fixture
 def connection(user, source):
     """alice's connection "pg main" to `source` (created by her: the audit trail names her)."""
-    from ml_platform import services
+    from ml_platform.services import connections
 
-    return services.connection_create(owner=user, actor=user, name="pg main", **source.as_connection_fields())
+    return connections.connection_create(owner=user, actor=user, name="pg main", **source.as_connection_fields())
 
 
 @pytest.fixture
 def pg_conn(user, pg_source, pg_role):
     """alice's connection "pg" as a password-checked role (password SECRET) that reads public.items."""
-    from ml_platform import services
+    from ml_platform.services import connections
 
-    return services.connection_create(owner=user, name="pg", engine="postgresql", host=pg_source.host,
-                                      port=pg_source.port, database=pg_source.database, username=pg_role,
-                                      password=SECRET)
+    return connections.connection_create(owner=user, name="pg", engine="postgresql", host=pg_source.host,
+                                         port=pg_source.port, database=pg_source.database, username=pg_role,
+                                         password=SECRET)

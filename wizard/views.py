@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
-from ml_platform import compat, schema_check, selectors, services, sources
+from ml_platform import selectors
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.etl.bqsql import validate_table_id
@@ -32,8 +32,9 @@ from ml_platform.etl.schedule import next_runs as cron_next_runs
 from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import Family, SourceColumn, bigquery_type_for
 from ml_platform.models import EtlJob
-from ml_platform.report_view import report_view
-from ml_platform.warehouse import warehouse
+from ml_platform.services import compat, jobs, schema_check, sources
+from ml_platform.services.warehouse import warehouse
+from ml_platform.web.report_view import report_view
 from wizard import state
 from wizard.forms import (
     ColumnsStepForm,
@@ -506,7 +507,7 @@ def step5(request: HttpRequest, force_get: bool = False) -> HttpResponse:
         if form.is_valid():
             try:
                 job = create_job_from_draft(request, draft, form.cleaned_data)
-            except (services.JobCreateError, BigQueryError, SourceError) as exc:
+            except (jobs.JobCreateError, BigQueryError, SourceError) as exc:
                 form.add_error(None, str(exc))
             else:
                 state.reset(draft)
@@ -532,7 +533,7 @@ def create_job_from_draft(request: HttpRequest, draft, schedule: dict) -> EtlJob
     schema, table = sources.split_table(data["source_table"])
     source = selected_source_columns(request, draft)
     existing = dest["destination_mode"] == "existing"
-    return services.job_create(
+    return jobs.job_create(
         owner=request.user,
         actor=request.user,
         workspace=request.scope.workspace,

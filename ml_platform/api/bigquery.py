@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from ml_platform import schema_check, selectors, sources
+from ml_platform import selectors
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import ColumnIn, CompatibilityIn
@@ -16,7 +16,8 @@ from ml_platform.etl.ledger import internal_table
 from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
-from ml_platform.warehouse import warehouse
+from ml_platform.services import schema_check, sources
+from ml_platform.services.warehouse import warehouse
 
 router = Router(tags=["bigquery"])
 

@@ -9,12 +9,13 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Query, Router
 from pydantic import BaseModel, Field
 
-from ml_platform import selectors, services, sources
+from ml_platform import selectors
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.schemas import ConnectionIn
 from ml_platform.api.serializers import column_to_dict, connection_to_dict
 from ml_platform.etl.sources import SourceError
-from ml_platform.forms import ConnectionForm
+from ml_platform.services import connections, sources
+from ml_platform.web.forms import ConnectionForm
 
 router = Router(tags=["connections"])
 
@@ -36,13 +37,13 @@ def form_data(body: ConnectionIn, base: dict[str, Any] | None = None) -> dict[st
 def save(request: HttpRequest, form: ConnectionForm, connection=None) -> JsonResponse | None:
     if not form.is_valid():
         return json_error("Invalid connection", status=400, details=form_errors(form))
-    fields = {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
+    fields = {k: form.cleaned_data[k] for k in connections.CONNECTION_FIELDS}
     if connection is None:
-        created = services.connection_create(owner=request.user, workspace=request.scope.workspace,
-                                             password=form.cleaned_data["password"], actor=request.user, **fields)
+        created = connections.connection_create(owner=request.user, workspace=request.scope.workspace,
+                                                password=form.cleaned_data["password"], actor=request.user, **fields)
         return JsonResponse({"status": "ok", "connection": connection_to_dict(created)}, status=201)
-    services.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
-                               **fields)
+    connections.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
+                                  **fields)
     return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
 
 
@@ -67,7 +68,7 @@ def get_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
 def update_connection(request: HttpRequest, connection_id: int, payload: ConnectionIn | None = None) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     payload = payload or ConnectionIn()
-    current = {k: getattr(connection, k) for k in services.CONNECTION_FIELDS}
+    current = {k: getattr(connection, k) for k in connections.CONNECTION_FIELDS}
     current["options"] = json.dumps(current["options"] or {})
     current = {k: ("" if v is None else v) for k, v in current.items()}
     form = ConnectionForm(form_data(payload, current), instance=connection, workspace=request.scope.workspace)
@@ -78,8 +79,8 @@ def update_connection(request: HttpRequest, connection_id: int, payload: Connect
 def delete_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     try:
-        services.connection_delete(connection=connection, actor=request.user)
-    except services.ConnectionInUse as exc:
+        connections.connection_delete(connection=connection, actor=request.user)
+    except connections.ConnectionInUse as exc:
         return json_error(str(exc), status=409, details=[{"job": j} for j in exc.jobs])
     return JsonResponse({"status": "ok"})
 
@@ -88,8 +89,8 @@ def delete_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
 def test_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     result = sources.test_connection(connection)
-    services.connection_record_test(connection=connection, ok=result.ok,
-                                    message=result.server_version or result.error or "")
+    connections.connection_record_test(connection=connection, ok=result.ok,
+                                       message=result.server_version or result.error or "")
     return JsonResponse({"status": "ok" if result.ok else "error", "ok": result.ok,
                          "server_version": result.server_version, "round_trip_ms": result.round_trip_ms,
                          "message": result.error or "Connected"})

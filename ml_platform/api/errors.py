@@ -10,7 +10,7 @@ from ninja.errors import HttpError, ValidationError
 
 from ml_platform.api.parsing import BadRequest
 from ml_platform.etl.sources import TableNotFoundError
-from ml_platform.sources import SourceBusy
+from ml_platform.services.sources import SourceBusy
 
 
 def json_error(message: str, *, status: int = 400, details: Any = None) -> JsonResponse:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from ml_platform import schema_check, selectors, services, sources
+from ml_platform import selectors
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.jobs import job_error
 from ml_platform.api.schemas import ReconnectIn
 from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.etl.sources import SourceError
+from ml_platform.runs import lifecycle, records
+from ml_platform.services import jobs, schema_check, sources
 
 router = Router(tags=["jobs"])
 
@@ -21,8 +23,8 @@ router = Router(tags=["jobs"])
 def run_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     try:
-        run = services.run_enqueue(job=job, actor=request.user)
-    except services.RunAlreadyActive as exc:
+        run = lifecycle.run_enqueue(job=job, actor=request.user)
+    except records.RunAlreadyActive as exc:
         return json_error(str(exc), status=409)
     return JsonResponse({"status": "ok", "run": run_to_dict(run)}, status=202)
 
@@ -30,14 +32,14 @@ def run_job(request: HttpRequest, job_id: int) -> JsonResponse:
 @router.post("/jobs/{int:job_id}/pause/", url_name="api_job_pause", summary="Pause the job's schedule")
 def pause_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    return JsonResponse({"status": "ok", "job": job_to_dict(services.job_pause(job=job, actor=request.user))})
+    return JsonResponse({"status": "ok", "job": job_to_dict(jobs.job_pause(job=job, actor=request.user))})
 
 
 @router.post("/jobs/{int:job_id}/resume/", url_name="api_job_resume",
              summary="Resume the schedule from now (missed slots are not replayed)")
 def resume_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    return JsonResponse({"status": "ok", "job": job_to_dict(services.job_resume(job=job, actor=request.user))})
+    return JsonResponse({"status": "ok", "job": job_to_dict(jobs.job_resume(job=job, actor=request.user))})
 
 
 @router.post("/jobs/{int:job_id}/reconnect/", url_name="api_job_reconnect",
@@ -65,10 +67,10 @@ def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn | None
         message = "Schema incompatible" if missing else result.first_error()
         return json_error(message, status=422, details=refusal_details(result, missing))
     try:
-        services.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=table,
-                               source_columns=selected, result=result, actor=request.user)
-    except services.JobCreateError as exc:
+        jobs.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=table,
+                           source_columns=selected, result=result, actor=request.user)
+    except jobs.JobCreateError as exc:
         return job_error(exc)
-    except services.JobBusy as exc:
+    except jobs.JobBusy as exc:
         return json_error(str(exc), status=409)
     return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report_to_dict(result)})

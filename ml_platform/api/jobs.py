@@ -1,6 +1,6 @@
 """/api/etl/jobs/...: list, create, read, Edit (PATCH), delete and the run history of jobs.
 
-Every write calls the service the pages call (`services.job_create`, `job_update`, `job_delete`), after the
+Every write calls the service the pages call (`jobs.job_create`, `job_update`, `job_delete`), after the
 same schema check the pages run (`schema_check.check`): the API never decides compatibility on its own.
 """
 
@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from ml_platform import schema_check, selectors, services, sources
+from ml_platform import selectors
 from ml_platform.api.errors import json_error, source_error
 from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import JobIn, JobPatchIn
@@ -23,6 +23,7 @@ from ml_platform.etl.compat_model import default_load_strategy
 from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
+from ml_platform.services import jobs, schema_check, sources
 
 router = Router(tags=["jobs"])
 
@@ -37,7 +38,7 @@ def bigquery_error(exc: BigQueryError) -> JsonResponse:
     return json_error(f"BigQuery refused the change: {exc}", status=502)
 
 
-def job_error(exc: services.JobCreateError) -> JsonResponse:
+def job_error(exc: jobs.JobCreateError) -> JsonResponse:
     """A job the service refuses as asked (the schema check says no, a replace to confirm, a name for a column
     that is not selected...): 422 with its details; a malformed request never gets this far (400)."""
     details = refusal_details(exc.result) if exc.result is not None else exc.details
@@ -69,7 +70,7 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
     try:
         columns = introspected(connection, payload.source_table, payload.selected,
                                field="columns" if payload.columns is not None else "source_columns")
-        job = services.job_create(
+        job = jobs.job_create(
             owner=request.user, workspace=request.scope.workspace, name=payload.name, connection=connection,
             source_schema=schema or "", source_table=source_table, source_columns=columns,
             destination_dataset=dataset, destination_table=table, use_existing_table=payload.use_existing_table,
@@ -83,7 +84,7 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
         )
     except SourceError as exc:
         return source_error(exc)
-    except services.JobCreateError as exc:
+    except jobs.JobCreateError as exc:
         return job_error(exc)
     except BigQueryError as exc:
         return bigquery_error(exc)
@@ -115,9 +116,9 @@ def edit_check(request: HttpRequest, job: EtlJob, body: JobPatchIn) -> tuple[lis
     values = edited_values(job, sent)
     source = introspected(job.connection, sources.qualified_name(job.source_schema or None, job.source_table),
                           sent.get("columns") or job.selected_columns, field="columns")
-    services.check_column_choices(source_columns=source, load_strategy=values["load_strategy"],
-                                  cursor_column=values["cursor_column"], merge_key=values["merge_key"],
-                                  partition_field="", clustering=[])
+    jobs.check_column_choices(source_columns=source, load_strategy=values["load_strategy"],
+                              cursor_column=values["cursor_column"], merge_key=values["merge_key"],
+                              partition_field="", clustering=[])
     choices = schema_check.Choices(load_strategy=values["load_strategy"], cursor_column=values["cursor_column"],
                                    merge_key=tuple(values["merge_key"]), source_tag=job.source_tag,
                                    add_columns=tuple(body.add_columns))
@@ -137,12 +138,12 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
     payload = payload or JobPatchIn()
     try:
         source, values, result = edit_check(request, job, payload)
-        services.job_update(job=job, source_columns=source, result=result, actor=request.user, **values)
+        jobs.job_update(job=job, source_columns=source, result=result, actor=request.user, **values)
     except SourceError as exc:
         return source_error(exc)
-    except services.JobCreateError as exc:
+    except jobs.JobCreateError as exc:
         return job_error(exc)
-    except services.JobBusy as exc:
+    except jobs.JobBusy as exc:
         return json_error(str(exc), status=409)
     except ValidationError as exc:
         return model_errors(exc)
@@ -156,8 +157,8 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
 def delete_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     try:
-        services.job_delete(job=job, actor=request.user)
-    except services.JobBusy as exc:
+        jobs.job_delete(job=job, actor=request.user)
+    except jobs.JobBusy as exc:
         return json_error(str(exc), status=409)
     return JsonResponse({"status": "ok"})
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ml_platform import services
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.types import SourceColumn, bigquery_type_for
 from ml_platform.models import Connection, EtlJob, JobRun
-from ml_platform.schema_check import SchemaCheckResult
+from ml_platform.services import audit
+from ml_platform.services.schema_check import SchemaCheckResult
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -26,7 +26,7 @@ def connection_to_dict(c: Connection) -> dict[str, Any]:
         "database": c.database,
         "username": c.username,
         "has_password": bool(c.password),
-        "options": services.masked_options(c.options or {}),
+        "options": audit.masked_options(c.options or {}),
         "last_test_ok": c.last_test_ok,
         "last_tested_at": _iso(c.last_tested_at),
     }

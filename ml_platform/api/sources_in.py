@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ml_platform import schema_check
 from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import ColumnIn
 from ml_platform.etl.source_types import parse_source_type
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
+from ml_platform.services import schema_check
 
 
 def typed_columns(columns: list[ColumnIn], dialect: str) -> list[SourceColumn]:

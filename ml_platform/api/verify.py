@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from ml_platform import selectors, verification
+from ml_platform import selectors
 from ml_platform.api.errors import json_error
 from ml_platform.api.schemas import VerifyIn
 from ml_platform.models import JobRun
+from ml_platform.runs import records, verify
+from ml_platform.services import verification
 
 router = Router(tags=["verify"])
 
@@ -22,10 +24,10 @@ def verify_job(request: HttpRequest, job_id: int, payload: VerifyIn | None = Non
     kind = JobRun.Kind.REPAIR if payload.repair else JobRun.Kind.VERIFY
     try:
         if payload.wait:
-            run = verification.run_sync(job=job, kind=kind, actor=request.user)
+            run = verify.run_sync(job=job, kind=kind, actor=request.user)
         else:
-            run = verification.enqueue(job=job, kind=kind, actor=request.user)
-    except (verification.RunAlreadyActive, verification.NothingToRepair) as exc:
+            run = verify.enqueue(job=job, kind=kind, actor=request.user)
+    except (records.RunAlreadyActive, verification.NothingToRepair) as exc:
         return json_error(str(exc), status=409)
     return JsonResponse({"status": "ok", "verification": verification.as_json(run)},
                         status=200 if payload.wait else 202)

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import pyarrow as pa
 from sqlalchemy import (
@@ -315,8 +316,6 @@ def _target(engine: Engine) -> ConnectTarget:
     url = engine.url
     database = url.database or ""
     if engine.dialect.name == "sqlite":
-        from urllib.parse import unquote
-
         database = unquote(database.removeprefix("file:"))
     return ConnectTarget(engine.dialect.name, url.host or "", url.port, database)
 
@@ -449,7 +448,7 @@ def _adbc_available(engine: Engine) -> bool:
     if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
         return False
     try:
-        import adbc_driver_postgresql.dbapi  # noqa: F401
+        import adbc_driver_postgresql.dbapi  # noqa: F401  # lazy: an optional driver; its absence is the answer
     except ImportError:
         return False
     return True
@@ -457,7 +456,7 @@ def _adbc_available(engine: Engine) -> bool:
 
 def _libpq_conninfo(engine: Engine) -> str:
     """The conninfo of the engine's own connections (TLS, timeouts, application name), password included."""
-    import psycopg.conninfo
+    import psycopg.conninfo  # lazy: the PostgreSQL driver is loaded only for a PostgreSQL source
 
     # engine.connect() (unlike raw_connection()) turns driver errors into SQLAlchemy ones.
     with _open(engine) as conn:
@@ -480,6 +479,7 @@ def _read_adbc_batch(columns: Sequence[SourceColumn], batch: pa.RecordBatch) -> 
 
 
 def _adbc_batches(engine: Engine, query: ExtractQuery, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    # lazy: ADBC (optional) and the PostgreSQL dialect are loaded only for the ADBC path
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc
     from sqlalchemy.dialects import postgresql

@@ -215,7 +215,7 @@ def fast_batches(
 
 def _connectorx_available() -> bool:
     try:
-        import connectorx  # noqa: F401
+        import connectorx  # noqa: F401  # lazy: an optional driver; its absence is the answer
     except ImportError:
         return False
     return True
@@ -239,6 +239,7 @@ def _driver_sql(engine: Engine, statement: Any) -> tuple[str, Any]:
 
 
 def _sqlite_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    # lazy: extract imports this module at load (a cycle until the shared helpers move out)
     from ml_platform.etl.extract import rows_to_batch
 
     sql, params = _driver_sql(engine, statement)
@@ -265,6 +266,7 @@ def _sqlite_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int)
 
 
 def _sqlite_error(engine: Engine, exc: BaseException, *, connecting: bool = False, context: str = "") -> Any:
+    # lazy: extract imports this module at load (a cycle until the shared helpers move out)
     from ml_platform.etl.extract import _connect_error, _source_error
 
     return _connect_error(engine, exc) if connecting else _source_error(engine, exc, context)
@@ -315,6 +317,7 @@ def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int
     timeouts, TLS, the UTC session) is the generic path's own. The few columns Arrow cannot parse
     as the generic path reads them get PyMySQL's converter and the generic reading, value by value.
     """
+    # lazy: extract imports this module at load (a cycle until the shared helpers move out)
     from ml_platform.etl.extract import _connect_error, _source_error
 
     types = [_pymysql_type(c) for c in query.columns]
@@ -349,14 +352,14 @@ def _pymysql_batches(engine: Engine, query: Any, statement: Any, chunk_rows: int
 
 
 def _converter(decoders: Mapping[int, Any], type_code: int) -> Any:
-    import pymysql.converters
+    import pymysql.converters  # lazy: the MySQL driver is loaded only for a MySQL source
 
     found = decoders.get(type_code)
     return None if found is pymysql.converters.through else found
 
 
 def _ss_cursor() -> Any:
-    import pymysql.cursors
+    import pymysql.cursors  # lazy: the MySQL driver is loaded only for a MySQL source
 
     return pymysql.cursors.SSCursor
 
@@ -383,6 +386,7 @@ def _text_batch(
 
 def _read_like_generic(values: Sequence[Any], col: SourceColumn, converter: Any, dialect: str) -> pa.Array:
     """PyMySQL's value (its converter applied to the wire text, as it would have), read as the generic path reads it."""
+    # lazy: extract imports this module at load (a cycle until the shared helpers move out)
     from ml_platform.etl.extract import column_array
 
     if converter is not None:
@@ -399,7 +403,7 @@ def _mysql_sql(engine: Engine, statement: Any, query: Any) -> str:
     DATE/DATETIME/TIMESTAMP are read as text and parsed here: connectorx aborts the whole read on
     a zero date ('0000-00-00'), which PyMySQL hands over as text (see `_temporal`).
     """
-    from sqlalchemy.dialects import mysql
+    from sqlalchemy.dialects import mysql  # lazy: the MySQL dialect is loaded only for a MySQL source
 
     temporal = {c.name for c in query.columns if _mysql_base(c.source_type) in _MYSQL_TEMPORAL}
     if temporal:

@@ -17,6 +17,7 @@ Every commit job has a deterministic id (job, run, unit, attempt): a retry looks
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -167,14 +168,10 @@ def unit_number(unit: str) -> int:
 def parse_watermark(text: str | None) -> Any:
     if text is None:
         return None
-    import json
-
     return watermark_from_json(json.loads(text))
 
 
 def _json_text(watermark: Any) -> str | None:
-    import json
-
     data = watermark_to_json(watermark)
     return None if data is None else json.dumps(data, sort_keys=True)
 

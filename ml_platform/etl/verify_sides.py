@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from ml_platform.etl.bqsql import bq_literal, partition_filter, table_ref
+from ml_platform.etl.errors import SchemaMismatchError
 from ml_platform.etl.types import BigQueryField, SourceColumn
 from ml_platform.etl.verify_sql import (
     Dialect,
@@ -175,8 +177,6 @@ class BigQuerySide:
 
     def __init__(self, bq: BigQuery, dataset: str, table: str, compared: Compared,
                  tag: tuple[str, str | None] | None, partition: str = "") -> None:
-        from ml_platform.etl.runner import bq_literal, table_ref
-
         # Exactly the rows the runner's statements treat as the job's: its tag's (an untagged job on
         # a table with a tag column: `tag IS NULL`), with the partition filter the runner adds.
         parts = [partition] if partition else []
@@ -221,8 +221,6 @@ def job_key(spec: Any) -> tuple[str, ...]:
 
 def sides_for(spec: Any, *, bq: BigQuery, engine: Engine) -> tuple[SqlSide, BigQuerySide, Compared]:
     """Both sides of a job (a `RunSpec`): its source table and its tag's rows in its BigQuery table."""
-    from ml_platform.etl.errors import SchemaMismatchError
-
     schema = bq.get_table_schema(spec.destination_dataset, spec.destination_table)
     dest_names = spec.destination_names()
     present = {f.name.lower() for f in schema.fields}
@@ -230,8 +228,6 @@ def sides_for(spec: Any, *, bq: BigQuery, engine: Engine) -> tuple[SqlSide, BigQ
     if absent:
         raise SchemaMismatchError(f"The BigQuery table has no column(s) {', '.join(absent)} yet: run the job first")
     compared = compared_columns(spec.columns, dest_names, schema.fields, job_key(spec))
-    from ml_platform.etl.bqsql import partition_filter
-
     tag = None
     if spec.source_tag is not None:
         if spec.tag_column.lower() not in present:

@@ -7,9 +7,9 @@ import json
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.services import connections
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -31,7 +31,7 @@ def dest(bq, bq_dataset, bq_settings):
 def test_it_lists_datasets_and_tables_with_counts_and_jobs(alice_client, user, dest, sqlite_source) -> None:
     assert dest in alice_client.get(reverse("api_datasets")).json()["datasets"]
     sqlite_source.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-    conn = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
     job = EtlJob.objects.create(workspace=conn.workspace, owner=user, name="j", connection=conn, source_table="t", destination_dataset=dest,
                                 destination_table="orders")
     body = alice_client.get(reverse("api_dataset_tables", args=[dest])).json()
@@ -66,9 +66,9 @@ def test_it_rejects_a_nullable_source_for_a_required_column(alice_client, dest) 
 def test_it_validates_data_of_a_narrowing_column(alice_client, user, dest, pg_source) -> None:
     pg_source.execute("CREATE TABLE src (id bigint PRIMARY KEY, note text, code text)",
                       "INSERT INTO src VALUES (1, 'a', '12'), (2, 'b', '7'), (3, 'c', 'abc')")
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     bq_body = {"connection_id": conn.pk, "source_table": "public.src", "destination_table": f"{dest}.orders"}
-    from ml_platform.warehouse import warehouse
+    from ml_platform.services.warehouse import warehouse
 
     warehouse().add_columns(dest, "orders", [BigQueryField("code", "INT64")])
     plain = post(alice_client, VALIDATE, bq_body).json()
@@ -101,7 +101,7 @@ def test_it_answers_bad_input_with_4xx_json(alice_client, dest, other_user, user
 def test_it_creates_a_job_on_an_existing_table_or_answers_422(alice_client, user, dest, mysql_source, bq) -> None:
     mysql_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount decimal(12,2), extra varchar(20))",
                          "CREATE TABLE bad (id varchar(10), amount text)")
-    conn = services.connection_create(owner=user, name="maria", **mysql_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="maria", **mysql_source.as_connection_fields())
     base = {"name": "eu orders", "connection_id": conn.pk, "use_existing_table": True,
             "existing_table_name": f"{dest}.orders", "load_strategy": "incremental", "cursor_column": "id"}
     bad = post(alice_client, "api_jobs", {**base, "source_table": f"{mysql_source.database}.bad"})
@@ -118,7 +118,7 @@ def test_it_creates_a_job_on_an_existing_table_or_answers_422(alice_client, user
 def test_it_back_fills_the_tag_on_untagged_rows_only_when_the_request_confirms_it(alice_client, user, dest,
                                                                                  mysql_source, bq) -> None:
     mysql_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount decimal(12,2))")
-    conn = services.connection_create(owner=user, name="maria", **mysql_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="maria", **mysql_source.as_connection_fields())
     body = {"name": "us orders", "connection_id": conn.pk, "source_table": f"{mysql_source.database}.orders",
             "use_existing_table": True, "existing_table_name": f"{dest}.orders", "load_strategy": "append",
             "source_tag": "us"}
@@ -132,7 +132,7 @@ def test_it_back_fills_the_tag_on_untagged_rows_only_when_the_request_confirms_i
 
 def test_it_defaults_the_strategy_as_the_wizard_does(alice_client, user, dest, pg_source) -> None:
     pg_source.execute("CREATE TABLE events (id bigint PRIMARY KEY, note text)")
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     body = {"connection_id": conn.pk, "source_table": "public.events"}
     new = post(alice_client, "api_jobs", {**body, "name": "new", "destination_table": f"{dest}.events"})
     assert new.status_code == 201, new.content
@@ -145,7 +145,7 @@ def test_it_defaults_the_strategy_as_the_wizard_does(alice_client, user, dest, p
 
 def test_it_creates_a_new_table_for_a_new_job(alice_client, user, dest, pg_source, bq) -> None:
     pg_source.execute("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz NOT NULL, payload jsonb)")
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     body = {"name": "events", "connection_id": conn.pk, "source_table": "public.events",
             "destination_table": f"{dest}.events", "load_strategy": "replace", "partition_field": "at",
             "schedule": "0 * * * *"}
@@ -166,7 +166,7 @@ def test_it_creates_a_new_table_for_a_new_job(alice_client, user, dest, pg_sourc
 def test_it_refuses_a_schedule_that_never_runs_with_a_400_naming_the_field(alice_client, user, dest, pg_source,
                                                                            bq) -> None:
     pg_source.execute("CREATE TABLE events (id bigint PRIMARY KEY)")
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     body = {"name": "feb 31", "connection_id": conn.pk, "source_table": "public.events",
             "destination_table": f"{dest}.feb31", "load_strategy": "replace", "schedule": "0 0 31 2 *"}
     refused = post(alice_client, "api_jobs", body)
@@ -182,14 +182,14 @@ def test_it_refuses_a_schedule_that_never_runs_with_a_400_naming_the_field(alice
 @pytest.fixture
 def coded(user, dest, pg_source):
     """A PostgreSQL source whose text column `code` goes into the table's INT64 `code` (needs validation)."""
-    from ml_platform.warehouse import warehouse
+    from ml_platform.services.warehouse import warehouse
 
     pg_source.execute("CREATE TABLE src (id bigint PRIMARY KEY, amount numeric(12,2), code text)",
                       "INSERT INTO src VALUES (1, 2.5, '12'), (2, 3.5, '7')",
                       "CREATE TABLE dirty (id bigint PRIMARY KEY, code text)",
                       "INSERT INTO dirty VALUES (1, '12'), (2, 'abc')")
     warehouse().add_columns(dest, "orders", [BigQueryField("code", "INT64")])
-    return services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    return connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
 
 
 def test_it_creates_a_job_that_needs_validation_once_validate_data_passes(alice_client, dest, coded, bq) -> None:
@@ -256,8 +256,8 @@ def test_it_answers_bad_column_lists_and_unknown_fields_with_a_400_naming_the_fi
 def test_it_names_this_workspaces_jobs_on_the_table_and_only_counts_other_workspaces(
         alice_client, user, other_user, dest, sqlite_source) -> None:
     sqlite_source.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-    mine = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
-    theirs = services.connection_create(owner=other_user, name="theirs", **sqlite_source.as_connection_fields())
+    mine = connections.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
+    theirs = connections.connection_create(owner=other_user, name="theirs", **sqlite_source.as_connection_fields())
     job = EtlJob.objects.create(workspace=mine.workspace, owner=user, name="mine", connection=mine, source_table="t",
                                 destination_dataset=dest, destination_table="orders", source_tag="eu")
     EtlJob.objects.create(workspace=theirs.workspace, owner=other_user, name="secret-foreign-job", connection=theirs,

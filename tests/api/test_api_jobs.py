@@ -7,9 +7,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import AuditEvent, EtlJob, JobRun, Membership
+from ml_platform.runs import records
+from ml_platform.services import connections, workspaces
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -29,7 +30,7 @@ def source(pg_source):
 
 @pytest.fixture
 def connection(user, source):
-    return services.connection_create(owner=user, name="pg main", **source.as_connection_fields())
+    return connections.connection_create(owner=user, name="pg main", **source.as_connection_fields())
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def test_it_refuses_a_name_another_job_has(alice_client, job) -> None:
 
 
 def test_it_refuses_an_edit_while_a_run_is_active(alice_client, job) -> None:
-    services.run_enqueue_record(job=job)
+    records.run_enqueue_record(job=job)
     response = patch(alice_client, job, {"name": "renamed"})
     assert response.status_code == 409 and "run" in response.json()["message"]
 
@@ -127,7 +128,7 @@ def test_it_refuses_an_edit_while_a_run_is_active(alice_client, job) -> None:
 
 
 def test_it_deletes_a_job_but_keeps_the_table_and_refuses_while_running(alice_client, job, bq) -> None:
-    run = services.run_enqueue_record(job=job)
+    run = records.run_enqueue_record(job=job)
     busy = alice_client.delete(url("api_job_detail", job))
     assert busy.status_code == 409 and EtlJob.objects.filter(pk=job.pk).exists()
     JobRun.objects.filter(pk=run.pk).update(status=JobRun.Status.FAILED)
@@ -166,7 +167,7 @@ def test_it_pauses_and_resumes_a_job(alice_client, job) -> None:
 
 def test_it_reconnects_only_when_compatible_and_keeps_table_and_watermark(alice_client, user, job, source,
                                                                           bq) -> None:
-    rotated = services.connection_create(owner=user, name="pg rotated", **source.as_connection_fields())
+    rotated = connections.connection_create(owner=user, name="pg rotated", **source.as_connection_fields())
     before = bq.get_table_schema(job.destination_dataset, "orders")
     wrong = post(alice_client, "api_job_reconnect", job, {"connection_id": rotated.pk, "source_table": "public.wrong"})
     assert wrong.status_code == 422 and wrong.json()["message"] == "Schema incompatible"
@@ -187,7 +188,7 @@ def test_it_reconnects_only_when_compatible_and_keeps_table_and_watermark(alice_
 
 
 def test_it_reconnects_to_a_new_connection_keeping_the_table_name(alice_client, user, job, source) -> None:
-    rotated = services.connection_create(owner=user, name="pg rotated", **source.as_connection_fields())
+    rotated = connections.connection_create(owner=user, name="pg rotated", **source.as_connection_fields())
     done = post(alice_client, "api_job_reconnect", job, {"connection_id": rotated.pk})
     assert done.status_code == 200, done.content
     job.refresh_from_db()
@@ -195,8 +196,8 @@ def test_it_reconnects_to_a_new_connection_keeping_the_table_name(alice_client, 
 
 
 def test_it_refuses_a_reconnect_while_a_run_is_active(alice_client, user, job, source) -> None:
-    rotated = services.connection_create(owner=user, name="pg rotated", **source.as_connection_fields())
-    services.run_enqueue_record(job=job)
+    rotated = connections.connection_create(owner=user, name="pg rotated", **source.as_connection_fields())
+    records.run_enqueue_record(job=job)
     busy = post(alice_client, "api_job_reconnect", job, {"connection_id": rotated.pk})
     assert busy.status_code == 409
     job.refresh_from_db()
@@ -208,8 +209,8 @@ def test_it_refuses_a_reconnect_while_a_run_is_active(alice_client, user, job, s
 
 def test_another_workspace_gets_404_on_every_action_and_nothing_changes(client, other_user, job, tmp_path) -> None:
     client.force_login(other_user)
-    mine = services.connection_create(owner=other_user, name="mallory", engine="sqlite",
-                                      database=str(tmp_path / "m.sqlite3"))
+    mine = connections.connection_create(owner=other_user, name="mallory", engine="sqlite",
+                                         database=str(tmp_path / "m.sqlite3"))
     before = EtlJob.objects.filter(pk=job.pk).values().get()
     requests = [
         client.get(url("api_job_detail", job)),
@@ -230,8 +231,8 @@ def test_another_workspace_gets_404_on_every_action_and_nothing_changes(client, 
 
 def test_alice_cannot_reconnect_her_job_to_another_workspaces_connection(alice_client, other_user, job,
                                                                          tmp_path) -> None:
-    theirs = services.connection_create(owner=other_user, name="mallory", engine="sqlite",
-                                        database=str(tmp_path / "m.sqlite3"))
+    theirs = connections.connection_create(owner=other_user, name="mallory", engine="sqlite",
+                                           database=str(tmp_path / "m.sqlite3"))
     response = post(alice_client, "api_job_reconnect", job, {"connection_id": theirs.pk})
     assert response.status_code == 404 and response.json() == NOT_FOUND
     job.refresh_from_db()
@@ -240,7 +241,7 @@ def test_alice_cannot_reconnect_her_job_to_another_workspaces_connection(alice_c
 
 def test_a_viewers_token_reads_but_cannot_act_and_an_editors_token_needs_no_csrf(user, other_user, job) -> None:
     member = Membership.objects.create(workspace=job.workspace, user=other_user, role=Membership.Role.VIEWER)
-    _, plaintext = services.token_create(user=other_user, workspace=job.workspace, name="ci")
+    _, plaintext = workspaces.token_create(user=other_user, workspace=job.workspace, name="ci")
     client, auth = Client(enforce_csrf_checks=True), {"HTTP_AUTHORIZATION": f"Bearer {plaintext}"}
     assert client.get(url("api_job_runs", job), **auth).status_code == 200
     refused = [patch(client, job, {"name": "x"}, **auth), client.delete(url("api_job_detail", job), **auth),
@@ -248,7 +249,7 @@ def test_a_viewers_token_reads_but_cannot_act_and_an_editors_token_needs_no_csrf
                                                                 "api_job_reconnect"))]
     for response in refused:
         assert response.status_code == 403 and "viewer" in response.json()["message"]
-    services.member_set_role(membership=member, role=Membership.Role.EDITOR, actor=user)
+    workspaces.member_set_role(membership=member, role=Membership.Role.EDITOR, actor=user)
     assert post(client, "api_job_pause", job, **auth).status_code == 200
     assert patch(client, job, {"name": "by token"}, **auth).status_code == 200
     job.refresh_from_db()

@@ -14,8 +14,8 @@ from django.db import connection as db_connection
 from django.test import Client
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.models import ApiToken, AuditEvent, Connection, EtlJob, JobRun, Membership
+from ml_platform.services import connections, workspaces
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -42,7 +42,7 @@ def create_on_page(client: Client, name: str = "ci") -> str:
 @pytest.fixture
 def workspace_b(other_user):
     """mallory's workspace; tests add alice to it with the role they need."""
-    return services.personal_workspace(other_user)
+    return workspaces.personal_workspace(other_user)
 
 
 @pytest.fixture
@@ -52,8 +52,8 @@ def sqlite_db(sqlite_source) -> str:
 
 
 def make_job(*, owner, workspace, database: str, name: str = "j") -> EtlJob:
-    conn = services.connection_create(owner=owner, workspace=workspace, name=f"conn-{name}", engine="sqlite",
-                                      database=database)
+    conn = connections.connection_create(owner=owner, workspace=workspace, name=f"conn-{name}", engine="sqlite",
+                                         database=database)
     return EtlJob.objects.create(workspace=workspace, owner=owner, name=name, connection=conn, source_table="t",
                                  destination_dataset="d", destination_table="t")
 
@@ -68,7 +68,7 @@ def test_it_shows_a_new_token_once_and_then_only_its_prefix(alice_client, user) 
     assert html.count(plaintext) == 1 and "Copy it now" in html
     assert "no-store" in response["Cache-Control"]
     token = ApiToken.objects.get()
-    assert (token.user, token.workspace, token.name) == (user, services.personal_workspace(user), "rotation script")
+    assert (token.user, token.workspace, token.name) == (user, workspaces.personal_workspace(user), "rotation script")
     # Stored hashed: the digest of the whole text, and the public prefix; never the text itself.
     assert token.digest == hashlib.sha256(plaintext.encode()).hexdigest()
     assert plaintext.startswith(token.prefix + "_") and len(token.prefix) == 16
@@ -100,8 +100,8 @@ def test_a_viewer_creates_and_revokes_their_own_tokens(client, user, workspace_b
 
 
 def test_it_hides_another_users_tokens(alice_client, client, other_user) -> None:
-    theirs, _ = services.token_create(user=other_user, workspace=services.personal_workspace(other_user),
-                                      name="mallory-ci")
+    theirs, _ = workspaces.token_create(user=other_user, workspace=workspaces.personal_workspace(other_user),
+                                          name="mallory-ci")
     assert alice_client.post(reverse("api_token_revoke", args=[theirs.pk])).status_code == 404
     assert "mallory-ci" not in alice_client.get(reverse("api_tokens")).content.decode()
     theirs.refresh_from_db()
@@ -110,7 +110,7 @@ def test_it_hides_another_users_tokens(alice_client, client, other_user) -> None
 
 def test_it_lists_only_the_current_workspaces_tokens(alice_client, user, workspace_b) -> None:
     Membership.objects.create(workspace=workspace_b, user=user, role=Membership.Role.EDITOR)
-    elsewhere, _ = services.token_create(user=user, workspace=workspace_b, name="b-token")
+    elsewhere, _ = workspaces.token_create(user=user, workspace=workspace_b, name="b-token")
     assert "b-token" not in alice_client.get(reverse("api_tokens")).content.decode()
     assert alice_client.post(reverse("api_token_revoke", args=[elsewhere.pk])).status_code == 404
 
@@ -119,9 +119,9 @@ def test_it_lists_only_the_current_workspaces_tokens(alice_client, user, workspa
 
 
 def test_a_token_reads_the_api_without_session_or_csrf(user, tmp_path) -> None:
-    workspace = services.personal_workspace(user)
+    workspace = workspaces.personal_workspace(user)
     job = make_job(owner=user, workspace=workspace, database=str(tmp_path / "x.sqlite3"))
-    token, plaintext = services.token_create(user=user, workspace=workspace, name="ci")
+    token, plaintext = workspaces.token_create(user=user, workspace=workspace, name="ci")
     client = api_client()
     response = client.get(reverse("api_jobs"), **bearer(plaintext))
     assert response.status_code == 200
@@ -132,23 +132,23 @@ def test_a_token_reads_the_api_without_session_or_csrf(user, tmp_path) -> None:
 
 
 def test_it_records_the_last_use_at_most_once_a_minute(user) -> None:
-    token, plaintext = services.token_create(user=user, workspace=services.personal_workspace(user), name="ci")
-    services.token_authenticate(plaintext)
+    token, plaintext = workspaces.token_create(user=user, workspace=workspaces.personal_workspace(user), name="ci")
+    workspaces.token_authenticate(plaintext)
     first = ApiToken.objects.get().last_used_at
-    services.token_authenticate(plaintext)
+    workspaces.token_authenticate(plaintext)
     assert ApiToken.objects.get().last_used_at == first
     ApiToken.objects.update(last_used_at=first - timedelta(minutes=2))
-    services.token_authenticate(plaintext)
+    workspaces.token_authenticate(plaintext)
     assert ApiToken.objects.get().last_used_at > first - timedelta(seconds=1)
 
 
 def test_a_token_post_needs_no_csrf_token(user, sqlite_db) -> None:
-    _, plaintext = services.token_create(user=user, workspace=services.personal_workspace(user), name="ci")
+    _, plaintext = workspaces.token_create(user=user, workspace=workspaces.personal_workspace(user), name="ci")
     body = {"name": "by-token", "engine": "sqlite", "database": sqlite_db}
     response = api_client().post(reverse("api_connections"), body, content_type="application/json",
                                  **bearer(plaintext))
     assert response.status_code == 201, response.content
-    assert Connection.objects.get(name="by-token").workspace == services.personal_workspace(user)
+    assert Connection.objects.get(name="by-token").workspace == workspaces.personal_workspace(user)
 
 
 def test_a_session_post_still_needs_the_csrf_token(user, sqlite_db) -> None:
@@ -185,16 +185,16 @@ def test_a_malformed_or_unknown_token_answers_401(user, header: str) -> None:
 
 
 def test_a_wrong_token_never_falls_back_to_the_session(alice_client, user) -> None:
-    _, plaintext = services.token_create(user=user, workspace=services.personal_workspace(user), name="ci")
+    _, plaintext = workspaces.token_create(user=user, workspace=workspaces.personal_workspace(user), name="ci")
     tampered = plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")
     assert alice_client.get(reverse("api_jobs")).status_code == 200  # the session alone works
     assert alice_client.get(reverse("api_jobs"), **bearer(tampered)).status_code == 401
 
 
 def test_a_bearer_header_outside_the_api_is_ignored(user, tmp_path) -> None:
-    workspace = services.personal_workspace(user)
+    workspace = workspaces.personal_workspace(user)
     job = make_job(owner=user, workspace=workspace, database=str(tmp_path / "x.sqlite3"))
-    _, plaintext = services.token_create(user=user, workspace=workspace, name="ci")
+    _, plaintext = workspaces.token_create(user=user, workspace=workspace, name="ci")
     client = api_client()
     for response in (client.get(reverse("jobs"), **bearer(plaintext)),
                      client.get(reverse("api_tokens"), **bearer(plaintext))):
@@ -208,8 +208,8 @@ def test_a_bearer_header_outside_the_api_is_ignored(user, tmp_path) -> None:
 def test_a_token_for_workspace_a_does_not_reach_workspace_b(user, other_user, workspace_b, tmp_path) -> None:
     Membership.objects.create(workspace=workspace_b, user=user, role=Membership.Role.EDITOR)
     job_b = make_job(owner=other_user, workspace=workspace_b, database=str(tmp_path / "b.sqlite3"), name="b")
-    _, token_a = services.token_create(user=user, workspace=services.personal_workspace(user), name="a")
-    _, token_b = services.token_create(user=user, workspace=workspace_b, name="b")
+    _, token_a = workspaces.token_create(user=user, workspace=workspaces.personal_workspace(user), name="a")
+    _, token_b = workspaces.token_create(user=user, workspace=workspace_b, name="b")
     client = api_client()
     response = client.get(reverse("api_job_detail", args=[job_b.pk]), **bearer(token_a))
     assert response.status_code == 404 and response.json()["status"] == "error"
@@ -222,7 +222,7 @@ def test_a_viewers_token_cannot_change_or_run_anything(user, other_user, workspa
     membership = Membership.objects.create(workspace=workspace_b, user=user, role=Membership.Role.VIEWER)
     job = make_job(owner=other_user, workspace=workspace_b, database=sqlite_db)
     conn = job.connection
-    _, plaintext = services.token_create(user=user, workspace=workspace_b, name="viewer")
+    _, plaintext = workspaces.token_create(user=user, workspace=workspace_b, name="viewer")
     client, auth = api_client(), bearer(plaintext)
     assert client.get(reverse("api_job_detail", args=[job.pk]), **auth).status_code == 200  # reads are fine
     job_body = {"name": "new", "connection_id": conn.pk, "source_table": "t", "destination_dataset": "d",
@@ -242,17 +242,17 @@ def test_a_viewers_token_cannot_change_or_run_anything(user, other_user, workspa
     assert list(Connection.objects.values_list("name", flat=True)) == ["conn-j"]
     assert not JobRun.objects.exists()
     # The token acts with the owner's current role: promoted to editor, the same token may edit ...
-    services.member_set_role(membership=membership, role=Membership.Role.EDITOR, actor=other_user)
+    workspaces.member_set_role(membership=membership, role=Membership.Role.EDITOR, actor=other_user)
     response = client.patch(reverse("api_connection_detail", args=[conn.pk]), {"name": "renamed"},
                             content_type="application/json", **auth)
     assert response.status_code == 200 and Connection.objects.get().name == "renamed"
     # ... and once they leave the workspace it stops working at all (401, as for a revoked token).
-    services.member_remove(membership=membership, actor=other_user)
+    workspaces.member_remove(membership=membership, actor=other_user)
     assert client.get(reverse("api_jobs"), **auth).status_code == 401
 
 
 def test_a_deactivated_users_token_answers_401(user) -> None:
-    _, plaintext = services.token_create(user=user, workspace=services.personal_workspace(user), name="ci")
+    _, plaintext = workspaces.token_create(user=user, workspace=workspaces.personal_workspace(user), name="ci")
     user.is_active = False
     user.save()
     assert api_client().get(reverse("api_jobs"), **bearer(plaintext)).status_code == 401
@@ -261,7 +261,7 @@ def test_a_deactivated_users_token_answers_401(user) -> None:
 def test_token_requests_are_not_logins_for_axes(client, user) -> None:
     from axes.models import AccessAttempt
 
-    _, plaintext = services.token_create(user=user, workspace=services.personal_workspace(user), name="ci")
+    _, plaintext = workspaces.token_create(user=user, workspace=workspaces.personal_workspace(user), name="ci")
     for _ in range(10):
         assert api_client().get(reverse("api_jobs"), **bearer("etl_0123456789ab_" + "A" * 43)).status_code == 401
     assert not AccessAttempt.objects.exists()

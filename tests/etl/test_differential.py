@@ -9,11 +9,11 @@ one destination table on the emulator, and the product's own path:
 2. needs validation: the product's data validation (`compat.validate_data`) must count
    exactly the values the load would reject; with failures the job cannot be created;
    once those rows are deleted from the source the validation passes and step 3 applies;
-3. ok / warning: `services.job_create` accepts the job, `runs.run_sync` (the worker's
+3. ok / warning: `jobs.job_create` accepts the job, `lifecycle.run_sync` (the worker's
    path) succeeds, and every value read back with google-cloud-bigquery equals the
    oracle's expectation (`tests/differential_values.py`: exact for ok, the documented
    transformation for each warning kind);
-4. error: `services.job_create` refuses the job.
+4. error: `jobs.job_create` refuses the job.
 
 Every disagreement of one table is collected and reported together (no shrinking: a
 run is a real load, and the message names each offending value and row).
@@ -167,8 +167,8 @@ class Case:
     def __init__(
         self, kind: Kind, dest: Dest, source: SourceDatabase, connection, user, dataset: str, bq, client
     ) -> None:
-        from ml_platform import services
         from ml_platform.etl.types import BigQueryField
+        from ml_platform.services import workspaces
 
         self.kind, self.dest, self.source, self.user, self.dataset, self.client = (
             kind,
@@ -183,7 +183,7 @@ class Case:
         self.schema = "public" if source.engine == "postgresql" else None
         self.connection = connection
         self._columns = None
-        self.workspace = services.personal_workspace(user)
+        self.workspace = workspaces.personal_workspace(user)
         bq.create_table(
             dataset,
             self.table,
@@ -194,19 +194,19 @@ class Case:
         )
 
     def columns(self):
-        from ml_platform.sources import get_columns
+        from ml_platform.services.sources import get_columns
 
         if self._columns is None:  # introspected once: the table's columns do not change
             self._columns = list(get_columns(self.connection, self.schema, self.table))
         return self._columns
 
     def options(self, validation=None):
-        from ml_platform import compat
+        from ml_platform.services import compat
 
         return compat.options_from(load_strategy="append", validation=validation)
 
     def report(self, validation=None):
-        from ml_platform import schema_check
+        from ml_platform.services import schema_check
 
         return schema_check.check(
             workspace=self.workspace,
@@ -217,7 +217,7 @@ class Case:
         )
 
     def validate(self, destination) -> dict:
-        from ml_platform import compat
+        from ml_platform.services import compat
 
         return compat.validate_data(
             connection=self.connection,
@@ -229,9 +229,9 @@ class Case:
         )
 
     def create_job(self, validation=None):
-        from ml_platform import services
+        from ml_platform.services import jobs
 
-        return services.job_create(
+        return jobs.job_create(
             owner=self.user,
             workspace=self.workspace,
             name=f"job {self.table}",
@@ -247,7 +247,7 @@ class Case:
         )
 
     def run(self, job):
-        from ml_platform.runs import run_sync
+        from ml_platform.runs.lifecycle import run_sync
 
         return run_sync(job=job)
 
@@ -280,7 +280,7 @@ def check(case: Case, values: list[Any]) -> Outcome:
 
 
 def _check(case: Case, values: list[Any], out: Outcome) -> Outcome:
-    from ml_platform.services import JobCreateError
+    from ml_platform.services.jobs import JobCreateError
 
     kind, dest = case.kind, case.dest
     ctx = case.report()
@@ -293,7 +293,7 @@ def _check(case: Case, values: list[Any], out: Outcome) -> Outcome:
             case.create_job()
         except JobCreateError:
             return out
-        out.fail("the report says error, but services.job_create accepted the job")
+        out.fail("the report says error, but jobs.job_create accepted the job")
         return out
 
     want = {i: expected(kind, dest, v, out.verdict) for i, v in enumerate(values, start=1)}
@@ -336,7 +336,7 @@ def _check(case: Case, values: list[Any], out: Outcome) -> Outcome:
     try:
         job = case.create_job(validation=validation)
     except JobCreateError as exc:
-        out.fail(f"the report says {out.verdict}, but services.job_create refused: {exc} {exc.details}")
+        out.fail(f"the report says {out.verdict}, but jobs.job_create refused: {exc} {exc.details}")
         return out
     run = case.run(job)
     if run.status != "succeeded":
@@ -376,13 +376,13 @@ def record(case: tuple[Kind, Dest], outcome: Outcome, rows: int) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_it_loads_what_the_report_promised(case, sources, dataset, user, bq, bq_settings, bq_client, tmp_path) -> None:
-    from ml_platform import services
+    from ml_platform.services import connections, workspaces
 
     kind, dest = case
     bq_settings.ETL_SPOOL_DIR = tmp_path / "spool"
     source = sources[kind.engine]
-    services.dataset_assign(workspace=services.personal_workspace(user), dataset=dataset)
-    connection = services.connection_create(owner=user, name=kind.engine, **source.as_connection_fields())
+    workspaces.dataset_assign(workspace=workspaces.personal_workspace(user), dataset=dataset)
+    connection = connections.connection_create(owner=user, name=kind.engine, **source.as_connection_fields())
 
     @DIFFERENTIAL
     @SEEDED

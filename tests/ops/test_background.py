@@ -14,8 +14,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.runs import lifecycle, records
+from ml_platform.services import connections, jobs
 from tests.plugins.harness import ROOT, django_subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -38,14 +39,14 @@ def orders(pg_source):
 
 
 def make_job(user, connection, dataset: str, name: str = "orders", **extra) -> EtlJob:
-    from ml_platform.sources import get_columns
+    from ml_platform.services.sources import get_columns
 
     columns = get_columns(connection, "public", "orders")
-    return services.job_create(owner=user, name=name, connection=connection, source_schema="public",
-                               source_table="orders", source_columns=columns, destination_dataset=dataset,
-                               destination_table=extra.pop("table", name), use_existing_table=False,
-                               load_strategy=extra.pop("load_strategy", "incremental"),
-                               cursor_column=extra.pop("cursor_column", "id"), **extra)
+    return jobs.job_create(owner=user, name=name, connection=connection, source_schema="public",
+                           source_table="orders", source_columns=columns, destination_dataset=dataset,
+                           destination_table=extra.pop("table", name), use_existing_table=False,
+                           load_strategy=extra.pop("load_strategy", "incremental"),
+                           cursor_column=extra.pop("cursor_column", "id"), **extra)
 
 
 def wait_for(predicate, timeout: float = 90.0, what: str = "condition") -> None:
@@ -74,9 +75,9 @@ def scheduler_once(env: dict) -> subprocess.Popen:
 
 
 def test_it_runs_a_queued_job_on_the_real_worker(user, orders, bq, bq_dataset, task_worker) -> None:
-    conn = services.connection_create(owner=user, name="pg", **orders.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **orders.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
-    run = services.run_enqueue(job=job)
+    run = lifecycle.run_enqueue(job=job)
     wait_for(lambda: run_status(run.pk) in ("succeeded", "failed"), what="the run to finish")
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
@@ -85,10 +86,10 @@ def test_it_runs_a_queued_job_on_the_real_worker(user, orders, bq, bq_dataset, t
 
 
 def test_it_enqueues_each_due_job_once_with_two_concurrent_schedulers(user, orders, bq, bq_dataset) -> None:
-    conn = services.connection_create(owner=user, name="pg", **orders.as_connection_fields())
-    jobs = [make_job(user, conn, bq_dataset, name=f"job{i}", schedule="* * * * *") for i in range(12)]
+    conn = connections.connection_create(owner=user, name="pg", **orders.as_connection_fields())
+    scheduled = [make_job(user, conn, bq_dataset, name=f"job{i}", schedule="* * * * *") for i in range(12)]
     paused = make_job(user, conn, bq_dataset, name="paused", schedule="* * * * *")
-    services.job_pause(job=paused)
+    jobs.job_pause(job=paused)
     past = timezone.now() - timedelta(minutes=1)
     EtlJob.objects.update(next_run_at=past)
     env = django_subprocess_env()
@@ -98,7 +99,7 @@ def test_it_enqueues_each_due_job_once_with_two_concurrent_schedulers(user, orde
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 0, out
         EtlJob.objects.exclude(pk=paused.pk).update(next_run_at=past)  # due again, but the run is still queued
-    for job in jobs:
+    for job in scheduled:
         assert JobRun.objects.filter(job=job).count() == 1, job.name
         job.refresh_from_db()
     assert not JobRun.objects.filter(job=paused).exists()
@@ -111,9 +112,9 @@ def test_it_fails_a_dead_workers_run_and_the_next_run_has_no_duplicates(user, pg
         "INSERT INTO orders SELECT g, g * 1.5, md5(g::text) FROM generate_series(1, 400000) g",
         "ANALYZE",
     )
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
-    run = services.run_enqueue(job=job)
+    run = lifecycle.run_enqueue(job=job)
     env = django_subprocess_env({"BIGQUERY_EMULATOR_HOST": settings.BIGQUERY_EMULATOR_HOST,
                                  "ETL_SPOOL_DIR": str(tmp_path), "ETL_CHECKPOINT_ROWS": "50000",
                                  "ETL_CHUNK_ROWS": "10000"})
@@ -130,13 +131,13 @@ def test_it_fails_a_dead_workers_run_and_the_next_run_has_no_duplicates(user, pg
     assert run_status(run.pk) == "running"
     committed = int(EtlJob.objects.get(pk=job.pk).watermark["value"])
     assert 0 < committed < 400000
-    assert services.runs_fail_stale() == 0  # its heartbeat is still fresh
+    assert records.runs_fail_stale() == 0  # its heartbeat is still fresh
     JobRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert services.runs_fail_stale() == 1
+    assert records.runs_fail_stale() == 1
     run.refresh_from_db()
     assert run.status == "failed" and "stopped responding" in run.error
     # The job can run again: it resumes after the checkpoint and ends exactly equal to the source.
-    from ml_platform.runs import run_sync
+    from ml_platform.runs.lifecycle import run_sync
 
     # The killed worker may have committed a further checkpoint to BigQuery after the one the app database
     # recorded: the resume counts from what the table holds, not from the app database's last note.
@@ -195,13 +196,13 @@ class FlakyProxy:
 
 def test_it_retries_a_transient_failure_and_succeeds(user, orders, bq, bq_dataset, settings) -> None:
     settings.ETL_RETRY_BASE_SECONDS = 1
-    conn = services.connection_create(owner=user, name="pg", **orders.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **orders.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
     proxy = FlakyProxy((orders.host, orders.port))
-    services.connection_update(connection=conn, port=proxy.port)
-    from ml_platform.runs import execute_run
+    connections.connection_update(connection=conn, port=proxy.port)
+    from ml_platform.runs.lifecycle import execute_run
 
-    run = services.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk))
+    run = records.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk))
     first = execute_run(run_id=run.pk)
     assert first.status == "queued" and first.attempt == 2
     assert "will retry" in first.error and "refused" in first.error.lower()
@@ -217,13 +218,13 @@ def test_it_retries_a_transient_failure_and_succeeds(user, orders, bq, bq_datase
 def test_it_does_not_retry_a_permanent_failure(user, orders, bq, bq_dataset, pg_password_role) -> None:
     role, password = pg_password_role
     orders.execute(f"GRANT SELECT ON orders TO {role}")
-    conn = services.connection_create(owner=user, name="pg", **{**orders.as_connection_fields(),
-                                                                 "username": role, "password": password})
+    conn = connections.connection_create(owner=user, name="pg", **{**orders.as_connection_fields(),
+                                                                    "username": role, "password": password})
     job = make_job(user, conn, bq_dataset)
-    services.connection_update(connection=conn, password="rotated-away")
-    from ml_platform.runs import execute_run
+    connections.connection_update(connection=conn, password="rotated-away")
+    from ml_platform.runs.lifecycle import execute_run
 
-    run = services.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk))
+    run = records.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk))
     done = execute_run(run_id=run.pk)
     assert done.status == "failed" and done.attempt == 1
     assert "authentication" in done.error.lower() and "rotated-away" not in done.error
@@ -241,7 +242,7 @@ def test_it_runs_a_job_through_celery_on_redis(user, orders, bq, bq_dataset, set
         service_missing(f"Redis is not answering: {exc}")
     broker = "redis://127.0.0.1:6379/15"
     redis.Redis.from_url(broker).flushdb()
-    conn = services.connection_create(owner=user, name="pg", **orders.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **orders.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
     env = django_subprocess_env({"TASKS_BACKEND": "django_tasks_celery.CeleryBackend", "CELERY_BROKER_URL": broker,
                                  "BIGQUERY_EMULATOR_HOST": settings.BIGQUERY_EMULATOR_HOST,
@@ -252,8 +253,8 @@ def test_it_runs_a_job_through_celery_on_redis(user, orders, bq, bq_dataset, set
     try:
         # Enqueue from a separate process configured for Celery, as the web app would be.
         enqueue = subprocess.run(
-            [sys.executable, "-c", "import django; django.setup(); from ml_platform import services; "
-             f"from ml_platform.models import EtlJob; services.run_enqueue(job=EtlJob.objects.get(pk={job.pk}))"],
+            [sys.executable, "-c", "import django; django.setup(); from ml_platform.runs import lifecycle; "
+             f"from ml_platform.models import EtlJob; lifecycle.run_enqueue(job=EtlJob.objects.get(pk={job.pk}))"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert enqueue.returncode == 0, enqueue.stderr
         wait_for(lambda: JobRun.objects.filter(job=job, status__in=["succeeded", "failed"]).exists(), timeout=120,

@@ -29,11 +29,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from ml_platform import services
 from ml_platform.etl.bigquery import BigQuery
 from ml_platform.etl.runner import RunProgress
 from ml_platform.models import EtlJob, JobRun
-from ml_platform.runs import execute_run, run_sync
+from ml_platform.runs import lifecycle, records
+from ml_platform.runs.lifecycle import execute_run, run_sync
+from ml_platform.services import connections, workspaces
 from tests.ops.test_background import make_job
 from tests.plugins.harness import (
     ROOT,
@@ -178,7 +179,7 @@ def test_it_retries_a_run_whose_source_connection_is_terminated_mid_extraction(
     # 1.5M rows keep the extraction going for ~3 s, long enough to be caught mid-way.
     create_orders(pg_source, 1_500_000)
     settings.ETL_CHUNK_ROWS = 5_000
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
     before = checksum(bq, bq_dataset)
 
@@ -289,8 +290,8 @@ def test_it_retries_a_run_whose_bigquery_goes_away_mid_load(user, pg_source, set
     bq = BigQuery(project="test-project", emulator_host=own_emulator.host)
     dataset = unique_name("ds")
     bq.create_dataset(dataset)
-    services.dataset_assign(workspace=services.personal_workspace(user), dataset=dataset)  # alice's dataset
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    workspaces.dataset_assign(workspace=workspaces.personal_workspace(user), dataset=dataset)  # alice's dataset
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, dataset)
     before = checksum(bq, dataset)
 
@@ -352,10 +353,10 @@ def test_it_fails_a_worker_killed_mid_commit_and_the_next_run_has_no_duplicates(
 ) -> None:
     total, checkpoint = 240_000, 40_000
     create_orders(pg_source, total)
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
     before = checksum(bq, bq_dataset)
-    run = services.run_enqueue(job=job)
+    run = lifecycle.run_enqueue(job=job)
     env = django_subprocess_env(
         {
             "BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
@@ -382,9 +383,9 @@ def test_it_fails_a_worker_killed_mid_commit_and_the_next_run_has_no_duplicates(
     # The kill may land before the commit or after it but before the watermark was written: never further.
     assert top - persisted in (0, checkpoint)
 
-    assert services.runs_fail_stale() == 0  # its heartbeat is still fresh
+    assert records.runs_fail_stale() == 0  # its heartbeat is still fresh
     JobRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert services.runs_fail_stale() == 1
+    assert records.runs_fail_stale() == 1
     dead = JobRun.objects.get(pk=run.pk)
     assert dead.status == "failed" and "stopped responding" in dead.error
 
@@ -469,10 +470,10 @@ def test_it_finishes_a_run_through_a_django_database_outage(
 ) -> None:
     total = 400_000
     create_orders(pg_source, total)
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
     before = checksum(bq, bq_dataset)
-    run = services.run_enqueue(job=job)
+    run = lifecycle.run_enqueue(job=job)
     db = connection.settings_dict
     proxy = CuttableProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
     proxy.open()
@@ -561,11 +562,11 @@ def test_it_finishes_each_strategys_run_through_a_django_database_outage(
     """The Django database is unreachable (every connection cut, new ones refused) from the run's claim on
     BigQuery until after its commit landed: the run's bookkeeping waits it out, nothing is loaded twice."""
     create_orders(pg_source, OUTAGE_ROWS)
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     cursor = "id" if strategy in ("incremental", "merge") else ""
     job = make_job(user, conn, bq_dataset, load_strategy=strategy, cursor_column=cursor,
                    merge_key=["id"] if strategy == "merge" else None, confirm_replace=strategy == "replace")
-    run = services.run_enqueue(job=job)
+    run = lifecycle.run_enqueue(job=job)
     db = connection.settings_dict
     proxy = CuttableProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
     proxy.open()

@@ -35,7 +35,7 @@ def test_it_seeds_a_demo_shop_and_is_idempotent(settings, tmp_path: Path) -> Non
 def test_make_run_creates_the_demo_job_and_its_first_run_loads_every_row(settings, tmp_path: Path, bq, bq_settings,
                                                                          bq_dataset) -> None:
     """What `make run` does (Procfile: seed_demo, then `bq_bootstrap --demo-job`), then the demo job's first run."""
-    from ml_platform import runs
+    from ml_platform.runs import lifecycle
 
     settings.DATA_DIR = tmp_path
     settings.ETL_SQLITE_ROOT = tmp_path / "sources"
@@ -44,7 +44,7 @@ def test_make_run_creates_the_demo_job_and_its_first_run_loads_every_row(setting
     call_command("bq_bootstrap", "--demo-job", "--timeout", "30")
     job = EtlJob.objects.get(name="demo transactions")
     assert job.schedule == "* * * * *" and job.destination_table == "demo_transactions"
-    run = runs.run_sync(job=job)
+    run = lifecycle.run_sync(job=job)
     assert run.status == "succeeded", run.error
     source = sqlite3.connect(settings.ETL_SQLITE_ROOT / job.connection.database)
     try:

@@ -126,9 +126,9 @@ def bq_dataset(bq, request: pytest.FixtureRequest) -> Iterator[str]:
     name = unique_name("ds")
     bq.create_dataset(name)
     if "user" in request.fixturenames:
-        from ml_platform import services
+        from ml_platform.services import workspaces
 
-        services.dataset_assign(workspace=services.personal_workspace(request.getfixturevalue("user")), dataset=name)
+        workspaces.dataset_assign(workspace=workspaces.personal_workspace(request.getfixturevalue("user")), dataset=name)
     try:
         yield name
     finally:

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.services import connections
 
 pytestmark = pytest.mark.django_db
 
@@ -68,7 +68,7 @@ def test_every_page_has_a_strict_policy(alice_client, user, sqlite_source) -> No
     sqlite_source.execute(
         "CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)", "INSERT INTO orders VALUES (1, 2.5)"
     )
-    conn = services.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="lite", **sqlite_source.as_connection_fields())
     job = EtlJob.objects.create(workspace=conn.workspace,
         owner=user,
         name="j",

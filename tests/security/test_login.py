@@ -70,7 +70,7 @@ def test_client_login_still_works_with_a_request(client, user) -> None:
 
 
 def test_it_counts_the_address_the_trusted_proxy_saw(settings, rf) -> None:
-    from ml_platform.auth import client_ip
+    from ml_platform.web.auth import client_ip
 
     spoofed = rf.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.9")
     assert client_ip(spoofed) == "10.0.0.1"  # no proxy configured: the header is the client's word
@@ -81,7 +81,7 @@ def test_it_counts_the_address_the_trusted_proxy_saw(settings, rf) -> None:
 def test_a_locked_out_api_request_gets_json(rf) -> None:
     import json
 
-    from ml_platform.auth import lockout_response
+    from ml_platform.web.auth import lockout_response
 
     response = lockout_response(rf.post("/api/etl/jobs/"), None, {"username": "alice"})
     body = json.loads(response.content)

@@ -25,9 +25,9 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import ApiToken, AuditEvent, Connection, EtlJob, JobRun, Membership, WorkspaceDataset
+from ml_platform.services import connections, workspaces
 from tests.fixtures import HX
 from tests.security.urlwalk import Route, all_routes
 from wizard.models import WizardDraft
@@ -192,9 +192,9 @@ def owned(user, django_user_model, sqlite_source, bq, bq_dataset, bq_settings) -
     """Alice's workspace: a connection, a job and a run (a real source and BigQuery table), a viewer and an editor."""
     sqlite_source.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)",
                           "INSERT INTO orders VALUES (1, 2.5), (2, 3.5)")
-    connection = services.connection_create(owner=user, name=ALICE_CONNECTION, password="alice-db-password",
-                                            **{k: v for k, v in sqlite_source.as_connection_fields().items()
-                                               if k != "password"})
+    connection = connections.connection_create(owner=user, name=ALICE_CONNECTION, password="alice-db-password",
+                                               **{k: v for k, v in sqlite_source.as_connection_fields().items()
+                                                  if k != "password"})
     workspace = connection.workspace
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "FLOAT64")])
     job = EtlJob.objects.create(
@@ -323,7 +323,7 @@ def test_it_walks_every_url_as_each_role_of_the_workspace(client, owned, role) -
 def test_it_walks_every_url_as_a_member_of_another_workspace_without_seeing_or_changing_anything(
         client, other_user, owned) -> None:
     """mallory is admin of her own workspace: alice's objects answer like missing ids, lists show her own."""
-    add_token(other_user, services.personal_workspace(other_user))
+    add_token(other_user, workspaces.personal_workspace(other_user))
     client.force_login(other_user)
     before = owned.snapshot()
     visited: set[str] = set()
@@ -372,8 +372,8 @@ def test_it_walks_every_url_as_a_member_of_another_workspace_without_seeing_or_c
 def test_it_refuses_another_workspaces_ids_inside_request_bodies(client, other_user, owned, tmp_path) -> None:
     mine_db = tmp_path / "mallory.sqlite3"
     sqlite3.connect(mine_db).execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)").connection.close()
-    mine = services.connection_create(owner=other_user, name="mallory-conn", engine="sqlite", database=str(mine_db))
-    services.dataset_assign(workspace=mine.workspace, dataset="mallory_ds")
+    mine = connections.connection_create(owner=other_user, name="mallory-conn", engine="sqlite", database=str(mine_db))
+    workspaces.dataset_assign(workspace=mine.workspace, dataset="mallory_ds")
     my_job = EtlJob.objects.create(workspace=mine.workspace, owner=other_user, name="mallory-job", connection=mine,
                                    source_table="orders", selected_columns=["id"], column_mapping={"id": "id"},
                                    destination_dataset="mallory_ds", destination_table="orders")

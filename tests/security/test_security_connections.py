@@ -29,10 +29,10 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from ml_platform import services, sources
 from ml_platform.etl import sources as cm
 from ml_platform.etl.sources import engines
 from ml_platform.models import Connection
+from ml_platform.services import connections, sources, workspaces
 from tests.fixtures import HX
 from tests.plugins.harness import ROOT, django_subprocess_env, free_port
 
@@ -97,7 +97,7 @@ def test_it_refuses_mysql_options_that_read_server_files(alice_client, mysql_sou
 
 def test_it_refuses_file_options_saved_before_the_policy_at_use(alice_client, user, mysql_source, key_text) -> None:
     """A connection stored with a hostile option (an old row, an admin edit) is refused when used."""
-    conn = Connection.objects.create(workspace=services.personal_workspace(user),
+    conn = Connection.objects.create(workspace=workspaces.personal_workspace(user),
         owner=user, name="old", engine="mysql", host=mysql_source.host, port=mysql_source.port,
         database=mysql_source.database, username=mysql_source.username,
         options={"read_default_file": str(Path(settings.DATA_DIR) / "field_encryption_key")})
@@ -161,7 +161,7 @@ def test_it_refuses_a_symlink_or_dotdot_out_of_the_sqlite_root(alice_client, use
         assert created.status_code == 400, path
         assert "SQLite source directory" in json.dumps(created.json())
     # Saved before the policy (or the link swapped in later): refused at use, the table never shown.
-    conn = Connection.objects.create(workspace=services.personal_workspace(user), owner=user, name="old", engine="sqlite", database="innocent.sqlite3")
+    conn = Connection.objects.create(workspace=workspaces.personal_workspace(user), owner=user, name="old", engine="sqlite", database="innocent.sqlite3")
     preview = alice_client.get(reverse("api_connection_preview", args=[conn.pk, "django_session"]))
     assert preview.status_code == 502 and "victim-session-key" not in preview.content.decode()
 
@@ -179,7 +179,7 @@ def test_it_reads_sqlite_sources_relative_to_the_root(alice_client, user, settin
     db = sqlite3.connect(tmp_path / "shop.sqlite3")
     db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
     db.close()
-    conn = services.connection_create(owner=user, name="shop", engine="sqlite", database="shop.sqlite3")
+    conn = connections.connection_create(owner=user, name="shop", engine="sqlite", database="shop.sqlite3")
     tables = alice_client.get(reverse("api_connection_tables", args=[conn.pk]))
     assert tables.status_code == 200 and [t["name"] for t in tables.json()["tables"]] == ["orders"]
 
@@ -241,8 +241,8 @@ def fake_postgres() -> Iterator[FakePostgres]:
 
 def test_it_never_sends_a_stored_password_to_a_new_host(alice_client, user, fake_postgres) -> None:
     secret = "Stored-" + uuid.uuid4().hex
-    conn = services.connection_create(owner=user, name="prod", engine="postgresql", host="db.example.invalid",
-                                      port=5432, database="shop", username="etl", password=secret)
+    conn = connections.connection_create(owner=user, name="prod", engine="postgresql", host="db.example.invalid",
+                                         port=5432, database="shop", username="etl", password=secret)
     moved = form(host="127.0.0.1", port=fake_postgres.port, database="shop", username="etl",
                  connection_id=conn.pk, name="prod")
     tested = alice_client.post(reverse("connection_test_unsaved"), moved, headers=HX).content.decode()
@@ -270,8 +270,8 @@ def test_it_refuses_cleartext_password_authentication(user, fake_postgres) -> No
 
 
 def test_it_keeps_the_stored_password_when_only_the_name_changes(alice_client, user) -> None:
-    conn = services.connection_create(owner=user, name="prod", engine="postgresql", host="127.0.0.1", port=5432,
-                                      database="shop", username="etl", password="keep-me")
+    conn = connections.connection_create(owner=user, name="prod", engine="postgresql", host="127.0.0.1", port=5432,
+                                         database="shop", username="etl", password="keep-me")
     renamed = alice_client.post(reverse("connection_edit", args=[conn.pk]),
                                 form(name="prod-eu", host="127.0.0.1", port=5432, database="shop", username="etl"))
     assert renamed.status_code == 302
@@ -399,8 +399,8 @@ def gunicorn(transactional_db, tmp_path: Path) -> Iterator[str]:
 
 
 def test_it_keeps_serving_while_one_user_lists_tables_on_a_silent_listener(user, client, gunicorn, silent_listener) -> None:
-    conn = services.connection_create(owner=user, name="silent", engine="postgresql", host="127.0.0.1",
-                                      port=silent_listener, database="db", username="x")
+    conn = connections.connection_create(owner=user, name="silent", engine="postgresql", host="127.0.0.1",
+                                         port=silent_listener, database="db", username="x")
     client.force_login(user)
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
@@ -460,8 +460,8 @@ def test_a_burst_of_quick_calls_queues_for_a_slot_instead_of_failing(settings) -
 def test_a_source_that_fails_in_step_4_is_an_error_in_place_not_a_500(alice_client, user, monkeypatch) -> None:
     from wizard.models import WizardDraft
 
-    conn = services.connection_create(owner=user, name="pg", engine="postgresql", host="127.0.0.1", port=5432,
-                                      database="db", username="u")
+    conn = connections.connection_create(owner=user, name="pg", engine="postgresql", host="127.0.0.1", port=5432,
+                                         database="db", username="u")
     WizardDraft.objects.create(owner=user, data={"connection_id": conn.pk, "source_table": "public.orders",
                                                  "columns": ["id"]})
 

@@ -11,9 +11,9 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import Connection, EtlJob
+from ml_platform.services import connections
 from tests.fixtures import HX
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -62,7 +62,7 @@ def assert_inline_error(response, where: str, text: str | None = None) -> None:
 
 @pytest.fixture
 def connection(user, source) -> Connection:
-    return services.connection_create(owner=user, name="shop", **source.as_connection_fields())
+    return connections.connection_create(owner=user, name="shop", **source.as_connection_fields())
 
 
 @pytest.fixture

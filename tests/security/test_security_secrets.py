@@ -21,8 +21,8 @@ from django.db import connection as django_db
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
-from ml_platform import services
 from ml_platform.models import Connection, EtlJob, JobRun, Membership
+from ml_platform.services import workspaces
 from tests.fixtures import HX
 from tests.plugins.harness import PG_HOST, PG_PORT, ROOT
 from tests.security.urlwalk import all_routes
@@ -155,7 +155,7 @@ def test_it_never_shows_a_connection_password_in_any_page_partial_or_api_respons
                                         {"connection": api_id, "table": "public.items"}, headers=HX))
 
     # An API token: after the one answer that creates it, it is as hidden as a password.
-    token, plaintext = services.token_create(user=user, workspace=conn.workspace, name="ci")
+    token, plaintext = workspaces.token_create(user=user, workspace=conn.workspace, name="ci")
     hidden |= spellings(plaintext)
 
     # Then every URL pattern, as a page and as an HTMX partial.

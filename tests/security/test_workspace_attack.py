@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob, JobRun, WorkspaceDataset
+from ml_platform.services import connections
 from wizard.models import WizardDraft
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -53,8 +53,8 @@ def mallory(client, other_user, sqlite_source):
     """mallory, signed in, admin of her own workspace, with a connection whose source looks like alice's table."""
     sqlite_source.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL, note TEXT)",
                           "INSERT INTO orders VALUES (1, 1.0, 'x')")
-    connection = services.connection_create(owner=other_user, name="mallory-conn",
-                                            **sqlite_source.as_connection_fields())
+    connection = connections.connection_create(owner=other_user, name="mallory-conn",
+                                               **sqlite_source.as_connection_fields())
     client.force_login(other_user)
     return connection
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import Connection, EtlJob, JobRun, Membership, Workspace, WorkspaceDataset
+from ml_platform.services import connections, jobs, workspaces
 from tests.fixtures import HX
 from wizard.models import WizardDraft
 
@@ -47,11 +47,11 @@ def team(user, django_user_model, tmp_path, bq, bq_dataset, bq_settings) -> Team
         db = sqlite3.connect(tmp_path / name)
         db.executescript("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL); INSERT INTO orders VALUES (1, 1.5);")
         db.close()
-    workspace = services.personal_workspace(user)
-    connection = services.connection_create(owner=user, workspace=workspace, name="main", engine="sqlite",
-                                            database=str(tmp_path / "a.db"))
-    spare = services.connection_create(owner=user, workspace=workspace, name="spare", engine="sqlite",
-                                       database=str(tmp_path / "b.db"))
+    workspace = workspaces.personal_workspace(user)
+    connection = connections.connection_create(owner=user, workspace=workspace, name="main", engine="sqlite",
+                                               database=str(tmp_path / "a.db"))
+    spare = connections.connection_create(owner=user, workspace=workspace, name="spare", engine="sqlite",
+                                          database=str(tmp_path / "b.db"))
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "FLOAT64")])
     job = EtlJob.objects.create(workspace=workspace, owner=user, name="orders job", connection=connection,
                                 source_table="orders", selected_columns=["id", "amount"],
@@ -205,7 +205,7 @@ def test_the_last_admin_cannot_be_demoted_or_removed(client, team) -> None:
 
 
 def test_switching_to_a_workspace_the_user_is_not_in_is_a_404(client, team, other_user) -> None:
-    theirs = services.personal_workspace(other_user)
+    theirs = workspaces.personal_workspace(other_user)
     client.force_login(team.users[ADMIN])
     client.get(reverse("jobs"))
     for value in (theirs.pk, 999_999, "nope", ""):
@@ -228,14 +228,14 @@ def test_reconnect_never_takes_another_workspaces_connection(user, other_user) -
     """The service itself refuses, whatever a view forgets: a job only reads through its own workspace's connections."""
     from django.http import Http404
 
-    mine = services.connection_create(owner=user, name="mine", engine="postgresql", host="127.0.0.1", port=5432,
-                                      database="db", username="u")
-    theirs = services.connection_create(owner=other_user, name="theirs", engine="postgresql", host="127.0.0.1",
-                                        port=5432, database="db", username="u")
+    mine = connections.connection_create(owner=user, name="mine", engine="postgresql", host="127.0.0.1", port=5432,
+                                         database="db", username="u")
+    theirs = connections.connection_create(owner=other_user, name="theirs", engine="postgresql", host="127.0.0.1",
+                                           port=5432, database="db", username="u")
     job = EtlJob.objects.create(workspace=mine.workspace, owner=user, name="j", connection=mine, source_table="t",
                                 destination_dataset="d", destination_table="t")
     with pytest.raises(Http404):
-        services.job_reconnect(job=job, connection=theirs, source_schema="", source_table="t", source_columns=[],
-                               actor=user)
+        jobs.job_reconnect(job=job, connection=theirs, source_schema="", source_table="t", source_columns=[],
+                           actor=user)
     job.refresh_from_db()
     assert job.connection_id == mine.pk

@@ -11,8 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from ml_platform import services, sources
 from ml_platform.models import AuditEvent, Connection, EtlJob, Membership
+from ml_platform.runs import lifecycle
+from ml_platform.services import connections, jobs, sources, workspaces
 from tests.fixtures import HX
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
@@ -26,7 +27,7 @@ OPTION_SECRET = "/keys/Option-Secret-5531.key"
 @pytest.fixture
 def job(user, connection, bq_settings, bq_dataset) -> EtlJob:
     columns = [c for c in sources.get_columns(connection, "public", "orders") if c.name in ("id", "amount")]
-    return services.job_create(
+    return jobs.job_create(
         owner=user, actor=user, workspace=connection.workspace, name="orders", connection=connection,
         source_schema="public", source_table="orders", source_columns=columns, destination_dataset=bq_dataset,
         destination_table="orders", use_existing_table=False, load_strategy="incremental", cursor_column="id",
@@ -38,8 +39,8 @@ def job(user, connection, bq_settings, bq_dataset) -> EtlJob:
 def bob(user, django_user_model):
     """bob, added by alice as an editor of her workspace."""
     bob = django_user_model.objects.create_user(username="bob", password="bob-password-123")
-    services.member_add(workspace=services.personal_workspace(user), actor=user, username="bob",
-                        role=Membership.Role.EDITOR)
+    workspaces.member_add(workspace=workspaces.personal_workspace(user), actor=user, username="bob",
+                            role=Membership.Role.EDITOR)
     return bob
 
 
@@ -98,8 +99,8 @@ def test_an_edit_records_only_the_fields_that_changed(alice_client, user, job) -
 
 
 def test_a_reconnect_by_an_editor_records_the_connections_by_name(bob_client, bob, user, source, job) -> None:
-    new = services.connection_create(owner=bob, actor=bob, workspace=job.workspace, name="pg v2",
-                                     **source.as_connection_fields())
+    new = connections.connection_create(owner=bob, actor=bob, workspace=job.workspace, name="pg v2",
+                                        **source.as_connection_fields())
     response = bob_client.post(reverse("job_reconnect", args=[job.pk]),
                                {"connection": new.pk, "table": "public.orders", "confirm": "1"})
     assert response.status_code == 302
@@ -129,7 +130,7 @@ def test_run_now_records_who_ran_it_and_the_scheduler_records_a_system_run(alice
     run.save()
 
     EtlJob.objects.filter(pk=job.pk).update(next_run_at=timezone.now() - timedelta(minutes=1))
-    enqueued = services.enqueue_due_jobs()
+    enqueued = lifecycle.enqueue_due_jobs()
     assert [r.job_id for r in enqueued] == [job.pk]
     scheduled = event("scheduled run", job)
     assert (scheduled.actor, scheduled.actor_name, scheduled.workspace) == (None, "system", job.workspace)
@@ -137,7 +138,7 @@ def test_run_now_records_who_ran_it_and_the_scheduler_records_a_system_run(alice
 
 
 def test_a_command_line_run_is_recorded_as_system(job) -> None:
-    from ml_platform.runs import run_sync
+    from ml_platform.runs.lifecycle import run_sync
 
     run = run_sync(job=job)
     assert run.status == "succeeded", run.error
@@ -207,12 +208,12 @@ def test_connection_create_edit_delete_are_recorded_without_the_password(alice_c
 
 
 def test_secret_looking_option_values_are_masked(user, source) -> None:
-    conn = services.connection_create(owner=user, actor=user, name="tls", **source.as_connection_fields(),
-                                      options={"sslmode": "require", "sslkey": OPTION_SECRET})
+    conn = connections.connection_create(owner=user, actor=user, name="tls", **source.as_connection_fields(),
+                                         options={"sslmode": "require", "sslkey": OPTION_SECRET})
     assert event("created", conn).changes["options"] == {"before": None,
                                                          "after": {"sslmode": "require", "sslkey": "***"}}
-    services.connection_update(connection=conn, actor=user, options={"sslmode": "verify-full",
-                                                                     "sslkey": OPTION_SECRET + "2"})
+    connections.connection_update(connection=conn, actor=user, options={"sslmode": "verify-full",
+                                                                        "sslkey": OPTION_SECRET + "2"})
     assert event("edited", conn).changes == {"options": {
         "before": {"sslmode": "require", "sslkey": "***"},
         "after": {"sslmode": "verify-full", "sslkey": "*** (changed)"},
@@ -239,8 +240,8 @@ def test_a_password_rotation_leaves_no_secret_in_the_trail_or_the_pages(alice_cl
 
 def test_the_job_page_shows_the_trail_newest_first(alice_client, bob_client, user, bob, source, job) -> None:
     alice_client.post(reverse("job_pause", args=[job.pk]), headers=HX)
-    new = services.connection_create(owner=bob, actor=bob, workspace=job.workspace, name="pg v2",
-                                     **source.as_connection_fields())
+    new = connections.connection_create(owner=bob, actor=bob, workspace=job.workspace, name="pg v2",
+                                        **source.as_connection_fields())
     bob_client.post(reverse("job_reconnect", args=[job.pk]),
                     {"connection": new.pk, "table": "public.orders", "confirm": "1"})
     html = alice_client.get(reverse("job_detail", args=[job.pk])).content.decode()
@@ -255,8 +256,8 @@ def test_the_job_page_shows_the_trail_newest_first(alice_client, bob_client, use
 
 def test_the_trail_is_only_the_workspaces_own(client, alice_client, other_user, job) -> None:
     # An event about the same id in another workspace never shows on this job's page.
-    AuditEvent.objects.create(workspace=services.personal_workspace(other_user), actor=other_user,
-                              actor_name="mallory", action="forged", target_type="etljob", target_id=job.pk)
+    AuditEvent.objects.create(workspace=workspaces.personal_workspace(other_user), actor=other_user,
+                                actor_name="mallory", action="forged", target_type="etljob", target_id=job.pk)
     assert 'data-action="forged"' not in alice_client.get(reverse("job_detail", args=[job.pk])).content.decode()
     client.force_login(other_user)
     assert client.get(reverse("job_detail", args=[job.pk])).status_code == 404

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 from django.http import Http404
 
-from ml_platform import schema_check, services, sources
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import AuditEvent, EtlJob, JobRun
+from ml_platform.runs import lifecycle, records
+from ml_platform.services import connections, jobs, schema_check, sources, workspaces
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -25,7 +26,7 @@ def create(user, connection, dataset: str, **overrides) -> EtlJob:
                   source_table="orders", source_columns=columns(connection, "id", "amount"),
                   destination_dataset=dataset, destination_table="orders", use_existing_table=False,
                   load_strategy="incremental", cursor_column="id")
-    return services.job_create(**{**fields, **overrides})
+    return jobs.job_create(**{**fields, **overrides})
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_job_create_makes_the_table_from_the_source_and_records_who_created_it(u
 
 
 def test_job_create_refuses_a_destination_table_that_already_exists(user, connection, job, bq_dataset) -> None:
-    with pytest.raises(services.JobCreateError, match=rf"A table named 'orders' already exists in {bq_dataset}"):
+    with pytest.raises(jobs.JobCreateError, match=rf"A table named 'orders' already exists in {bq_dataset}"):
         create(user, connection, bq_dataset, name="orders again")
     assert list(EtlJob.objects.values_list("name", flat=True)) == ["orders"]
 
@@ -52,7 +53,7 @@ def test_job_create_refuses_another_workspaces_dataset(user, other_user, connect
     theirs = "ds_mallory_only"
     bq.create_dataset(theirs)
     try:
-        services.dataset_assign(workspace=services.personal_workspace(other_user), dataset=theirs)
+        workspaces.dataset_assign(workspace=workspaces.personal_workspace(other_user), dataset=theirs)
         with pytest.raises(Http404):
             create(user, connection, theirs)
         assert not bq.table_exists(theirs, "orders") and not EtlJob.objects.exists()
@@ -71,7 +72,7 @@ def test_job_create_refuses_another_workspaces_dataset(user, other_user, connect
 def test_job_create_refuses_an_inconsistent_job_before_touching_bigquery(
     user, connection, bq_settings, bq, bq_dataset, overrides: dict, message: str
 ) -> None:
-    with pytest.raises(services.JobCreateError) as refused:
+    with pytest.raises(jobs.JobCreateError) as refused:
         create(user, connection, bq_dataset, **overrides)
     assert message in str(refused.value)
     assert not bq.table_exists(bq_dataset, "orders") and not EtlJob.objects.exists()
@@ -82,7 +83,7 @@ def test_job_create_into_a_table_with_rows_refuses_replace_until_confirmed(user,
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC")])
     bq.query(f"INSERT INTO `{bq_dataset}.orders` (id, amount) VALUES (1, 1.5), (2, 2.5)")
     existing = dict(use_existing_table=True, load_strategy="replace", cursor_column="")
-    with pytest.raises(services.JobCreateError, match=rf"Replace deletes the 2 rows .* {bq_dataset}\.orders"):
+    with pytest.raises(jobs.JobCreateError, match=rf"Replace deletes the 2 rows .* {bq_dataset}\.orders"):
         create(user, connection, bq_dataset, **existing)
     assert not EtlJob.objects.exists()
     job = create(user, connection, bq_dataset, **existing, confirm_replace=True)
@@ -90,7 +91,7 @@ def test_job_create_into_a_table_with_rows_refuses_replace_until_confirmed(user,
 
 
 def test_a_second_job_into_the_same_table_needs_a_source_tag_of_its_own(user, connection, job, bq_dataset) -> None:
-    with pytest.raises(services.JobCreateError, match="give this source its own tag"):
+    with pytest.raises(jobs.JobCreateError, match="give this source its own tag"):
         create(user, connection, bq_dataset, name="orders 2", use_existing_table=True)
     assert EtlJob.objects.count() == 1
 
@@ -105,7 +106,7 @@ def edit(job: EtlJob, connection, *selected: str, add_columns: list[str], **over
     fields = dict(job=job, source_columns=source_columns, result=result, name=job.name,
                   load_strategy=job.load_strategy, cursor_column=job.cursor_column, merge_key=job.merge_key,
                   schedule=job.schedule, schedule_timezone=job.schedule_timezone, actor=job.owner)
-    return services.job_update(**{**fields, **overrides})
+    return jobs.job_update(**{**fields, **overrides})
 
 
 def test_job_update_adds_the_approved_column_and_audits_only_the_changed_fields(connection, job, bq,
@@ -120,7 +121,7 @@ def test_job_update_adds_the_approved_column_and_audits_only_the_changed_fields(
 
 
 def test_job_update_refuses_a_new_column_not_approved_for_adding(connection, job, bq, bq_dataset) -> None:
-    with pytest.raises(services.JobCreateError, match="'note' are not in the table"):
+    with pytest.raises(jobs.JobCreateError, match="'note' are not in the table"):
         edit(job, connection, "id", "amount", "note", add_columns=[], name="orders v2")
     job.refresh_from_db()
     assert job.name == "orders" and job.selected_columns == ["id", "amount"]
@@ -129,25 +130,25 @@ def test_job_update_refuses_a_new_column_not_approved_for_adding(connection, job
 
 def test_job_update_and_delete_wait_for_the_active_run(connection, job, bq, bq_dataset) -> None:
     JobRun.objects.create(job=job, status=JobRun.Status.RUNNING)
-    with pytest.raises(services.JobBusy, match="has a run in progress"):
+    with pytest.raises(jobs.JobBusy, match="has a run in progress"):
         edit(job, connection, "id", "amount", add_columns=[], name="renamed")
-    with pytest.raises(services.JobBusy, match="is running"):
-        services.job_delete(job=job)
+    with pytest.raises(jobs.JobBusy, match="is running"):
+        jobs.job_delete(job=job)
     job.refresh_from_db()
     assert job.name == "orders"
     job.runs.update(status=JobRun.Status.SUCCEEDED)
-    services.job_delete(job=job, actor=job.owner)
+    jobs.job_delete(job=job, actor=job.owner)
     assert not EtlJob.objects.exists() and bq.table_exists(bq_dataset, "orders")  # the data stay
 
 
 def test_job_reconnect_moves_the_job_and_refuses_another_workspaces_connection(user, other_user, source, job) -> None:
-    theirs = services.connection_create(owner=other_user, name="theirs", **source.as_connection_fields())
+    theirs = connections.connection_create(owner=other_user, name="theirs", **source.as_connection_fields())
     with pytest.raises(Http404):
-        services.job_reconnect(job=job, connection=theirs, source_schema="public", source_table="orders",
-                               source_columns=columns(theirs, "id", "amount"))
-    replica = services.connection_create(owner=user, name="pg replica", **source.as_connection_fields())
-    services.job_reconnect(job=job, connection=replica, source_schema="public", source_table="orders",
-                           source_columns=columns(replica, "id", "amount"), actor=user)
+        jobs.job_reconnect(job=job, connection=theirs, source_schema="public", source_table="orders",
+                           source_columns=columns(theirs, "id", "amount"))
+    replica = connections.connection_create(owner=user, name="pg replica", **source.as_connection_fields())
+    jobs.job_reconnect(job=job, connection=replica, source_schema="public", source_table="orders",
+                       source_columns=columns(replica, "id", "amount"), actor=user)
     job.refresh_from_db()
     assert job.connection == replica and job.selected_columns == ["id", "amount"]
     reconnected = AuditEvent.objects.get(action="reconnected", target_id=job.pk)
@@ -155,9 +156,9 @@ def test_job_reconnect_moves_the_job_and_refuses_another_workspaces_connection(u
 
 
 def test_run_enqueue_allows_one_active_run_and_records_who_asked(user, job) -> None:
-    run = services.run_enqueue(job=job, actor=user)
+    run = lifecycle.run_enqueue(job=job, actor=user)
     assert run.status == JobRun.Status.QUEUED and run.connection_name == "pg main"
-    with pytest.raises(services.RunAlreadyActive, match="already has a run in progress"):
-        services.run_enqueue(job=job, actor=user)
+    with pytest.raises(records.RunAlreadyActive, match="already has a run in progress"):
+        lifecycle.run_enqueue(job=job, actor=user)
     assert job.runs.count() == 1
     assert AuditEvent.objects.get(action="ran", target_id=job.pk).actor == user

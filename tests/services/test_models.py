@@ -4,9 +4,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import IntegrityError, connection, transaction
 
-from ml_platform import services
 from ml_platform.fields import _fernet
 from ml_platform.models import Connection, EtlJob, JobRun
+from ml_platform.services import connections
 
 PASSWORD = "s3cret-Pa55word-for-tests"
 
@@ -19,7 +19,7 @@ def raw_password(pk: int) -> str:
 
 @pytest.fixture
 def conn(user) -> Connection:
-    return services.connection_create(
+    return connections.connection_create(
         owner=user, name="prod", engine="postgresql", host="db.example", port=5432, database="shop",
         username="etl", password=PASSWORD,
     )
@@ -46,7 +46,7 @@ def test_it_rotates_the_encryption_key(conn: Connection, settings) -> None:
     new_key = Fernet.generate_key().decode()
     settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
     _fernet.cache_clear()
-    assert services.secrets_rotate() == 1
+    assert connections.secrets_rotate() == 1
     assert raw_password(conn.pk) != old_token
     settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is retired
     _fernet.cache_clear()

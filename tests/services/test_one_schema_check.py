@@ -1,7 +1,7 @@
 """Every caller goes through the one schema check: patched to fail, each caller surfaces that failure.
 
 The check's entry point (`schema_check.check`) is replaced by one that raises a distinct error;
-the wizard report, the step-4 submit (both modes), Edit, Reconnect, `services.job_create`, the
+the wizard report, the step-4 submit (both modes), Edit, Reconnect, `jobs.job_create`, the
 API's create, validate, Edit (PATCH) and Reconnect endpoints (through their URLs, whatever module serves them) must
 each fail with it — none of them decides compatibility on its own. The runner does not decide
 at all: it checks the stored plan (`etl.plan.table_mismatches`), so that is what it surfaces.
@@ -12,10 +12,11 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from ml_platform import runs, schema_check, services, sources
 from ml_platform.etl import plan as load_plan
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.runs import lifecycle, records
+from ml_platform.services import connections, jobs, schema_check, sources
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -47,18 +48,18 @@ def surfaces(call) -> None:
 def connection(user, pg_source):
     pg_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text)",
                       "INSERT INTO orders SELECT g, g * 2.5, 'n' || g FROM generate_series(1, 5) g")
-    return services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    return connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
 
 
 @pytest.fixture
 def setup(alice_client, user, connection, bq, bq_dataset, bq_settings):
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC"),
                                            BigQueryField("note", "STRING")])
-    job = services.job_create(owner=user, workspace=connection.workspace, name="orders", connection=connection,
-                              source_schema="public", source_table="orders",
-                              source_columns=sources.get_columns(connection, "public", "orders"),
-                              destination_dataset=bq_dataset, destination_table="orders", use_existing_table=True,
-                              load_strategy="append")
+    job = jobs.job_create(owner=user, workspace=connection.workspace, name="orders", connection=connection,
+                          source_schema="public", source_table="orders",
+                          source_columns=sources.get_columns(connection, "public", "orders"),
+                          destination_dataset=bq_dataset, destination_table="orders", use_existing_table=True,
+                          load_strategy="append")
     assert alice_client.post(step(1), {"connection": connection.pk}).status_code == 302
     assert alice_client.post(step(2), {"table": "public.orders"}).status_code == 302
     assert alice_client.post(step(3), {"columns": ["id", "amount", "note"]}).status_code == 302
@@ -94,11 +95,11 @@ def test_it_routes_job_creation_and_the_api_through_the_schema_check(setup, user
                                                                     broken_check) -> None:
     client, _job, dataset = setup
     with pytest.raises(SchemaCheckCalled, match=SENTINEL):
-        services.job_create(owner=user, workspace=connection.workspace, name="direct", connection=connection,
-                            source_schema="public", source_table="orders",
-                            source_columns=sources.get_columns(connection, "public", "orders"),
-                            destination_dataset=dataset, destination_table="other", use_existing_table=False,
-                            load_strategy="replace")
+        jobs.job_create(owner=user, workspace=connection.workspace, name="direct", connection=connection,
+                        source_schema="public", source_table="orders",
+                        source_columns=sources.get_columns(connection, "public", "orders"),
+                        destination_dataset=dataset, destination_table="other", use_existing_table=False,
+                        load_strategy="replace")
     create = {"name": "api job", "connection_id": connection.pk, "source_table": "public.orders",
               "use_existing_table": True, "existing_table_name": f"{dataset}.orders", "load_strategy": "append",
               "source_tag": "api"}
@@ -121,7 +122,7 @@ def test_it_runs_on_the_stored_plan_and_never_decides_again(setup, monkeypatch, 
         raise RuntimeError(PLAN_SENTINEL)
 
     monkeypatch.setattr(load_plan, "table_mismatches", plan_boom)
-    run = runs.execute_run(run_id=services.run_enqueue_record(job=job).pk)
+    run = lifecycle.execute_run(run_id=records.run_enqueue_record(job=job).pk)
     assert run.status == "failed"
     assert PLAN_SENTINEL in run.error  # the runner checked the stored plan...
     assert SENTINEL not in run.error  # ...and did not ask the schema check to decide again

@@ -12,10 +12,11 @@ import uuid
 import psycopg
 import pytest
 
-from ml_platform import runs, services, sources
 from ml_platform.etl import sources as cm
 from ml_platform.etl.errors import RECONNECT_FIX, ConnectTarget, SourceError, classify_source_error
 from ml_platform.models import EtlJob
+from ml_platform.runs import lifecycle, records, specs
+from ml_platform.services import connections, jobs, sources
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -71,7 +72,7 @@ def login(request):
 
 
 def saved_connection(user, source, username: str, password: str):
-    return services.connection_create(
+    return connections.connection_create(
         owner=user,
         name=f"src-{uuid.uuid4().hex[:6]}",
         **{**source.as_connection_fields(), "username": username, "password": password},
@@ -80,7 +81,7 @@ def saved_connection(user, source, username: str, password: str):
 
 def make_job(user, connection, dataset: str, schema: str | None) -> EtlJob:
     columns = sources.get_columns(connection, schema, "orders")
-    return services.job_create(
+    return jobs.job_create(
         owner=user,
         name="orders",
         connection=connection,
@@ -113,20 +114,20 @@ def test_a_run_after_a_password_rotation_fails_with_the_test_connection_sentence
     source, username, password, rotate = request.getfixturevalue("pg_login" if engine == "postgresql" else "mysql_login")
     conn = saved_connection(user, source, username, password)
     job = make_job(user, conn, bq_dataset, schema_of(source))  # opens sessions before the rotation
-    assert runs.execute_run(run_id=services.run_enqueue_record(job=job).pk).status == "succeeded"
+    assert lifecycle.execute_run(run_id=records.run_enqueue_record(job=job).pk).status == "succeeded"
 
     if rotated == "before the run":
         rotate()
     elif rotated == "after the run read the columns":
         # The extraction's own SQLAlchemy connect is the one refused.
-        real_spec_for = runs.spec_for
+        real_spec_for = specs.spec_for
 
         def spec_then_rotate(job_):
             spec = real_spec_for(job_)
             rotate()
             return spec
 
-        monkeypatch.setattr(runs, "spec_for", spec_then_rotate)
+        monkeypatch.setattr(specs, "spec_for", spec_then_rotate)
     else:
         # Everything up to the ADBC connect succeeds; ADBC's own libpq login is refused.
         from ml_platform.etl import extract
@@ -140,7 +141,7 @@ def test_a_run_after_a_password_rotation_fails_with_the_test_connection_sentence
 
         monkeypatch.setattr(extract, "_libpq_conninfo", conninfo_then_rotate)
 
-    done = runs.execute_run(run_id=services.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk)).pk)
+    done = lifecycle.execute_run(run_id=records.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk)).pk)
 
     assert done.status == "failed" and done.attempt == 1  # a refused login is not retried
     assert done.error == RUN_ERROR
@@ -154,8 +155,8 @@ def test_a_run_that_cannot_reach_the_source_is_retried_with_the_test_connection_
     conn = saved_connection(user, source, username, password)
     job = make_job(user, conn, bq_dataset, "public")
     with socket_nobody_listens_on() as port:
-        services.connection_update(connection=conn, port=port)
-        done = runs.execute_run(run_id=services.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk)).pk)
+        connections.connection_update(connection=conn, port=port)
+        done = lifecycle.execute_run(run_id=records.run_enqueue_record(job=EtlJob.objects.get(pk=job.pk)).pk)
     assert done.status == "queued" and done.attempt == 2  # transient: back in the queue
     expected = f"Cannot reach the database server at {source.host}:{port} (connection refused, or no such host)"
     assert done.error.endswith(expected)

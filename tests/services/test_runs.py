@@ -1,4 +1,4 @@
-"""The run lifecycle called directly (`runs.execute_run`, the scheduler's services): what a run records.
+"""The run lifecycle called directly (`lifecycle.execute_run`, the scheduler's services): what a run records.
 
 Real PostgreSQL source and the emulator; the run executes in the test's process (no worker).
 """
@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ml_platform import runs, services, sources
 from ml_platform.models import EtlJob, JobRun, WorkspaceDataset
+from ml_platform.runs import lifecycle, records
+from ml_platform.services import jobs, sources
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 def job(user, connection, bq_settings, bq_dataset, tmp_path, settings) -> EtlJob:
     settings.ETL_SPOOL_DIR = str(tmp_path / "spool")
     columns = [c for c in sources.get_columns(connection, "public", "orders") if c.name in ("id", "amount", "note")]
-    return services.job_create(
+    return jobs.job_create(
         owner=user, actor=user, name="orders", connection=connection, source_schema="public", source_table="orders",
         source_columns=columns, destination_dataset=bq_dataset, destination_table="orders", use_existing_table=False,
         load_strategy="incremental", cursor_column="id", schedule="*/5 * * * *",
@@ -28,7 +29,7 @@ def job(user, connection, bq_settings, bq_dataset, tmp_path, settings) -> EtlJob
 
 
 def execute(job: EtlJob) -> JobRun:
-    return runs.execute_run(run_id=services.run_enqueue_record(job=job).pk)
+    return lifecycle.execute_run(run_id=records.run_enqueue_record(job=job).pk)
 
 
 def test_a_run_loads_the_rows_and_the_next_one_only_the_new_rows(job, source, bq, bq_dataset) -> None:
@@ -63,9 +64,9 @@ def test_a_run_into_a_dataset_the_workspace_lost_fails_and_loads_nothing(job, bq
 
 
 def test_a_redelivered_run_that_already_started_does_nothing(job, bq, bq_dataset) -> None:
-    run = services.run_enqueue_record(job=job)
+    run = records.run_enqueue_record(job=job)
     JobRun.objects.filter(pk=run.pk).update(status=JobRun.Status.RUNNING, heartbeat_at=timezone.now())
-    again = runs.execute_run(run_id=run.pk)
+    again = lifecycle.execute_run(run_id=run.pk)
     assert again.status == JobRun.Status.RUNNING and again.rows_loaded == 0
     assert bq.row_count(bq_dataset, "orders") == 0
 
@@ -76,19 +77,19 @@ def test_the_scheduler_enqueues_a_due_job_once_and_moves_its_next_run(job, user)
         workspace=job.workspace, owner=user, name="paused", connection=job.connection, source_table="orders",
         destination_dataset=job.destination_dataset, destination_table="paused", schedule="*/5 * * * *",
         status=EtlJob.Status.PAUSED, next_run_at=timezone.now() - timedelta(minutes=1))
-    enqueued = services.enqueue_due_jobs()
+    enqueued = lifecycle.enqueue_due_jobs()
     assert [r.job_id for r in enqueued] == [job.pk] and enqueued[0].trigger == JobRun.Trigger.SCHEDULE
     job.refresh_from_db()
     assert job.next_run_at > timezone.now()
-    assert services.enqueue_due_jobs() == []  # not due any more, and its run is still queued
+    assert lifecycle.enqueue_due_jobs() == []  # not due any more, and its run is still queued
     assert not paused.runs.exists()
 
 
 def test_a_run_whose_worker_stopped_is_failed_so_the_job_can_run_again(job, settings) -> None:
-    stale = services.run_enqueue_record(job=job)
+    stale = records.run_enqueue_record(job=job)
     beat = timezone.now() - timedelta(seconds=settings.ETL_HEARTBEAT_TIMEOUT + 5)
     JobRun.objects.filter(pk=stale.pk).update(status=JobRun.Status.RUNNING, heartbeat_at=beat)
-    assert services.runs_fail_stale() == 1
+    assert records.runs_fail_stale() == 1
     stale.refresh_from_db()
     assert stale.status == JobRun.Status.FAILED and "The worker stopped responding" in stale.error
-    assert services.run_enqueue_record(job=job).status == JobRun.Status.QUEUED
+    assert records.run_enqueue_record(job=job).status == JobRun.Status.QUEUED

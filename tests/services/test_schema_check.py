@@ -6,9 +6,10 @@ import pytest
 from django.urls import reverse
 from google.cloud import bigquery
 
-from ml_platform import runs, services, sources
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.runs import lifecycle, records
+from ml_platform.services import connections, jobs, sources
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -33,7 +34,7 @@ def connection(user, pg_source):
         "INSERT INTO orders (id, amount, note, code) SELECT g, g * 1.5, 'n' || g, g::text "
         "FROM generate_series(1, 30) g",
     )
-    return services.connection_create(owner=user, name="shop_pg", **pg_source.as_connection_fields())
+    return connections.connection_create(owner=user, name="shop_pg", **pg_source.as_connection_fields())
 
 
 @pytest.fixture
@@ -94,11 +95,11 @@ def test_it_costs_at_most_two_bigquery_calls_per_report_partial(wiz, bq, bq_call
 def test_it_records_the_load_plan_and_a_run_refuses_a_table_that_changed(user, connection, bq, bq_dataset,
                                                                          bq_settings) -> None:
     bq.create_table(bq_dataset, "orders_bq", ORDERS[:3])
-    job = services.job_create(owner=user, workspace=connection.workspace, name="orders", connection=connection,
-                              source_schema="public", source_table="orders",
-                              source_columns=[c for c in columns(connection) if c.name in ("id", "amount", "note")],
-                              destination_dataset=bq_dataset, destination_table="orders_bq", use_existing_table=True,
-                              load_strategy="append")
+    job = jobs.job_create(owner=user, workspace=connection.workspace, name="orders", connection=connection,
+                          source_schema="public", source_table="orders",
+                          source_columns=[c for c in columns(connection) if c.name in ("id", "amount", "note")],
+                          destination_dataset=bq_dataset, destination_table="orders_bq", use_existing_table=True,
+                          load_strategy="append")
     plan = job.load_plan
     assert plan["mode"] == "existing"
     assert [(c["source"], c["destination"], c["field_type"]) for c in plan["columns"]] == [
@@ -106,7 +107,7 @@ def test_it_records_the_load_plan_and_a_run_refuses_a_table_that_changed(user, c
     # Someone recreates the table with another type for `amount`: the run refuses before loading anything.
     bq.drop_table(bq_dataset, "orders_bq")
     bq.create_table(bq_dataset, "orders_bq", [ORDERS[0], BigQueryField("amount", "STRING"), ORDERS[2]])
-    run = runs.execute_run(run_id=services.run_enqueue_record(job=job).pk)
+    run = lifecycle.execute_run(run_id=records.run_enqueue_record(job=job).pk)
     assert run.status == "failed"
     assert "no longer matches the load plan" in run.error
     assert "Column 'amount' changed type from NUMERIC to STRING." in run.error
@@ -115,12 +116,12 @@ def test_it_records_the_load_plan_and_a_run_refuses_a_table_that_changed(user, c
 
 
 def test_it_runs_a_job_whose_table_still_matches_its_plan(user, connection, bq, bq_dataset, bq_settings) -> None:
-    job = services.job_create(owner=user, workspace=connection.workspace, name="new", connection=connection,
-                              source_schema="public", source_table="orders", source_columns=columns(connection),
-                              destination_dataset=bq_dataset, destination_table="fresh", use_existing_table=False,
-                              load_strategy="replace", source_tag="eu")
+    job = jobs.job_create(owner=user, workspace=connection.workspace, name="new", connection=connection,
+                          source_schema="public", source_table="orders", source_columns=columns(connection),
+                          destination_dataset=bq_dataset, destination_table="fresh", use_existing_table=False,
+                          load_strategy="replace", source_tag="eu")
     assert job.load_plan["mode"] == "new" and job.load_plan["tag_column"] == "_source_tag"
-    assert runs.execute_run(run_id=services.run_enqueue_record(job=job).pk).status == "succeeded"
+    assert lifecycle.execute_run(run_id=records.run_enqueue_record(job=job).pk).status == "succeeded"
     assert bq.row_count(bq_dataset, "fresh") == 30
 
 
@@ -143,11 +144,11 @@ def test_it_refuses_an_untagged_job_next_to_another_workspaces_job_without_namin
     assert "already used by another job" in duplicate and "mallory" not in duplicate
     refused = wiz.post(step(4), form, headers=HX)
     assert refused.status_code == 400 and b"give this source its own tag" in refused.content
-    with pytest.raises(services.JobCreateError, match="give this source its own tag"):
-        services.job_create(owner=user, workspace=connection.workspace, name="api", connection=connection,
-                            source_schema="public", source_table="orders", source_columns=columns(connection),
-                            destination_dataset=wiz.dataset, destination_table="shared", use_existing_table=True,
-                            load_strategy="append")
+    with pytest.raises(jobs.JobCreateError, match="give this source its own tag"):
+        jobs.job_create(owner=user, workspace=connection.workspace, name="api", connection=connection,
+                        source_schema="public", source_table="orders", source_columns=columns(connection),
+                        destination_dataset=wiz.dataset, destination_table="shared", use_existing_table=True,
+                        load_strategy="append")
     assert wiz.post(step(4), {**form, "source_tag": "us"}, headers=HX).status_code == 200
 
 
@@ -163,8 +164,8 @@ def test_it_back_fills_the_tag_on_untagged_rows_only_when_confirmed(wiz, user, c
                 source_schema="public", source_table="orders", source_columns=columns(connection),
                 destination_dataset=wiz.dataset, destination_table="legacy", use_existing_table=True,
                 load_strategy="append", source_tag="us")
-    with pytest.raises(services.JobCreateError, match="3 rows without a source tag"):
-        services.job_create(**args)
+    with pytest.raises(jobs.JobCreateError, match="3 rows without a source tag"):
+        jobs.job_create(**args)
     confirmed = {**form, "confirm_backfill": "on"}
     assert "Compatible" in wiz.post(reverse("wizard:report"), confirmed, headers=HX).content.decode()
     assert wiz.post(step(4), confirmed, headers=HX).status_code == 200
@@ -194,7 +195,7 @@ def test_it_refuses_edit_and_reconnect_of_an_untagged_job_on_a_shared_table(alic
 
 
 def test_it_types_a_plain_list_of_column_names_by_introspection(connection) -> None:
-    from ml_platform import schema_check
+    from ml_platform.services import schema_check
 
     picked = schema_check.source_columns_named(connection, "public.orders", ["AMOUNT", "id"])
     assert [(c.name, c.source_type) for c in picked] == [("amount", "numeric(12,2)"), ("id", "bigint")]
@@ -210,10 +211,10 @@ def test_it_validates_the_source_data_for_job_creation_when_asked(user, connecti
                 source_schema="public", source_table="orders", source_columns=picked,
                 destination_dataset=bq_dataset, destination_table="coded", use_existing_table=True,
                 load_strategy="append")
-    with pytest.raises(services.JobCreateError) as refused:
-        services.job_create(**args)
+    with pytest.raises(jobs.JobCreateError) as refused:
+        jobs.job_create(**args)
     assert any("code" in str(d) for d in refused.value.details)  # the reasons are in the details, never empty
-    job = services.job_create(**args, validate_data=True)  # the same scan as the wizard's "Validate data"
+    job = jobs.job_create(**args, validate_data=True)  # the same scan as the wizard's "Validate data"
     assert [c["destination"] for c in job.load_plan["columns"]] == ["id", "code"]
 
 
@@ -221,16 +222,16 @@ def test_it_saves_a_failed_run_whose_error_quotes_a_value_holding_a_nul_byte(use
                                                                              bq_settings) -> None:
     mysql_source.execute("CREATE TABLE coded (id bigint PRIMARY KEY, code varchar(10))",
                          "INSERT INTO coded VALUES (1, '12')")
-    connection = services.connection_create(owner=user, name="shop_my", **mysql_source.as_connection_fields())
+    connection = connections.connection_create(owner=user, name="shop_my", **mysql_source.as_connection_fields())
     bq.create_table(bq_dataset, "coded", [BigQueryField("id", "INT64"), BigQueryField("code", "INT64")])
-    job = services.job_create(owner=user, workspace=connection.workspace, name="coded", connection=connection,
-                              source_schema="", source_table="coded",
-                              source_columns=sources.get_columns(connection, None, "coded"),
-                              destination_dataset=bq_dataset, destination_table="coded", use_existing_table=True,
-                              load_strategy="append", validate_data=True)
+    job = jobs.job_create(owner=user, workspace=connection.workspace, name="coded", connection=connection,
+                          source_schema="", source_table="coded",
+                          source_columns=sources.get_columns(connection, None, "coded"),
+                          destination_dataset=bq_dataset, destination_table="coded", use_existing_table=True,
+                          load_strategy="append", validate_data=True)
     mysql_source.execute("INSERT INTO coded VALUES (2, CONCAT('1', CHAR(0), '2'))")  # after the validation
 
-    run = runs.execute_run(run_id=services.run_enqueue_record(job=job).pk)
+    run = lifecycle.execute_run(run_id=records.run_enqueue_record(job=job).pk)
 
     assert run.status == "failed"  # recorded: PostgreSQL refuses text holding NUL, so it is spelled out
     assert "\x00" not in run.error and "'1\\x002'" in run.error and "id=2" in run.error

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from django.http import Http404
 
-from ml_platform import compat, schema_check, services, sources
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.services import compat, schema_check, sources, workspaces
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -74,7 +74,7 @@ def test_it_names_the_other_jobs_loading_into_the_table_but_not_the_job_itself(u
 
 
 def test_it_is_a_404_for_another_workspaces_dataset(connection, other_user, table) -> None:
-    mallory = services.personal_workspace(other_user)
+    mallory = workspaces.personal_workspace(other_user)
     with pytest.raises(Http404):
         report(connection, table, "id", workspace=mallory, load_strategy="append")
 

@@ -8,9 +8,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from ml_platform import services, verification
 from ml_platform.models import AuditEvent, EtlJob, JobRun
-from ml_platform.runs import run_sync
+from ml_platform.runs import lifecycle, records, verify
+from ml_platform.runs.lifecycle import run_sync
+from ml_platform.services import connections, verification
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -22,7 +23,7 @@ def job(user, pg_source, bq_settings, bq, bq_dataset):
         "INSERT INTO orders SELECT g, g * 2.5, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END, "
         "timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour 1 second' FROM generate_series(1, 120) g",
     )
-    connection = services.connection_create(owner=user, name="pg main", **pg_source.as_connection_fields())
+    connection = connections.connection_create(owner=user, name="pg main", **pg_source.as_connection_fields())
     job = EtlJob.objects.create(
         workspace=connection.workspace, owner=user, name="orders", connection=connection, source_schema="public",
         source_table="orders", selected_columns=["id", "amount", "note", "placed"], destination_dataset=bq_dataset,
@@ -77,7 +78,7 @@ def test_it_refuses_bad_api_input_and_other_workspaces(alice_client, client, oth
 
 def test_the_page_shows_the_strip_and_offers_repair(alice_client, job, bq) -> None:
     damage(bq, job)
-    verification.run_sync(job=job)
+    verify.run_sync(job=job)
     html = alice_client.get(reverse("job_verification", args=[job.pk])).content.decode()
     assert 'data-in-sync="false"' in html and 'data-testid="verification-strip"' in html
     assert 'fill="#dc3545" data-differing="2"' in html  # keys 7 and 8 share a range
@@ -96,17 +97,17 @@ def test_it_queues_on_the_worker_and_can_be_cancelled(alice_client, job) -> None
     alice_client.post(reverse("job_verify_cancel", args=[job.pk]))
     run.refresh_from_db()
     assert run.status == JobRun.Status.FAILED and run.error == "Cancelled by alice"
-    assert verification.execute(run_id=run.pk).status == JobRun.Status.FAILED  # the worker finds it closed
+    assert verify.execute(run_id=run.pk).status == JobRun.Status.FAILED  # the worker finds it closed
 
 
 def test_a_running_verification_stops_when_cancelled(job) -> None:
-    run = verification._record(job=job, kind=JobRun.Kind.VERIFY)
+    run = records.verification_record(job=job, kind=JobRun.Kind.VERIFY)
     JobRun.objects.filter(pk=run.pk).update(status=JobRun.Status.RUNNING)
-    recorder = verification._Recorder(run)
+    recorder = verify._Recorder(run)
     verification.cancel(job=job)
     from ml_platform.etl.verify import Progress
 
-    with pytest.raises(verification.Cancelled):
+    with pytest.raises(verify.Cancelled):
         recorder(Progress("bisecting", 1, 3, 0))
 
 
@@ -114,8 +115,8 @@ def test_it_verifies_after_every_run_when_asked(alice_client, job) -> None:
     alice_client.post(reverse("job_verify_settings", args=[job.pk]), {"verify_after_run": "on"})
     job.refresh_from_db()
     assert job.verify_after_run
-    run = services.run_enqueue_record(job=job)
-    services.run_execute(run_id=run.pk)
+    run = records.run_enqueue_record(job=job)
+    lifecycle.run_etl_job.call(run.pk)  # the task entry point, run in process
     assert job.runs.filter(kind="verify", status=JobRun.Status.QUEUED).exists()
     alice_client.post(reverse("job_verify_settings", args=[job.pk]), {})
     job.refresh_from_db()

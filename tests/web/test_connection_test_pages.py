@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.models import Connection
+from ml_platform.services import connections
 from tests.fixtures import HX
 from tests.plugins.harness import SECRET
 
@@ -25,7 +25,7 @@ def test_it_answers_a_test_without_javascript_with_the_connection_list_and_the_r
 
 
 def test_it_answers_a_failed_test_without_javascript_with_the_error_on_the_list(alice_client, pg_conn) -> None:
-    services.connection_update(connection=pg_conn, port=1)
+    connections.connection_update(connection=pg_conn, port=1)
     html = alice_client.post(reverse("connection_test", args=[pg_conn.pk])).content.decode()
     assert html.startswith("<!doctype html>") and "alert-danger" in html and "failed:" in html
     assert SECRET not in html

@@ -8,8 +8,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.models import Connection, EtlJob
+from ml_platform.services import connections
 from tests.fixtures import HX
 from tests.plugins.harness import SECRET
 
@@ -144,6 +144,6 @@ def test_it_never_shows_the_password_in_pages_api_or_logs(alice_client, pg_conn,
         assert response.status_code == 200, url
         assert SECRET not in response.content.decode(), url
     # a failing test echoes driver text: still no secret
-    services.connection_update(connection=pg_conn, port=1)
+    connections.connection_update(connection=pg_conn, port=1)
     assert SECRET not in alice_client.post(reverse("connection_test", args=[pg_conn.pk])).content.decode()
     assert SECRET not in caplog.text

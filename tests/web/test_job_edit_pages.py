@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.services import connections
 from tests.fixtures import HX
 from tests.web.htmx_attrs import askers, controls, request
 
@@ -19,7 +19,7 @@ FORM = {"name": "orders", "columns": ["id", "amount"], "cursor_column": "id", "m
 
 @pytest.fixture
 def job(user, source, bq_settings, bq, bq_dataset):
-    connection = services.connection_create(owner=user, name="pg main", **source.as_connection_fields())
+    connection = connections.connection_create(owner=user, name="pg main", **source.as_connection_fields())
     bq.create_table(bq_dataset, "orders", [BigQueryField("id", "INT64"), BigQueryField("amount", "NUMERIC")])
     bq.query(f"INSERT INTO `{bq_dataset}.orders` (id, amount) VALUES (7, 1.5), (12, 2.5)")
     return EtlJob.objects.create(

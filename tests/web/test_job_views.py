@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.services import connections
 from tests.fixtures import HX
 
 pytestmark = pytest.mark.django_db
@@ -140,7 +140,7 @@ def test_it_reconnects_only_when_compatible_and_keeps_table_and_watermark(alice_
                                                                           bq) -> None:
     mysql_source.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount decimal(12,2))",
                          "CREATE TABLE wrong (id varchar(10), other text)")
-    new = services.connection_create(owner=user, name="maria v2", **mysql_source.as_connection_fields())
+    new = connections.connection_create(owner=user, name="maria v2", **mysql_source.as_connection_fields())
     page = alice_client.get(reverse("job_reconnect", args=[job.pk]), {"connection": new.pk}, headers=HX)
     html = page.content.decode()
     assert f"{mysql_source.database}.orders" in html and "Compatible" in html

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from ml_platform import services
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.runs import records
 from tests.fixtures import HX
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ def job(user, connection):
 def test_it_polls_the_whole_list_so_a_run_the_scheduler_starts_appears(alice_client, job) -> None:
     html = alice_client.get(reverse("jobs")).content.decode()
     assert f'hx-get="{reverse("jobs")}" hx-trigger="every 15s"' in html  # idle: slowly, but it polls
-    services.run_enqueue_record(job=job, trigger=JobRun.Trigger.SCHEDULE)  # what the scheduler does
+    records.run_enqueue_record(job=job, trigger=JobRun.Trigger.SCHEDULE)  # what the scheduler does
     polled = alice_client.get(reverse("jobs"), headers=HX).content.decode()
     assert "Queued…" in polled and 'hx-trigger="every 2s"' in polled  # active: fast
     assert "<nav" not in polled  # the list region alone

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.services import connections
 from tests.fixtures import HX
 from wizard.models import WizardDraft
 
@@ -33,7 +33,7 @@ def source(pg_source):
 
 @pytest.fixture
 def connection(user, source):
-    return services.connection_create(owner=user, name="shop_pg", **source.as_connection_fields())
+    return connections.connection_create(owner=user, name="shop_pg", **source.as_connection_fields())
 
 
 @pytest.fixture
@@ -233,7 +233,7 @@ def test_it_scans_a_new_tables_columns_that_need_it_when_next_is_pressed(alice_c
     """A SQLite BOOLEAN may hold any integer: a new BOOL column is created only once the source holds 0/1 only."""
     sqlite_source.execute("CREATE TABLE flags (id INTEGER PRIMARY KEY, is_vip BOOLEAN NOT NULL)",
                           "INSERT INTO flags VALUES (1, 0), (2, 1), (3, 2)")
-    conn = services.connection_create(owner=user, name="flags", **sqlite_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="flags", **sqlite_source.as_connection_fields())
     assert alice_client.post(step(1), {"connection": conn.pk}).status_code == 302
     assert alice_client.post(step(2), {"table": "flags"}).status_code == 302
     assert alice_client.post(step(3), {"columns": ["id", "is_vip"]}).status_code == 302

@@ -7,9 +7,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from ml_platform import services
 from ml_platform.etl.types import BigQueryField
 from ml_platform.models import EtlJob
+from ml_platform.services import connections, jobs
 from tests.web import test_wizard
 from tests.web.htmx_attrs import askers, control_named, request
 from tests.web.test_wizard import HX, step
@@ -104,7 +104,7 @@ def test_it_counts_only_the_tagged_rows_replace_deletes(wiz, bq) -> None:
 
 
 def test_it_refuses_an_unconfirmed_replace_through_the_service(wiz, bq, user, connection) -> None:
-    from ml_platform import sources
+    from ml_platform.services import sources
 
     bq.create_table(wiz.dataset, "orders_bq", FULL_ORDERS)
     bq.query(f"INSERT INTO `{wiz.dataset}.orders_bq` (id) VALUES (1)")
@@ -113,16 +113,16 @@ def test_it_refuses_an_unconfirmed_replace_through_the_service(wiz, bq, user, co
                 source_schema="public", source_table="orders", source_columns=columns,
                 destination_dataset=wiz.dataset, destination_table="orders_bq", use_existing_table=True,
                 load_strategy="replace")
-    with pytest.raises(services.JobCreateError, match="Replace deletes the 1 rows"):
-        services.job_create(**args)
-    assert services.job_create(**args, confirm_replace=True).load_strategy == "replace"
+    with pytest.raises(jobs.JobCreateError, match="Replace deletes the 1 rows"):
+        jobs.job_create(**args)
+    assert jobs.job_create(**args, confirm_replace=True).load_strategy == "replace"
 
 
 def test_it_previews_the_column_names_the_new_table_gets(alice_client, user, pg_source, bq_settings,
                                                          bq_dataset) -> None:
     pg_source.execute('CREATE TABLE weird ("Order ID" int, "Betrag €" numeric(10,2), "Straße" text)')
-    connection = services.connection_create(owner=user, name="weird_pg",
-                                            **pg_source.as_connection_fields())
+    connection = connections.connection_create(owner=user, name="weird_pg",
+                                               **pg_source.as_connection_fields())
     alice_client.post(step(1), {"connection": connection.pk})
     alice_client.post(step(2), {"table": "public.weird"})
     alice_client.post(step(3), {"columns": ["Order ID", "Betrag €", "Straße"]})
@@ -132,7 +132,7 @@ def test_it_previews_the_column_names_the_new_table_gets(alice_client, user, pg_
 
 
 def test_it_labels_the_tag_required_and_compares_tags_ignoring_case(wiz, bq, user, connection) -> None:
-    from ml_platform import sources
+    from ml_platform.services import sources
 
     bq.create_table(wiz.dataset, "shared", [*FULL_ORDERS, BigQueryField("_source_tag", "STRING")])
     EtlJob.objects.create(workspace=connection.workspace, owner=user, name="eu job", connection=connection,
@@ -144,12 +144,12 @@ def test_it_labels_the_tag_required_and_compares_tags_ignoring_case(wiz, bq, use
     assert "Source tag (required)" in wiz.get(step(4)).content.decode()
     upper = wiz.post(step(4), {**form, "source_tag": "EU"}, headers=HX)
     assert upper.status_code == 400 and b"already used" in upper.content
-    with pytest.raises(services.JobCreateError, match="already used by another job"):
-        services.job_create(owner=user, workspace=connection.workspace, name="EU job", connection=connection,
-                            source_schema="public", source_table="orders",
-                            source_columns=sources.get_columns(connection, "public", "orders"),
-                            destination_dataset=wiz.dataset, destination_table="shared", use_existing_table=True,
-                            load_strategy="append", source_tag="EU")
+    with pytest.raises(jobs.JobCreateError, match="already used by another job"):
+        jobs.job_create(owner=user, workspace=connection.workspace, name="EU job", connection=connection,
+                        source_schema="public", source_table="orders",
+                        source_columns=sources.get_columns(connection, "public", "orders"),
+                        destination_dataset=wiz.dataset, destination_table="shared", use_existing_table=True,
+                        load_strategy="append", source_tag="EU")
 
 
 def test_it_labels_the_tag_optional_when_no_other_job_loads_the_table(wiz, bq) -> None:

@@ -8,7 +8,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ml_platform.etl.bq_errors import BigQueryError
-from ml_platform.warehouse import warehouse
+from ml_platform.management.commands.seed_demo import DEMO_CONNECTION, DEMO_USER
+from ml_platform.models import Connection, EtlJob
+from ml_platform.services import jobs, sources, workspaces
+from ml_platform.services.warehouse import warehouse
 
 DEMO_JOB = "demo transactions"
 
@@ -38,24 +41,20 @@ class Command(BaseCommand):
 
     def demo_job(self, dataset: str) -> None:
         """An incremental job scheduled every minute, so `make run` shows the scheduler and worker at work."""
-        from ml_platform import services, sources
-        from ml_platform.management.commands.seed_demo import DEMO_CONNECTION, DEMO_USER
-        from ml_platform.models import Connection, EtlJob
-
         connection = Connection.objects.filter(owner__username=DEMO_USER, name=DEMO_CONNECTION).first()
         if connection is None:
             return
         # The demo dataset belongs to the demo workspace (a site administrator's assignment in production).
         try:
-            services.dataset_assign(workspace=connection.workspace, dataset=dataset)
-        except services.DatasetTaken as exc:
+            workspaces.dataset_assign(workspace=connection.workspace, dataset=dataset)
+        except workspaces.DatasetTaken as exc:
             self.stdout.write(self.style.WARNING(f"No demo job: {exc}"))
             return
         if EtlJob.objects.filter(workspace=connection.workspace, name=DEMO_JOB).exists():
             return
         if warehouse().table_exists(dataset, "demo_transactions"):
             return  # the user deleted the demo job; keep their table and do not recreate the job
-        services.job_create(
+        jobs.job_create(
             owner=connection.owner, workspace=connection.workspace, name=DEMO_JOB, connection=connection, source_schema="",
             source_table="transactions", source_columns=sources.get_columns(connection, None, "transactions"),
             destination_dataset=dataset, destination_table="demo_transactions", use_existing_table=False,

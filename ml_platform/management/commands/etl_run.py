@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ml_platform.etl.runner import RunProgress
 from ml_platform.models import EtlJob, JobRun
-from ml_platform.runs import run_sync
-from ml_platform.services import RunAlreadyActive
+from ml_platform.runs.lifecycle import run_sync
+from ml_platform.runs.records import RunAlreadyActive
 
 BAR = 30
 

@@ -7,7 +7,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from ml_platform import services
+from ml_platform.runs import lifecycle, records
 
 
 class Command(BaseCommand):
@@ -27,8 +27,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         while not stop:
-            stale = services.runs_fail_stale()
-            enqueued = services.enqueue_due_jobs()
+            stale = records.runs_fail_stale()
+            enqueued = lifecycle.enqueue_due_jobs()
             if stale or enqueued:
                 self.stdout.write(f"scheduler: enqueued {len(enqueued)} run(s), failed {stale} stale run(s)")
             if options["once"]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ml_platform import verification
 from ml_platform.models import EtlJob, JobRun
+from ml_platform.runs import records, verify
+from ml_platform.services import verification
 
 
 class Command(BaseCommand):
@@ -22,8 +23,8 @@ class Command(BaseCommand):
             raise CommandError(f"No ETL job with id {job_id}")
         kind = JobRun.Kind.REPAIR if repair else JobRun.Kind.VERIFY
         try:
-            run = verification.run_sync(job=job, kind=kind)
-        except (verification.RunAlreadyActive, verification.NothingToRepair) as exc:
+            run = verify.run_sync(job=job, kind=kind)
+        except (records.RunAlreadyActive, verification.NothingToRepair) as exc:
             raise CommandError(str(exc)) from None
         if run.status != JobRun.Status.SUCCEEDED:
             raise CommandError(f"{run.get_kind_display()} {run.pk} {run.status}: {run.error}")

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from ml_platform import services
 from ml_platform.models import Connection
+from ml_platform.services import connections
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # local embedded default only; printed for the user
@@ -161,11 +161,11 @@ class Command(BaseCommand):
 
         demo = Connection.objects.filter(owner=user, name=DEMO_CONNECTION).first()
         if demo is None:
-            services.connection_create(
+            connections.connection_create(
                 owner=user, name=DEMO_CONNECTION, engine=Connection.Engine.SQLITE, database=DEMO_DATABASE
             )
             self.stdout.write(f"Created connection {DEMO_CONNECTION!r}")
         elif demo.database != DEMO_DATABASE and Path(demo.database).name == DEMO_DATABASE:
-            services.connection_update(connection=demo, database=DEMO_DATABASE)
+            connections.connection_update(connection=demo, database=DEMO_DATABASE)
 
         self.stdout.write(self.style.SUCCESS(f"Log in at http://127.0.0.1:8000/ as {DEMO_USER} / {DEMO_PASSWORD}"))

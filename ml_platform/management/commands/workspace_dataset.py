@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ml_platform import services
 from ml_platform.models import Workspace, WorkspaceDataset
+from ml_platform.services import workspaces
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No workspace {options['workspace']!r} (use --create-workspace).")
             workspace = Workspace.objects.create(name=options["workspace"])
         try:
-            services.dataset_assign(workspace=workspace, dataset=options["dataset"])
-        except services.DatasetTaken as exc:
+            workspaces.dataset_assign(workspace=workspace, dataset=options["dataset"])
+        except workspaces.DatasetTaken as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS(f"Dataset {options['dataset']!r} belongs to {workspace.name!r}."))

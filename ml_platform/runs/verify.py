@@ -1,9 +1,10 @@
-"""Verify and Repair as services: queue them, run them on the worker with progress, cancel them.
+"""Verify and Repair on the worker: queue them, execute them with progress, and their task entry point.
 
 A verification is a `JobRun` of kind *verify* (a repair: kind *repair*), so it shares the run
 history, the one-active-run-per-job rule, heartbeats and the stale-run reaper with runs. Its result
-(`etl.verify.VerifyResult.to_json()`) is stored on the run; the job page draws the newest one.
-The algorithm and the SQL live in `ml_platform/etl/verify*.py` and `etl/repair.py`.
+(`etl.verify.VerifyResult.to_json()`) is stored on the run; the job page draws the newest one
+(`services/verification.py` reads it). The algorithm and the SQL live in `ml_platform/etl/verify*.py`
+and `etl/repair.py`.
 """
 
 from __future__ import annotations
@@ -15,106 +16,40 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.tasks import task
 from django.utils import timezone
 
-from ml_platform import selectors, sources
+from ml_platform import selectors
 from ml_platform.etl import sources as cm
 from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.etl.errors import RunError, scrub
 from ml_platform.etl.repair import repair_keys, repair_ranges
-from ml_platform.etl.verify import Progress, VerifyResult, verify
+from ml_platform.etl.verify import Progress, verify
 from ml_platform.etl.verify_sides import sides_for
 from ml_platform.models import EtlJob, JobRun
-from ml_platform.warehouse import warehouse
+from ml_platform.runs import records, specs
+from ml_platform.services import audit, sources, verification
+from ml_platform.services.warehouse import warehouse
 
 logger = logging.getLogger(__name__)
-
-VERIFY_KINDS = (JobRun.Kind.VERIFY, JobRun.Kind.REPAIR)
-
-
-class RunAlreadyActive(Exception):
-    """The job has a queued or running run, verification or repair; the database allows one at a time."""
-
-
-class NothingToRepair(Exception):
-    """Repair needs a finished verification that found differing rows it can localise."""
 
 
 class Cancelled(Exception):
     """The verification's run record was closed (Cancel, or the reaper) while it was working."""
 
 
-# --------------------------------------------------------------------------- reads
-
-
-def last_verification(*, job: EtlJob) -> JobRun | None:
-    """The newest finished verify/repair run that has a result."""
-    return (JobRun.objects.filter(job=job, kind__in=VERIFY_KINDS, status=JobRun.Status.SUCCEEDED,
-                                  verification__isnull=False).order_by("-created_at", "-id").first())
-
-
-def active_verification(*, job: EtlJob) -> JobRun | None:
-    return JobRun.objects.filter(job=job, kind__in=VERIFY_KINDS, status__in=JobRun.ACTIVE_STATUSES).first()
-
-
-def result_of(run: JobRun | None) -> VerifyResult | None:
-    return VerifyResult.from_json(run.verification) if run is not None and run.verification else None
-
-
-def repairable(result: VerifyResult | None) -> bool:
-    return bool(result and not result.in_sync and result.keyed and (result.repair_ranges or result.repair_keys))
-
-
-# --------------------------------------------------------------------------- writes
-
-
-def _record(*, job: EtlJob, kind: str) -> JobRun:
-    try:
-        with transaction.atomic():
-            EtlJob.objects.select_for_update().filter(pk=job.pk).first()
-            return JobRun.objects.create(job=job, kind=kind, connection=job.connection,
-                                         connection_name=job.connection.name, source_display=job.source_display)
-    except IntegrityError:
-        raise RunAlreadyActive(f"Job {job.name!r} already has a run, verification or repair in progress") from None
-
-
 def enqueue(*, job: EtlJob, kind: str = JobRun.Kind.VERIFY, actor: AbstractBaseUser | None = None) -> JobRun:
     """Queue a verification (or a repair of the last one's differences) for the worker."""
-    from ml_platform.services import audit
-    from ml_platform.verify_tasks import verify_etl_job
-
-    if kind == JobRun.Kind.REPAIR and not repairable(result_of(last_verification(job=job))):
-        raise NothingToRepair("Nothing to repair: verify the job first (a verification that found differing rows "
-                              "by key).")
+    if kind == JobRun.Kind.REPAIR:
+        verification.check_repairable(job=job)
     with transaction.atomic():
-        run = _record(job=job, kind=kind)
-        audit(workspace=job.workspace, actor=actor, target=job, action="verified" if kind == "verify" else "repaired",
-              changes={"run": {"before": None, "after": run.pk}})
+        run = records.verification_record(job=job, kind=kind)
+        audit.record(workspace=job.workspace, actor=actor, target=job,
+                     action="verified" if kind == "verify" else "repaired",
+                     changes={"run": {"before": None, "after": run.pk}})
         transaction.on_commit(lambda: verify_etl_job.enqueue(run.pk))
     return run
-
-
-def cancel(*, job: EtlJob, actor: AbstractBaseUser | None = None) -> bool:
-    """Stop the job's queued or running verification/repair (the worker notices at its next step)."""
-    from ml_platform.services import audit
-
-    who = actor.get_username() if actor is not None and actor.pk else "system"
-    done = JobRun.objects.filter(job=job, kind__in=VERIFY_KINDS, status__in=JobRun.ACTIVE_STATUSES).update(
-        status=JobRun.Status.FAILED, finished_at=timezone.now(), error=f"Cancelled by {who}")
-    if done:
-        audit(workspace=job.workspace, actor=actor, target=job, action="cancelled verification")
-    return bool(done)
-
-
-def set_verify_after_run(*, job: EtlJob, enabled: bool, actor: AbstractBaseUser | None = None) -> None:
-    from ml_platform.services import audit
-
-    if job.verify_after_run != enabled:
-        audit(workspace=job.workspace, actor=actor, target=job, action="edited",
-              changes={"verify_after_run": {"before": job.verify_after_run, "after": enabled}})
-        EtlJob.objects.filter(pk=job.pk).update(verify_after_run=enabled)
-        job.verify_after_run = enabled
 
 
 def after_run(*, run_id: int) -> None:
@@ -125,7 +60,7 @@ def after_run(*, run_id: int) -> None:
     if run.job.verify_after_run:
         try:
             enqueue(job=run.job, kind=JobRun.Kind.VERIFY, actor=None)
-        except RunAlreadyActive:
+        except records.RunAlreadyActive:
             logger.info("job %s: a run is already active; no verification after run %s", run.job_id, run_id)
 
 
@@ -172,18 +107,16 @@ def execute(*, run_id: int) -> JobRun:
 
 
 def _work(run: JobRun, job: EtlJob) -> dict[str, Any]:
-    from ml_platform.runs import spec_for
-
     # Like a run: named by its JobRun and fenced by it, so a repair claims the table in the commit
     # ledger (an earlier run declared dead can no longer commit) and a later run supersedes it.
-    spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
+    spec = dataclasses.replace(specs.spec_for(job), run_id=run.pk, fence=run.pk)
     engine = cm.get_engine(sources.params_for(job.connection))
     bq = warehouse()
     recorder = _Recorder(run)
     repaired = 0
     if run.kind == JobRun.Kind.REPAIR:
-        last = result_of(last_verification(job=job))
-        if not repairable(last):
+        last = verification.result_of(verification.last_verification(job=job))
+        if not verification.repairable(last):
             raise RunError("Nothing to repair: the last verification found no differing rows by key")
         assert last is not None and last.key is not None
         recorder(Progress("repairing", 0, len(last.repair_ranges or last.repair_keys), 0))
@@ -216,28 +149,16 @@ def _finish(run: JobRun, *, error: str = "", verification: dict | None = None, r
 
 def run_sync(*, job: EtlJob, kind: str = JobRun.Kind.VERIFY, actor: AbstractBaseUser | None = None) -> JobRun:
     """Verify (or repair) in the foreground: `manage.py etl_verify` and the API's `wait`."""
-    from ml_platform.services import audit
-
-    if kind == JobRun.Kind.REPAIR and not repairable(result_of(last_verification(job=job))):
-        raise NothingToRepair("Nothing to repair: verify the job first (a verification that found differing rows "
-                              "by key).")
-    run = _record(job=job, kind=kind)
-    audit(workspace=job.workspace, actor=actor, target=job, action="verified" if kind == "verify" else "repaired",
-          changes={"run": {"before": None, "after": run.pk}})
+    if kind == JobRun.Kind.REPAIR:
+        verification.check_repairable(job=job)
+    run = records.verification_record(job=job, kind=kind)
+    audit.record(workspace=job.workspace, actor=actor, target=job,
+                 action="verified" if kind == "verify" else "repaired",
+                 changes={"run": {"before": None, "after": run.pk}})
     return execute(run_id=run.pk)
 
 
-def as_json(run: JobRun) -> dict[str, Any]:
-    """A verification run as the API returns it."""
-    result = result_of(run)
-    body: dict[str, Any] = {"run_id": run.pk, "kind": run.kind, "status": run.status, "error": run.error or None,
-                            "started_at": run.started_at.isoformat() if run.started_at else None,
-                            "finished_at": run.finished_at.isoformat() if run.finished_at else None}
-    if result is not None:
-        data = result.to_json()
-        data.pop("segments", None)
-        body["result"] = {"in_sync": result.in_sync, **{k: data[k] for k in (
-            "keyed", "key", "source_rows", "dest_rows", "missing", "extra", "changed", "missing_keys",
-            "extra_keys", "changed_keys", "rows_fetched", "queries", "seconds", "message")}}
-        body["rows_repaired"] = run.rows_loaded if run.kind == JobRun.Kind.REPAIR else None
-    return body
+@task()
+def verify_etl_job(run_id: int) -> None:
+    """The task entry point: a run id in (the queue never holds a secret), the verification executed."""
+    execute(run_id=run_id)

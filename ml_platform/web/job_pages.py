@@ -9,14 +9,15 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
-from ml_platform import compat, schema_check, selectors, services, sources
+from ml_platform import selectors
 from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.etl.compat_model import missing_strategy_choices
 from ml_platform.etl.schedule import cron_error
 from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
-from ml_platform.report_view import report_view
+from ml_platform.services import compat, jobs, schema_check, sources
+from ml_platform.web.report_view import report_view
 from wizard.forms import SCHEDULE_PRESETS, timezone_choices
 
 # Why Edit shows the tag without letting it change (the API's PATCH refuses a tag too).
@@ -157,14 +158,14 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
             _refuse(form, result)
         else:
             try:
-                services.job_update(job=job, source_columns=selected, result=result, name=form.cleaned_data["name"],
-                                    load_strategy=form.cleaned_data["load_strategy"],
-                                    cursor_column=form.cleaned_data["cursor_column"],
-                                    merge_key=form.cleaned_data["merge_key"],
-                                    schedule=form.cleaned_data["schedule"],
-                                    schedule_timezone=form.cleaned_data["timezone"],
-                                    actor=request.user)
-            except (services.JobCreateError, services.JobBusy, BigQueryError) as exc:
+                jobs.job_update(job=job, source_columns=selected, result=result, name=form.cleaned_data["name"],
+                                load_strategy=form.cleaned_data["load_strategy"],
+                                cursor_column=form.cleaned_data["cursor_column"],
+                                merge_key=form.cleaned_data["merge_key"],
+                                schedule=form.cleaned_data["schedule"],
+                                schedule_timezone=form.cleaned_data["timezone"],
+                                actor=request.user)
+            except (jobs.JobCreateError, jobs.JobBusy, BigQueryError) as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"Saved job {job.name!r}.")
@@ -237,13 +238,13 @@ def job_reconnect(request: HttpRequest, job_id: int) -> HttpResponse:
         else:
             schema, name = sources.split_table(table)
             try:
-                services.job_reconnect(job=job, connection=connection, source_schema=schema or "",
-                                       source_table=name, source_columns=selected, result=result,
-                                       actor=request.user)
-            except services.JobCreateError as exc:
+                jobs.job_reconnect(job=job, connection=connection, source_schema=schema or "",
+                                   source_table=name, source_columns=selected, result=result,
+                                   actor=request.user)
+            except jobs.JobCreateError as exc:
                 messages.error(request, str(exc))
                 status = 400
-            except services.JobBusy as exc:  # a run is queued or running: refuse, never a 500
+            except jobs.JobBusy as exc:  # a run is queued or running: refuse, never a 500
                 messages.error(request, str(exc))
                 status = 409
             else:

@@ -15,8 +15,10 @@ from django.conf import settings
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.compat_model import DEFAULT_TAG_COLUMN as TAG_COLUMN
 from ml_platform.etl.compat_model import default_load_strategy
+from ml_platform.etl.sources import validate as validation
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
 from ml_platform.models import Connection
+from ml_platform.services import sources
 
 
 @dataclass
@@ -77,14 +79,11 @@ def validate_data(
     options: engine.CompatibilityOptions,
 ) -> dict[str, engine.ValidationResult]:
     """Scan the source for values that would fail the narrowing casts (set-based, sampled on big tables)."""
-    from ml_platform.etl.sources import validate as validation
-    from ml_platform.sources import interactive, params_for
-
     specs = engine.narrowing_checks(source_columns, destination, options)
     if not specs:
         return {}
-    params = params_for(connection)
-    return interactive(
+    params = sources.params_for(connection)
+    return sources.interactive(
         lambda: validation.validate_columns(params, schema, table, specs,
                                             sample_above=settings.ETL_VALIDATION_SAMPLE_ROWS),
         timeout=settings.ETL_VALIDATION_TIMEOUT, what="The data validation",

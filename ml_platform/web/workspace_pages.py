@@ -10,10 +10,11 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ml_platform import selectors, services
+from ml_platform import selectors
 from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.middleware import requires_role
 from ml_platform.models import ApiToken, Membership
+from ml_platform.services import workspaces
 
 ADMIN = Membership.Role.ADMIN
 VIEWER = Membership.Role.VIEWER
@@ -47,7 +48,7 @@ def workspace_none(request: HttpRequest) -> HttpResponse:
     """The empty state: a user in no workspace can create one, or ask a workspace admin to be added."""
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        workspace = services.workspace_create(name=form.cleaned_data["name"], admin=request.user)
+        workspace = workspaces.workspace_create(name=form.cleaned_data["name"], admin=request.user)
         request.session["workspace_id"] = workspace.pk
         messages.success(request, f"Created workspace {workspace.name!r}: you are its admin.")
         return redirect("workspace_members")
@@ -88,9 +89,9 @@ def member_add(request: HttpRequest) -> HttpResponse:
     form = MemberForm(request.POST)
     if form.is_valid():
         try:
-            membership = services.member_add(workspace=request.scope.workspace, actor=request.user,
-                                             username=form.cleaned_data["username"], role=form.cleaned_data["role"])
-        except services.MembershipError as exc:
+            membership = workspaces.member_add(workspace=request.scope.workspace, actor=request.user,
+                                               username=form.cleaned_data["username"], role=form.cleaned_data["role"])
+        except workspaces.MembershipError as exc:
             form.add_error("username", str(exc))
         else:
             messages.success(request, f"Added {membership.user.get_username()} as {membership.role}.")
@@ -106,7 +107,7 @@ def _change_member(request: HttpRequest, change, done: str) -> HttpResponse:
     """Apply one membership change; a refusal (the last admin) is shown as an error on the members page."""
     try:
         change()
-    except services.MembershipError as exc:
+    except workspaces.MembershipError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, done)
@@ -123,7 +124,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
         return redirect("workspace_members")
     role = form.cleaned_data["role"]
     return _change_member(
-        request, lambda: services.member_set_role(membership=membership, role=role, actor=request.user),
+        request, lambda: workspaces.member_set_role(membership=membership, role=role, actor=request.user),
         f"{membership.user.get_username()} is now {role}.")
 
 
@@ -131,8 +132,8 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
 @requires_role(ADMIN)
 def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = _membership(request, membership_id)
-    return _change_member(request, lambda: services.member_remove(membership=membership, actor=request.user),
-                          f"Removed {membership.user.get_username()} from the workspace.")
+    return _change_member(request, lambda: workspaces.member_remove(membership=membership, actor=request.user),
+                            f"Removed {membership.user.get_username()} from the workspace.")
 
 
 @require_POST
@@ -141,9 +142,9 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
     form = DatasetForm(request.POST)
     if form.is_valid():
         try:
-            services.dataset_create(workspace=request.scope.workspace, dataset=form.cleaned_data["dataset"],
-                                    actor=request.user)
-        except (services.DatasetTaken, BigQueryError) as exc:
+            workspaces.dataset_create(workspace=request.scope.workspace, dataset=form.cleaned_data["dataset"],
+                                      actor=request.user)
+        except (workspaces.DatasetTaken, BigQueryError) as exc:
             form.add_error("dataset", str(exc))
         else:
             messages.success(request, f"Created dataset {form.cleaned_data['dataset']!r} for this workspace.")
@@ -172,8 +173,8 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form=form, status=400)
-    token, plaintext = services.token_create(user=request.user, workspace=request.scope.workspace,
-                                             name=form.cleaned_data["name"])
+    token, plaintext = workspaces.token_create(user=request.user, workspace=request.scope.workspace,
+                                               name=form.cleaned_data["name"])
     # Shown in this response only: not in a message, the session or a redirect.
     return _tokens_page(request, plaintext=plaintext, created=token, status=201)
 
@@ -185,6 +186,6 @@ def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     if token.revoked_at is not None:
         messages.info(request, f"Token {token.name!r} was already revoked.")
     else:
-        services.token_revoke(token=token, actor=request.user)
+        workspaces.token_revoke(token=token, actor=request.user)
         messages.success(request, f"Revoked token {token.name!r} ({token.prefix}…): it no longer works.")
     return redirect("api_tokens")

@@ -1,7 +1,7 @@
 """The ONE schema check: can these source columns go into this BigQuery table, and what must change?
 
 Every caller asks here and nowhere else: the wizard's live report and its step-4 submit, Edit,
-Reconnect, `services.job_create` (which the JSON API calls) and the API's validate endpoint.
+Reconnect, `jobs.job_create` (which the JSON API calls) and the API's validate endpoint.
 The answer (`SchemaCheckResult`) holds the report the user sees AND the load plan the job
 records (`ml_platform/etl/plan.py`: column mapping, ALTER actions, per-column casts); the
 runner only checks that the table still matches that stored plan.
@@ -23,7 +23,7 @@ from typing import Any
 
 from django.http import Http404
 
-from ml_platform import compat, selectors
+from ml_platform import selectors
 from ml_platform.etl import compatibility as engine
 from ml_platform.etl.bigquery import BigQuery
 from ml_platform.etl.bqsql import partition_filter
@@ -33,7 +33,8 @@ from ml_platform.etl.errors import SchemaMismatchError
 from ml_platform.etl.plan import LoadPlan, PlannedAlter, PlannedColumn
 from ml_platform.etl.types import BigQueryField, SourceColumn, TableSchema
 from ml_platform.models import Connection, EtlJob, Workspace
-from ml_platform.warehouse import warehouse
+from ml_platform.services import compat, sources
+from ml_platform.services.warehouse import warehouse
 
 TAG_COLUMN = compat.TAG_COLUMN
 ORDERABLE_CURSOR_TYPES = {"INT64", "INTEGER", "NUMERIC", "BIGNUMERIC", "DATE", "DATETIME", "TIMESTAMP", "STRING"}
@@ -125,9 +126,6 @@ class SchemaCheckResult:
     @property
     def backfill_offered(self) -> bool:
         return bool(self.choices.source_tag and self.untagged_rows and self.target.existing)
-
-    def problems_for(self, field_name: str | None) -> list[str]:
-        return [p.message for p in self.problems if p.field == field_name]
 
     def details(self) -> list[Any]:
         """Every reason for refusing, for a JSON error's `details` (never empty when refused)."""
@@ -429,10 +427,6 @@ def apply_plan(plan: LoadPlan, *, description: str = "") -> None:
                    f"WHERE {column} IS NULL", {"tag": plan.source_tag})
 
 
-def plan_of(job: EtlJob) -> LoadPlan | None:
-    return LoadPlan.from_json(job.load_plan) if job.load_plan else None
-
-
 class UnknownColumns(ValueError):
     """Column names the source table does not have (the API answers 400 naming them)."""
 
@@ -448,8 +442,6 @@ def source_columns_named(connection: Connection, source_table: str,
     `source_table` is "schema.table" or "table"; `names` None selects every column. Raises
     `UnknownColumns`, or the source's `SourceError`.
     """
-    from ml_platform import sources
-
     schema, table = sources.split_table(source_table)
     available = sources.get_columns(connection, schema, table)
     if names is None:
@@ -480,8 +472,6 @@ def check_reconnect(*, workspace: Workspace, job: EtlJob, connection: Connection
 
     Raises the source's `SourceError` or `BigQueryError` for the caller to show where the user is.
     """
-    from ml_platform import sources  # lazy: sources imports the connection layer, only Reconnect needs it here
-
     by_name = {c.name.lower(): c for c in sources.get_columns(connection, schema, table)}
     selected = [by_name[c.lower()] for c in job.selected_columns if c.lower() in by_name]
     missing = [c for c in job.selected_columns if c.lower() not in by_name]

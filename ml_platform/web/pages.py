@@ -11,9 +11,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from ml_platform import charts, selectors, services, sources
+from ml_platform import selectors
 from ml_platform.etl import sources as cm
-from ml_platform.forms import ConnectionForm
+from ml_platform.runs import lifecycle, records
+from ml_platform.services import connections, jobs, sources
+from ml_platform.web import charts
+from ml_platform.web.forms import ConnectionForm
 
 # The jobs list and the job page poll their live region: fast while a run is queued or running (its progress
 # moves), slowly otherwise so that a run the scheduler starts still appears without a reload.
@@ -26,21 +29,22 @@ def poll_every(active: bool) -> int:
         getattr(settings, "JOBS_POLL_IDLE_S", POLL_IDLE_S)
 
 
-def job_rows(user, jobs) -> list[dict]:
-    jobs = list(jobs)
-    last = selectors.last_runs_by_job(job_ids=[j.pk for j in jobs])
-    return [{"job": j, "run": last.get(j.pk)} for j in jobs]
+def job_rows(listed) -> list[dict]:
+    """Each job with its newest run, as the list shows them."""
+    shown = list(listed)
+    last = selectors.last_runs_by_job(job_ids=[j.pk for j in shown])
+    return [{"job": j, "run": last.get(j.pk)} for j in shown]
 
 
 @require_GET
-def jobs(request: HttpRequest) -> TemplateResponse:
+def job_list(request: HttpRequest) -> TemplateResponse:
     """The list; htmx polls its `job-list` region (which never reads the flash messages, so none are lost)."""
     template = "ml_platform/jobs.html#job-list" if request.htmx else "ml_platform/jobs.html"
     return TemplateResponse(request, template, jobs_context(request))
 
 
 def jobs_context(request: HttpRequest) -> dict:
-    rows = job_rows(request.user, selectors.jobs_in(scope=request.scope))
+    rows = job_rows(selectors.jobs_in(scope=request.scope))
     active = any(r["run"] and r["run"].is_active for r in rows)
     return {"rows": rows, "nav": "jobs", "poll_s": poll_every(active)}
 
@@ -49,7 +53,7 @@ def jobs_context(request: HttpRequest) -> dict:
 def job_row(request: HttpRequest, job_id: int) -> HttpResponse:
     """One row alone (the list region is what polls)."""
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    row = job_rows(request.user, [job])[0]
+    row = job_rows([job])[0]
     return TemplateResponse(request, "ml_platform/jobs.html#job-row", {"row": row})
 
 
@@ -71,8 +75,8 @@ def job_action_done(request: HttpRequest, job_id: int, message: str, *, level: i
 def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     try:
-        services.run_enqueue(job=job, actor=request.user)
-    except services.RunAlreadyActive as exc:
+        lifecycle.run_enqueue(job=job, actor=request.user)
+    except records.RunAlreadyActive as exc:
         return job_action_done(request, job_id, str(exc), level=messages.ERROR, status=409)
     return job_action_done(request, job_id, f"Run of {job.name!r} queued.")
 
@@ -80,14 +84,14 @@ def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def job_pause(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    services.job_pause(job=job, actor=request.user)
+    jobs.job_pause(job=job, actor=request.user)
     return job_action_done(request, job_id, f"Paused {job.name!r}: scheduled runs stop until you resume it.")
 
 
 @require_POST
 def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    services.job_resume(job=job, actor=request.user)
+    jobs.job_resume(job=job, actor=request.user)
     return job_action_done(request, job_id, f"Resumed {job.name!r}.")
 
 
@@ -97,8 +101,8 @@ def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
     if request.method == "GET":
         return TemplateResponse(request, "ml_platform/job_delete.html", {"job": job, "nav": "jobs"})
     try:
-        services.job_delete(job=job, actor=request.user)
-    except services.JobBusy as exc:
+        jobs.job_delete(job=job, actor=request.user)
+    except jobs.JobBusy as exc:
         messages.error(request, str(exc))
         return redirect("jobs")
     messages.success(request, f"Deleted job {job.name!r}. The BigQuery table {job.destination_display} and its "
@@ -145,7 +149,7 @@ def audit_rows(events) -> list[dict]:
 
 
 @require_GET
-def connections(request: HttpRequest) -> TemplateResponse:
+def connection_list(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(
         request,
         "ml_platform/connections.html",
@@ -154,14 +158,14 @@ def connections(request: HttpRequest) -> TemplateResponse:
 
 
 def _connection_fields(form: ConnectionForm) -> dict:
-    return {k: form.cleaned_data[k] for k in services.CONNECTION_FIELDS}
+    return {k: form.cleaned_data[k] for k in connections.CONNECTION_FIELDS}
 
 
 @require_http_methods(["GET", "POST"])
 def connection_create(request: HttpRequest) -> HttpResponse:
     form = ConnectionForm(request.POST or None, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
-        connection = services.connection_create(
+        connection = connections.connection_create(
             owner=request.user, workspace=request.scope.workspace, password=form.cleaned_data["password"],
             actor=request.user, **_connection_fields(form)
         )
@@ -178,8 +182,8 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     form = ConnectionForm(request.POST or None, instance=connection, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
-        services.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
-                                   **_connection_fields(form))
+        connections.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
+                                      **_connection_fields(form))
         messages.success(request, f"Saved connection {connection.name!r}.")
         return redirect("connections")
     return TemplateResponse(
@@ -192,8 +196,8 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
 def connection_delete(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     try:
-        services.connection_delete(connection=connection, actor=request.user)
-    except services.ConnectionInUse as exc:
+        connections.connection_delete(connection=connection, actor=request.user)
+    except connections.ConnectionInUse as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Deleted connection {connection.name!r}.")
@@ -218,7 +222,7 @@ def connection_test(request: HttpRequest, connection_id: int) -> TemplateRespons
     """
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     result = sources.test_connection(connection)
-    services.connection_record_test(
+    connections.connection_record_test(
         connection=connection, ok=result.ok, message=result.server_version or result.error or ""
     )
     if not request.htmx:

@@ -8,7 +8,7 @@ from ml_platform.api import BoundedJSONDecoder
 from ml_platform.etl.sources import ConnectionParams
 from ml_platform.etl.sources.policy import PolicyViolation, enforce
 from ml_platform.models import Connection
-from ml_platform.sources import policy
+from ml_platform.services.sources import policy
 
 DEFAULT_PORTS = {Connection.Engine.POSTGRESQL: 5432, Connection.Engine.MYSQL: 3306}
 # Changing any of these points the connection somewhere else: the saved password does not follow.

@@ -3,7 +3,7 @@
 `split_run` (called by `runs.execute_run` once the run is claimed) decides whether a run splits
 (`etl.ranges.split_refusal`), plans the ranges from the cursor's MIN/MAX, records one `RunRange`
 row per range and queues one `run_etl_range` task each; the parent `JobRun` stays *running*.
-Each range runs through the runner's ordinary commit path (`range_worker.execute_range`). When one
+Each range runs through the runner's ordinary commit path (`execute_range` below). When one
 commits, `record_commit` — under a row lock on the parent run, so ranges finishing together take
 turns — moves the job's watermark over the contiguous prefix of committed ranges (a fenced ledger
 row in BigQuery, then the app's cached copy), and the last range to commit finishes the parent.
@@ -12,24 +12,32 @@ row in BigQuery, then the app's cached copy), and the last range to commit finis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
+from django.tasks import task
 from django.utils import timezone
 from sqlalchemy import Engine
 
 from ml_platform.etl import ledger, ranges
-from ml_platform.etl.errors import RunError
-from ml_platform.etl.extract import estimate_rows
+from ml_platform.etl import sources as cm
+from ml_platform.etl.errors import RunError, scrub
+from ml_platform.etl.runner import RunProgress, run_job
 from ml_platform.etl.runspec import RunResult, RunSpec
+from ml_platform.etl.sources import estimate_rows
 from ml_platform.etl.staging import Warehouse
 from ml_platform.etl.watermark import watermark_from_json, watermark_to_json
 from ml_platform.models import EtlJob, JobRun, RunRange
-from ml_platform.warehouse import warehouse
+from ml_platform.runs import bookkeeping, specs, verify
+from ml_platform.services import sources
+from ml_platform.services.warehouse import warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +85,6 @@ def split_run(run: JobRun, spec: RunSpec, engine: Engine) -> bool:
 
 
 def _enqueue(range_ids: list[int], when: Any = None) -> None:
-    from ml_platform.tasks import run_etl_range  # lazy: tasks imports the modules that import this one
-
     task = run_etl_range if when is None else run_etl_range.using(run_after=when)
     for range_id in range_ids:
         task.enqueue(range_id)
@@ -208,3 +214,58 @@ def record_failure(rng: RunRange, message: str, *, transient: bool) -> None:
             error=f"Range {rng.index + 1} of {total} failed: {prefix}{message}"[:10_000],
         )
 
+
+class _RangeRecorder:
+    """Progress of one range, written at most once a second (and the parent's sum with it)."""
+
+    def __init__(self, rng: RunRange) -> None:
+        self.rng, self.last = rng, 0.0
+
+    def __call__(self, p: RunProgress) -> None:
+        now = time.monotonic()
+        if p.phase != "checkpoint" and now - self.last < bookkeeping.HEARTBEAT_EVERY_S:
+            return
+        self.last = now
+        if not record_progress(self.rng, p.rows_extracted, p.rows_loaded):
+            raise bookkeeping.RunAborted("the run was closed while this range was running")
+
+
+def execute_range(*, range_id: int) -> RunRange | None:
+    """Run one range of a split run; a transient failure requeues this range alone."""
+    rng = claim(range_id)
+    if rng is None:
+        return None
+    job = rng.run.job
+    secrets = cm.ConnectionParams(engine=job.connection.engine, password=job.connection.password).secrets()
+    try:
+        spec = dataclasses.replace(
+            specs.spec_for(job), run_id=f"{rng.run_id}r{rng.index}", fence=rng.run_id, key_range=(rng.after, rng.through)
+        )
+        engine = cm.get_engine(sources.params_for(job.connection))
+        spool = Path(settings.ETL_SPOOL_DIR)
+        spool.mkdir(parents=True, exist_ok=True)
+        with bookkeeping.HeartbeatThread(rng.run_id):
+            result = run_job(spec, bq=warehouse(), engine=engine, progress=_RangeRecorder(rng), spool_dir=spool,
+                             fault=bookkeeping.FAULT_HOOK)
+        parent = record_commit(rng, spec, result)
+    except bookkeeping.RunAborted:
+        logger.warning("range %s of run %s was aborted", rng.index, rng.run_id)
+        record_failure(rng, "The run was closed while this range was running.", transient=False)
+    except (RunError, cm.SourceError) as exc:
+        message = bookkeeping.storable_text(scrub(bookkeeping.run_error_text(exc), secrets))
+        record_failure(rng, message, transient=getattr(exc, "transient", False))
+    except Exception as exc:  # noqa: BLE001 - a range must end with a record, whatever broke
+        logger.exception("range %s of run %s crashed", rng.index, rng.run_id)
+        text = bookkeeping.storable_text(scrub(str(exc), secrets) or type(exc).__name__)
+        record_failure(rng, f"Unexpected error: {text}", transient=False)
+    else:
+        if parent.status == parent.Status.SUCCEEDED:
+            verify.after_run(run_id=parent.pk)
+    rng.refresh_from_db()
+    return rng
+
+
+@task()
+def run_etl_range(range_id: int) -> None:
+    """The task entry point of one key range of a large first load split across workers."""
+    execute_range(range_id=range_id)

@@ -12,9 +12,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from ml_platform import selectors, verification
+from ml_platform import selectors
 from ml_platform.etl.verify import VerifyResult
 from ml_platform.models import JobRun
+from ml_platform.runs import records, verify
+from ml_platform.services import verification
 
 STRIP_WIDTH, STRIP_HEIGHT = 640, 28
 POLL_ACTIVE_S = 1
@@ -74,8 +76,8 @@ def _back(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_verify(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     try:
-        verification.enqueue(job=job, kind=JobRun.Kind.VERIFY, actor=request.user)
-    except verification.RunAlreadyActive as exc:
+        verify.enqueue(job=job, kind=JobRun.Kind.VERIFY, actor=request.user)
+    except records.RunAlreadyActive as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Verification of {job.name!r} queued.")
@@ -86,8 +88,8 @@ def job_verify(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_repair(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     try:
-        verification.enqueue(job=job, kind=JobRun.Kind.REPAIR, actor=request.user)
-    except (verification.RunAlreadyActive, verification.NothingToRepair) as exc:
+        verify.enqueue(job=job, kind=JobRun.Kind.REPAIR, actor=request.user)
+    except (records.RunAlreadyActive, verification.NothingToRepair) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Repair of {job.name!r} queued: it reloads the differing key ranges, then "

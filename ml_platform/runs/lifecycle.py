@@ -1,8 +1,8 @@
-"""Executing one JobRun: the bridge between the run record and the pure runner.
+"""An ETL run's lifecycle: queued (Run Now, the scheduler), executed by the worker's task, recorded.
 
-Called by the task worker (and `manage.py etl_run`). The run record is the
-source of truth for the UI: status, progress and heartbeat are written here;
-the job's watermark moves only after a committed checkpoint.
+The task entry point `run_etl_job` (and `manage.py etl_run`) executes one JobRun: the bridge between the
+run record and the pure runner. The run record is the source of truth for the UI: status, progress and
+heartbeat are written here; the job's watermark moves only after a committed checkpoint.
 
 These bookkeeping writes survive a short outage of the Django database: each is
 retried on a fresh connection with a short backoff (a heartbeat is simply skipped,
@@ -16,144 +16,37 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import InterfaceError, OperationalError, transaction
+from django.tasks import task
 from django.utils import timezone
 
-from ml_platform import range_runs, selectors, sources
+from ml_platform import selectors
 from ml_platform.etl import sources as cm
 from ml_platform.etl.errors import RunError, scrub
-from ml_platform.etl.runner import RunProgress, RunResult, RunSpec, run_job, watermark_from_json, watermark_to_json
+from ml_platform.etl.runner import RunProgress, RunResult, run_job, watermark_from_json, watermark_to_json
 from ml_platform.models import EtlJob, JobRun
-from ml_platform.warehouse import warehouse
+from ml_platform.runs import bookkeeping, key_ranges, records, specs, verify
+from ml_platform.runs.bookkeeping import (
+    DB_RETRY_DELAYS,
+    HEARTBEAT_EVERY_S,
+    HeartbeatThread,
+    RunAborted,
+    db_retry,
+    run_error_text,
+    storable_text,
+)
+from ml_platform.services import audit, sources
+from ml_platform.services.warehouse import warehouse
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_EVERY_S = 1.0
-# Backoff for a bookkeeping write while the Django database is unreachable (~31 s in all,
-# well inside ETL_HEARTBEAT_TIMEOUT).
-DB_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
-
-
-# TEST SEAM: fault-injection tests set this to a callable taking the runner's point names
-# (etl.runspec.FaultHook); production never sets it.
-FAULT_HOOK: Callable[[str], None] | None = None
-HEARTBEAT_THREAD_EVERY_S = 5.0
-
-
-class HeartbeatThread:
-    """Writes the run's heartbeat from a background thread for the whole run.
-
-    Progress reports beat too, but a slow source query (a keyset boundary with a large OFFSET,
-    the wait for a first batch) reports nothing: without this the scheduler would reap a run
-    that is still working, and start a second one.
-    """
-
-    def __init__(self, run_id: int, every: float = HEARTBEAT_THREAD_EVERY_S) -> None:
-        self.run_id, self.every = run_id, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"etl-heartbeat-{run_id}", daemon=True)
-
-    def __enter__(self) -> HeartbeatThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self.every):
-                self.beat()
-        finally:
-            connection.close()
-
-    def beat(self) -> None:
-        try:
-            with transaction.atomic():
-                # skip_locked: a row another transaction holds is simply not beaten this time.
-                mine = JobRun.objects.select_for_update(skip_locked=True).filter(
-                    pk=self.run_id, status=JobRun.Status.RUNNING
-                )
-                if mine.exists():
-                    mine.update(heartbeat_at=timezone.now())
-        except DatabaseError as exc:
-            logger.warning("run %s: heartbeat not written (%s)", self.run_id, " ".join(str(exc).split())[:200])
-            try:
-                connection.close()
-            except DatabaseError:
-                pass
-
-
-class RunAborted(Exception):
-    """The run record was closed by someone else (e.g. declared dead by the scheduler)."""
-
-
-def spec_for(job: EtlJob) -> RunSpec:
-    """The runner's view of a job: the selected columns as the source has them now."""
-    schema = job.source_schema or None
-    available = {c.name.lower(): c for c in sources.get_columns(job.connection, schema, job.source_table)}
-    missing = [c for c in job.selected_columns if c.lower() not in available]
-    if missing:
-        raise RunError(
-            f"The source table {job.source_display} no longer has the column(s) {', '.join(missing)}: "
-            "edit or reconnect the job."
-        )
-    columns = tuple(available[c.lower()] for c in job.selected_columns)
-    mapping = {available[k.lower()].name: v for k, v in (job.column_mapping or {}).items() if k.lower() in available}
-    return RunSpec(
-        source_schema=schema,
-        source_table=job.source_table,
-        columns=columns,
-        destination_dataset=job.destination_dataset,
-        destination_table=job.destination_table,
-        load_strategy=job.load_strategy,
-        column_mapping=mapping,
-        cursor_column=(available[job.cursor_column.lower()].name if job.cursor_column.lower() in available
-                       else job.cursor_column) or None,
-        # Every column reference is spelled as the source spells it now (Reconnect may change the case).
-        merge_key=tuple(available[k.lower()].name if k.lower() in available else k for k in job.merge_key or ()),
-        reread_window=job.reread_window,
-        overlap="append" if job.incremental_overlap == "append" else "dedup",
-        source_tag=job.source_tag or None,
-        watermark=watermark_from_json(job.watermark),
-        chunk_rows=settings.ETL_CHUNK_ROWS,
-        checkpoint_rows=settings.ETL_CHECKPOINT_ROWS,
-        job_id=job.pk,
-        plan=job.load_plan or None,
-    )
-
-
-def _db[T](what: str, write: Callable[[], T], delays: tuple[float, ...] = DB_RETRY_DELAYS) -> T:
-    """`write()`, retried on a fresh connection while the Django database is unreachable.
-
-    Inside a caller's transaction nothing can be retried (the transaction is gone with
-    its connection): the error propagates at once, as before.
-    """
-    for delay in (*delays, None):
-        try:
-            return write()
-        except (OperationalError, InterfaceError) as exc:
-            if connection.in_atomic_block:
-                raise
-            try:
-                connection.close()  # the next query reconnects
-            except DatabaseError:
-                pass
-            if delay is None:
-                raise
-            logger.warning("%s failed (%s); retrying in %g s", what, " ".join(str(exc).split())[:300], delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
 
 def _save_watermark(job_id: int, value: Any) -> None:
     """Persist a committed watermark; it only moves forward (a late writer never undoes a newer one)."""
@@ -201,7 +94,7 @@ class _Recorder:
         self.last_write = now
         delays = DB_RETRY_DELAYS if self.unsaved is not _UNSAVED else ()
         try:
-            updated = _db(f"recording the progress of run {self.run.pk}", lambda: self._write(p), delays)
+            updated = db_retry(f"recording the progress of run {self.run.pk}", lambda: self._write(p), delays)
         except (OperationalError, InterfaceError) as exc:
             logger.warning("run %s: could not record progress (%s); the next report tries again", self.run.pk, exc)
             return
@@ -226,13 +119,13 @@ class _Recorder:
 
 def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = None, split: bool = True) -> JobRun:
     # Claim the run: a redelivered task for a run that already started does nothing.
-    claimed = _db(
+    claimed = db_retry(
         f"claiming run {run_id}",
         lambda: JobRun.objects.filter(pk=run_id, status=JobRun.Status.QUEUED).update(
             status=JobRun.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), error=""
         ),
     )
-    run = _db(f"reading run {run_id}", lambda: JobRun.objects.select_related("job", "job__connection").get(pk=run_id))
+    run = db_retry(f"reading run {run_id}", lambda: JobRun.objects.select_related("job", "job__connection").get(pk=run_id))
     if not claimed:
         logger.info("run %s is %s; nothing to do", run_id, run.status)
         return run
@@ -245,18 +138,18 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
     try:
         # The run's id names its ledger units and commit jobs; run ids only grow, so it is also the
         # fencing token: once a later run of the job has claimed the table, this one cannot commit.
-        spec = dataclasses.replace(spec_for(job), run_id=run.pk, fence=run.pk)
+        spec = dataclasses.replace(specs.spec_for(job), run_id=run.pk, fence=run.pk)
         engine = cm.get_engine(sources.params_for(job.connection))
-        if split and range_runs.split_run(run, spec, engine):
+        if split and key_ranges.split_run(run, spec, engine):
             return run  # a large first load: its key ranges run as tasks of their own, the last finishes it
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)
         with HeartbeatThread(run.pk):
             result = run_job(spec, bq=warehouse(), engine=engine, progress=_Recorder(run, echo), spool_dir=spool,
-                             fault=FAULT_HOOK)
+                             fault=bookkeeping.FAULT_HOOK)
     except RunAborted:
         logger.warning("run %s was aborted", run_id)
-        _db(f"reading run {run_id}", run.refresh_from_db)
+        db_retry(f"reading run {run_id}", run.refresh_from_db)
         return run
     except (RunError, cm.SourceError) as exc:
         transient = getattr(exc, "transient", False)
@@ -265,16 +158,6 @@ def execute_run(*, run_id: int, echo: Callable[[RunProgress], None] | None = Non
         logger.exception("run %s crashed", run_id)
         return _fail(run, f"Unexpected error: {scrub(str(exc), secrets) or type(exc).__name__}", transient=False)
     return _succeed(run, result)
-
-
-def run_error_text(exc: RunError | cm.SourceError) -> str:
-    """What the run history shows for a failure: the message, then what to do about it when known.
-
-    A source that refuses to connect reads exactly as "Test connection" says it (the
-    sentence comes from `etl.errors.connect_failure`, wherever the run was connecting).
-    """
-    fix = getattr(exc, "fix", "")
-    return f"{exc}. {fix}" if fix else str(exc)
 
 
 def _succeed(run: JobRun, result: RunResult) -> JobRun:
@@ -294,20 +177,13 @@ def _succeed(run: JobRun, result: RunResult) -> JobRun:
             if result.watermark_after is not None:
                 _save_watermark(run.job_id, result.watermark_after)
 
-    _db(f"recording the success of run {run.pk}", write)
-    _db(f"reading run {run.pk}", run.refresh_from_db)
+    db_retry(f"recording the success of run {run.pk}", write)
+    db_retry(f"reading run {run.pk}", run.refresh_from_db)
     return run
-
-
-def storable_text(text: str) -> str:
-    """`text` as PostgreSQL can store it: a NUL byte (a source value quoted in an error) spelled '\\x00'."""
-    return text.replace("\x00", "\\x00")
 
 
 def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
     """Fail the run, or put it back in the queue with backoff when the error is transient."""
-    from ml_platform.tasks import run_etl_job
-
     message = storable_text(message)  # PostgreSQL text cannot hold NUL: saving the failure would fail
 
     # Only a run that is still ours: one declared dead meanwhile (runs_fail_stale) stays as it is,
@@ -315,7 +191,7 @@ def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
     mine = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING)
     if transient and run.attempt < settings.ETL_MAX_ATTEMPTS:
         delay = settings.ETL_RETRY_BASE_SECONDS * (2 ** (run.attempt - 1))
-        requeued = _db(
+        requeued = db_retry(
             f"requeueing run {run.pk}",
             lambda: mine.update(
                 status=JobRun.Status.QUEUED,
@@ -326,26 +202,74 @@ def _fail(run: JobRun, message: str, *, transient: bool) -> JobRun:
         if requeued:
             when = timezone.now() + timedelta(seconds=delay)
             transaction.on_commit(
-                lambda: _db(f"enqueueing run {run.pk}", lambda: run_etl_job.using(run_after=when).enqueue(run.pk))
+                lambda: db_retry(f"enqueueing run {run.pk}", lambda: run_etl_job.using(run_after=when).enqueue(run.pk))
             )
     else:
         prefix = f"Failed after {run.attempt} attempts: " if transient else ""
-        _db(
+        db_retry(
             f"failing run {run.pk}",
             lambda: mine.update(
                 status=JobRun.Status.FAILED, finished_at=timezone.now(), error=f"{prefix}{message}"[:10_000]
             ),
         )
-    _db(f"reading run {run.pk}", run.refresh_from_db)
+    db_retry(f"reading run {run.pk}", run.refresh_from_db)
     return run
 
 
 def run_sync(*, job: EtlJob, echo: Callable[[RunProgress], None] | None = None) -> JobRun:
     """Run a job in the foreground (manage.py etl_run): the same path as the worker, minus the queue."""
-    from ml_platform.services import audit, run_enqueue_record
-
-    run = run_enqueue_record(job=job)
-    audit(workspace=job.workspace, actor=None, action="command-line run", target=job,
-          changes={"run": {"before": None, "after": run.pk},
-                   "connection": {"before": None, "after": run.connection_name}})
+    run = records.run_enqueue_record(job=job)
+    audit.record(workspace=job.workspace, actor=None, action="command-line run", target=job,
+                 changes={"run": {"before": None, "after": run.pk},
+                          "connection": {"before": None, "after": run.connection_name}})
     return execute_run(run_id=run.pk, echo=echo, split=False)  # in the foreground: no workers to hand ranges to
+
+
+def run_enqueue(*, job: EtlJob, trigger: str = JobRun.Trigger.MANUAL,
+                actor: AbstractBaseUser | None = None) -> JobRun:
+    """Create a queued run and hand its id to the task backend once the row is committed.
+
+    Audited as "ran" (Run Now, by `actor`) or "scheduled run" (the scheduler, actor None = system).
+    """
+    with transaction.atomic():
+        run = records.run_enqueue_record(job=job, trigger=trigger)
+        audit.record(workspace=job.workspace, actor=actor, target=job,
+                     action="scheduled run" if trigger == JobRun.Trigger.SCHEDULE else "ran",
+                     changes={"run": {"before": None, "after": run.pk},
+                              "connection": {"before": None, "after": run.connection_name}})
+        transaction.on_commit(lambda: run_etl_job.enqueue(run.pk))
+    return run
+
+
+def enqueue_due_jobs(*, now: datetime | None = None) -> list[JobRun]:
+    """Enqueue every due, active, scheduled job exactly once.
+
+    Row locks with SKIP LOCKED make concurrent schedulers take disjoint jobs;
+    the unique "one active run" constraint is the backstop.
+    """
+    now = now or timezone.now()
+    enqueued: list[JobRun] = []
+    with transaction.atomic():
+        due = (
+            EtlJob.objects.select_for_update(skip_locked=True)
+            .filter(status=EtlJob.Status.ACTIVE, next_run_at__lte=now)
+            .exclude(schedule="")
+            .select_related("connection")
+        )
+        for job in due:
+            job.next_run_at = records.next_run_time(schedule=job.schedule, timezone_name=job.schedule_timezone,
+                                                    after=now)
+            job.save(update_fields=["next_run_at", "updated_at"])
+            try:
+                enqueued.append(run_enqueue(job=job, trigger=JobRun.Trigger.SCHEDULE))
+            except records.RunAlreadyActive:
+                logger.info("job %s is still running; skipping this slot", job.pk)
+    return enqueued
+
+
+@task()
+def run_etl_job(run_id: int) -> None:
+    """The task entry point: a run id in (the queue never holds a secret), the run executed, then the
+    verification the job asks for after a successful run is queued."""
+    execute_run(run_id=run_id)
+    verify.after_run(run_id=run_id)

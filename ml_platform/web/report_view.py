@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml_platform.schema_check import TAG_COLUMN, SchemaCheckResult
+from ml_platform.services.schema_check import TAG_COLUMN, SchemaCheckResult
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The HTML views (HTMX pages) and their forms and view helpers."""
