@@ -13,10 +13,10 @@ import signal
 
 import pytest
 
-from ml_platform import services
 from ml_platform.etl.ledger import LEDGER_TABLE
 from ml_platform.models import EtlJob, JobRun, RunRange
-from ml_platform.runs import run_sync
+from ml_platform.runs.lifecycle import run_enqueue, run_sync
+from ml_platform.services import connections
 from tests.ops.test_background import make_job
 from tests.ops.test_faults import checksum, source_checksum, start_worker, wait_for
 from tests.plugins.harness import django_subprocess_env
@@ -74,9 +74,9 @@ def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
     user, alice_client, pg_source, bq, bq_dataset, task_worker
 ) -> None:
     create_orders(pg_source, ROWS)
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, bq_dataset)
-    run = services.run_enqueue(job=job)
+    run = run_enqueue(job=job)
 
     wait_for(lambda: RunRange.objects.filter(run=run).count() >= 3, timeout=120, what="the run to split")
     ranges = list(RunRange.objects.filter(run=run).order_by("index"))
@@ -132,7 +132,7 @@ def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
 ) -> None:
     rows = 240_000
     create_orders(pg_source, rows)
-    conn = services.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
+    conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, bq_dataset, load_strategy="merge", merge_key=["id"])
     env = django_subprocess_env({"BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
                                  "ETL_SPOOL_DIR": str(tmp_path / "spool2"), **task_worker_env,
@@ -141,7 +141,7 @@ def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
     try:
         wait_for(lambda: "worker" in (tmp_path / "worker2.log").read_text().lower(), timeout=60,
                  what="the second worker to start")
-        run = services.run_enqueue(job=job)
+        run = run_enqueue(job=job)
         wait_for(lambda: JobRun.objects.get(pk=run.pk).status not in JobRun.ACTIVE_STATUSES, timeout=300,
                  what="the split run to finish")
     finally:
