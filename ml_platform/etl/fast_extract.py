@@ -20,13 +20,14 @@
   (`extract.column_array`: etl/values.py, then its Arrow conversion), value by value.
   Same connection, so every safety setting is the generic path's own (no LOCAL INFILE, no
   cleartext password plugin, TLS options, connect/read/write timeouts, the UTC session).
-- SQLite (only with method="fast": bench/bench_sources.py showed no reliable gain, so the
-  runner's "auto" keeps the generic path): the engine's own pysqlite connection (read-only URI, the path the source policy
+- SQLite (default): ADBC's SQLite driver with each value's storage class checked in SQL and an
+  exact reader from the first batch it cannot read as the generic path does (etl/fast_sqlite.py).
+  Tables with a column of another family, connections not built by connection_manager and bound
+  values ADBC might bind differently keep the pysqlite reader below.
+- SQLite otherwise: the engine's own pysqlite connection (read-only URI, the path the source policy
   resolved, its busy timeout) read with `fetchmany` into the generic path's own Arrow
   conversion and value reader (etl/values.py), without SQLAlchemy's per-row result machinery:
-  the generic path's values by construction. (ADBC's SQLite driver reads 5-8x faster but fails
-  the whole read on the first value whose storage class differs from the first rows' — including a column that is
-  NULL in its first 1024 rows — which SQLite's dynamic typing allows; see the README for what an exact ADBC reader costs.)
+  the generic path's values by construction.
 
 All use the generic path's statement (same columns, keyset filters and order), so checkpoints
 and resume behave exactly as on the generic path. A column type connectorx would map lossily

@@ -375,6 +375,32 @@ def test_the_adbc_reader_switches_to_the_exact_reader_where_a_column_changes_cla
     assert (got[44]["n"], got[45]["n"], got[52]["note"]) == ("440", "forty-five", "12.5")  # that batch as text
 
 
+def test_the_exact_reader_resumes_in_the_snapshot_the_read_began_in(sqlite_source) -> None:
+    """Rows deleted and changed by another connection mid-read (WAL) are neither skipped nor seen."""
+    import sqlite3
+
+    sqlite_source.execute(
+        "PRAGMA journal_mode = WAL",
+        "CREATE TABLE w (id INTEGER PRIMARY KEY, n INTEGER)",
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 30) INSERT INTO w SELECT g, g FROM s",
+        "UPDATE w SET n = 'twenty-five' WHERE id = 25",  # the third batch of 10 goes to the exact reader
+    )
+    params = _params(sqlite_source)
+    query = ExtractQuery(None, "w", tuple(get_columns(params, None, "w")), order_by=("id",))
+    engine = get_engine(params)
+    assert _adbc_reads(engine, query, 10)
+    batches = extract_batches(engine, query, chunk_rows=10, method="fast")
+    first = next(batches)
+    writer = sqlite3.connect(sqlite_source.database)
+    writer.execute("DELETE FROM w WHERE id <= 5")  # an OFFSET in a newer snapshot would skip 5 rows
+    writer.execute("UPDATE w SET n = -1 WHERE id > 20")
+    writer.commit()
+    writer.close()
+    rows = [r for b in [first, *batches] for r in b.to_pylist()]
+    assert [r["id"] for r in rows] == list(range(1, 31))
+    assert [r["n"] for r in rows[20:]] == ["21", "22", "23", "24", "twenty-five", "26", "27", "28", "29", "30"]
+
+
 def query_statement(engine: Any, query: ExtractQuery) -> Any:
     from ml_platform.etl.extract import _statement
 
