@@ -430,6 +430,7 @@ def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_r
     }
     timeout = _read_timeout(engine)
     context = f"reading {query.table}"
+    _check_login(engine)
     reader = _ChildRead(request)
     try:
         while True:
@@ -446,6 +447,24 @@ def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_r
             yield item
     finally:
         reader.stop()
+
+
+def _check_login(engine: Engine) -> None:
+    """Log in once with the engine's own driver and settings (no query): its errors, as the generic path reports them.
+
+    connectorx retries a refused login until its pool's 30 s timeout, so a wrong password
+    would surface as a read timeout (transient, retried) instead of a refused login (permanent).
+    """
+    from ml_platform.etl.extract import _connect_error  # lazy: extract imports this module
+
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    cparams.update(_connect_args[engine])
+    try:
+        engine.dialect.connect(*cargs, **cparams).close()
+    except Exception as exc:
+        if type(exc).__module__.startswith("pymysql"):
+            raise _connect_error(engine, exc) from None
+        raise
 
 
 def _temporal_kind(col: SourceColumn) -> str:
