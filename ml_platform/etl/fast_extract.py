@@ -20,13 +20,14 @@
   (`extract.column_array`: etl/values.py, then its Arrow conversion), value by value.
   Same connection, so every safety setting is the generic path's own (no LOCAL INFILE, no
   cleartext password plugin, TLS options, connect/read/write timeouts, the UTC session).
-- SQLite (only with method="fast": bench/bench_sources.py showed no reliable gain, so the
-  runner's "auto" keeps the generic path): the engine's own pysqlite connection (read-only URI, the path the source policy
+- SQLite (default): ADBC's SQLite driver with each value's storage class checked in SQL and an
+  exact reader from the first batch it cannot read as the generic path does (etl/fast_sqlite.py).
+  Tables with a column of another family, connections not built by connection_manager and bound
+  values ADBC might bind differently keep the pysqlite reader below.
+- SQLite otherwise: the engine's own pysqlite connection (read-only URI, the path the source policy
   resolved, its busy timeout) read with `fetchmany` into the generic path's own Arrow
   conversion and value reader (etl/values.py), without SQLAlchemy's per-row result machinery:
-  the generic path's values by construction. (ADBC's SQLite driver reads 5-8x faster but fails
-  the whole read on the first value whose storage class differs from the first rows' — including a column that is
-  NULL in its first 1024 rows — which SQLite's dynamic typing allows; see the README for what an exact ADBC reader costs.)
+  the generic path's values by construction.
 
 All use the generic path's statement (same columns, keyset filters and order), so checkpoints
 and resume behave exactly as on the generic path. A column type connectorx would map lossily
@@ -433,6 +434,7 @@ def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_r
     }
     timeout = _read_timeout(engine)
     context = f"reading {query.table}"
+    _check_login(engine)
     reader = _ChildRead(request)
     try:
         while True:
@@ -447,6 +449,24 @@ def _mysql_batches(engine: Engine, url: str, query: Any, statement: Any, chunk_r
             yield item
     finally:
         reader.stop()
+
+
+def _check_login(engine: Engine) -> None:
+    """Log in once with the engine's own driver and settings (no query): its errors, as the generic path reports them.
+
+    connectorx retries a refused login until its pool's 30 s timeout, so a wrong password
+    would surface as a read timeout (transient, retried) instead of a refused login (permanent).
+    """
+    from ml_platform.etl.extract import _connect_error  # lazy: extract imports this module
+
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    cparams.update(_connect_args[engine])
+    try:
+        engine.dialect.connect(*cargs, **cparams).close()
+    except Exception as exc:
+        if type(exc).__module__.startswith("pymysql"):
+            raise _connect_error(engine, exc) from None
+        raise
 
 
 def _temporal_kind(col: SourceColumn) -> str:

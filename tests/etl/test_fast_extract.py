@@ -9,7 +9,6 @@ table a new job creates.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from decimal import Decimal
@@ -248,12 +247,11 @@ def _reader_processes() -> list[int]:
     return found
 
 
-def test_a_silent_server_fails_the_read_in_time_and_freezes_nothing(monkeypatch) -> None:
-    """connectorx waits for the server's greeting in its own process: this one (heartbeat included) keeps running."""
+def test_a_silent_server_fails_the_read_in_time_and_freezes_nothing(mysql_source, monkeypatch) -> None:
+    """connectorx waits for the first rows in its own process: this one (heartbeat included) keeps running."""
     monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1")
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)  # accepts TCP connections (the kernel's backlog) and never says a word
+    # The server sends nothing for 20 s after the query: a silent server, after a normal login.
+    mysql_source.execute("CREATE VIEW slow AS SELECT 1 AS id FROM DUAL WHERE SLEEP(20) = 0")
     ticks: list[float] = []
     stop = threading.Event()
 
@@ -262,11 +260,9 @@ def test_a_silent_server_fails_the_read_in_time_and_freezes_nothing(monkeypatch)
             ticks.append(time.monotonic())
             time.sleep(0.05)
 
-    params = ConnectionParams(engine="mysql", host="127.0.0.1", port=silent.getsockname()[1], database="shop",
-                              username="etl", password="pw")  # fmt: skip
-    engine = get_engine(params)
+    engine = get_engine(_params(mysql_source))
     remember_connect_args(engine, {**_connect_args[engine], "read_timeout": 2})
-    query = ExtractQuery(None, "t", (SourceColumn("id", "int", CanonicalType(Family.INTEGER)),))
+    query = ExtractQuery(None, "slow", (SourceColumn("id", "int", CanonicalType(Family.INTEGER)),))
     assert fast_batches(engine, query, query_statement(engine, query), 10) is not None
     ticker = threading.Thread(target=tick, daemon=True)
     ticker.start()
@@ -277,11 +273,27 @@ def test_a_silent_server_fails_the_read_in_time_and_freezes_nothing(monkeypatch)
     finally:
         stop.set()
         ticker.join()
-        silent.close()
-    waited = time.monotonic() - started
-    assert waited < 15
+    assert time.monotonic() - started < 15
     assert len([t for t in ticks if t > started + 0.5]) >= 10, "the process froze while connectorx waited"
     assert _reader_processes() == []
+
+
+def test_a_refused_login_is_reported_as_the_generic_path_reports_it(mysql_source, monkeypatch) -> None:
+    """Not a read timeout: connectorx would retry a refused login for 30 s; the engine's own login fails at once."""
+    monkeypatch.setenv("ETL_MYSQL_CONNECTORX", "1")
+    mysql_source.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    params = _params(mysql_source)
+    columns = tuple(get_columns(params, None, "t"))
+    wrong = ConnectionParams(**{**mysql_source.as_connection_fields(), "username": "nobody", "password": "wr0ng"})
+    query = ExtractQuery(None, "t", columns)
+    started = time.monotonic()
+    with pytest.raises(RunError) as fast:
+        _extract(get_engine(wrong), query, "fast", 10)
+    assert time.monotonic() - started < 10
+    with pytest.raises(RunError) as generic:
+        _extract(get_engine(wrong), query, "sqlalchemy", 10)
+    assert (str(fast.value), fast.value.transient) == (str(generic.value), generic.value.transient)
+    assert not fast.value.transient and "wr0ng" not in str(fast.value)
 
 
 def test_a_read_stopped_early_leaves_no_reader_process(mysql_source, monkeypatch) -> None:
@@ -373,6 +385,32 @@ def test_the_adbc_reader_switches_to_the_exact_reader_where_a_column_changes_cla
            for r in b.to_pylist()}  # fmt: skip
     assert (got[3]["amount"], got[4]["amount"]) == (Decimal(3), Decimal("4.25"))  # as written, not 4.2500000001...
     assert (got[44]["n"], got[45]["n"], got[52]["note"]) == ("440", "forty-five", "12.5")  # that batch as text
+
+
+def test_the_exact_reader_resumes_in_the_snapshot_the_read_began_in(sqlite_source) -> None:
+    """Rows deleted and changed by another connection mid-read (WAL) are neither skipped nor seen."""
+    import sqlite3
+
+    sqlite_source.execute(
+        "PRAGMA journal_mode = WAL",
+        "CREATE TABLE w (id INTEGER PRIMARY KEY, n INTEGER)",
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 30) INSERT INTO w SELECT g, g FROM s",
+        "UPDATE w SET n = 'twenty-five' WHERE id = 25",  # the third batch of 10 goes to the exact reader
+    )
+    params = _params(sqlite_source)
+    query = ExtractQuery(None, "w", tuple(get_columns(params, None, "w")), order_by=("id",))
+    engine = get_engine(params)
+    assert _adbc_reads(engine, query, 10)
+    batches = extract_batches(engine, query, chunk_rows=10, method="fast")
+    first = next(batches)
+    writer = sqlite3.connect(sqlite_source.database)
+    writer.execute("DELETE FROM w WHERE id <= 5")  # an OFFSET in a newer snapshot would skip 5 rows
+    writer.execute("UPDATE w SET n = -1 WHERE id > 20")
+    writer.commit()
+    writer.close()
+    rows = [r for b in [first, *batches] for r in b.to_pylist()]
+    assert [r["id"] for r in rows] == list(range(1, 31))
+    assert [r["n"] for r in rows[20:]] == ["21", "22", "23", "24", "twenty-five", "26", "27", "28", "29", "30"]
 
 
 def query_statement(engine: Any, query: ExtractQuery) -> Any:
