@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 UNIT = 0  # a repair commits one unit
 KEYS_PER_QUERY = 500  # differing text / composite keys read from the source per query
+MAX_KEYS = 10_000  # more, and the one DELETE statement listing them nears BigQuery's 1 MB statement limit
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ def repair_keys(spec: RunSpec, keys: Sequence[Sequence[str]], *, key_columns: Se
     (Verify's `repair_keys`: the columns' canonical texts) by the source's; otherwise as `repair_ranges`."""
     if not keys:
         return RepairResult(0, 0)
+    if len(keys) > MAX_KEYS:
+        raise RunError(f"{len(keys):,} rows differ: too many to repair key by key in one transaction (at most "
+                       f"{MAX_KEYS:,}); run the job to reload the table instead", transient=False)
 
     def units(plan: Plan) -> list[ExtractQuery]:
         types = [next(f.field_type for f in plan.fields if f.name == plan.dest_names[c]) for c in key_columns]

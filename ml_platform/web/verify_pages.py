@@ -40,8 +40,8 @@ def strip(result: VerifyResult | None) -> list[Bar]:
         start, end = max(s.lo, lo), min(s.hi, result.key_max + 1)
         x = (start - lo) * STRIP_WIDTH / span
         w = max(1.0, (end - start) * STRIP_WIDTH / span)
-        title = (f"keys {start:,}–{end - 1:,}: {s.source_rows:,} source rows, {s.dest_rows:,} BigQuery rows, "
-                 f"{s.differing:,} differing")
+        where = f"{s.source_rows:,} source rows" if result.hashed else f"keys {start:,}–{end - 1:,}: {s.source_rows:,} source rows"
+        title = f"{where}, {s.dest_rows:,} BigQuery rows, {s.differing:,} differing"
         bars.append(Bar(round(x, 2), round(w, 2), s.differing, title))
     return bars
 

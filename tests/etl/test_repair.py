@@ -126,3 +126,26 @@ def test_the_repair_transaction_is_fenced_tag_scoped_and_partition_filtered() ->
     assert tail.startswith("; INSERT INTO `ds`.`dest` (`id`, `day`) SELECT `id`, `day` FROM `ds`.`_stg_j_r9_x`; "
                            "INSERT INTO `ds`.`_etl_ledger`")
     assert "'j:repair-9:0'" in tail and tail.count("INSERT") == 2
+
+
+def test_a_text_key_repair_deletes_exactly_the_listed_keys_and_refuses_too_many() -> None:
+    from pathlib import Path
+
+    from ml_platform.etl.repair import MAX_KEYS, key_condition, repair_keys
+    from ml_platform.etl.runspec import Plan, RunSpec
+    from ml_platform.etl.types import BigQueryField, CanonicalType, Family, SourceColumn
+
+    columns = (SourceColumn("code", "text", CanonicalType(Family.STRING), primary_key=True),
+               SourceColumn("n", "bigint", CanonicalType(Family.INTEGER), primary_key=True))
+    spec = RunSpec(None, "t", columns, "ds", "dest", job_id="j", run_id=9, fence=9)
+    fields = (BigQueryField("code", "STRING"), BigQueryField("n", "INT64"))
+    plan = Plan(spec=spec, fields=fields, dest_names={"code": "code", "n": "n"}, fed=("code", "n"),
+                cursor_dest=None, key_dest=(), tag_dest=None, columns_added=(), read_columns=columns,
+                key_columns=("code", "n"), partitioning=None)
+
+    condition = key_condition(plan, ["code", "n"], [["O'Brien", "7"], ["x", "\\N"]])
+
+    assert condition == "(`code` = 'O\\'Brien' AND `n` = 7) OR (`code` = 'x' AND `n` IS NULL)"
+    with pytest.raises(RunError, match="too many to repair key by key"):
+        repair_keys(spec, [["k", "1"]] * (MAX_KEYS + 1), key_columns=["code", "n"], bq=None, engine=None,  # type: ignore[arg-type]
+                    spool_dir=Path("/nonexistent"))
