@@ -127,7 +127,12 @@ def _spec(kind: str, rows: int, **overrides: Any) -> Any:
 
     schema = "public" if kind == "postgresql" else None
     columns = tuple(get_columns(_params(kind), schema, table_name(rows)))
-    args = {"destination_dataset": DATASET, "destination_table": f"{kind}_{rows}", "job_id": f"pipe_{kind}", **overrides}
+    args = {
+        "destination_dataset": DATASET,
+        "destination_table": f"{kind}_{rows}",
+        "job_id": f"pipe_{kind}",
+        **overrides,
+    }
     return RunSpec(schema, table_name(rows), columns, **args)
 
 
