@@ -134,12 +134,16 @@ def measure(env: dict, workdir: Path, owner, connection, columns, expected: tupl
             for rep in range(REPEAT):
                 table = f"t{s}_{rep}"
                 seconds, run = one_run(owner, connection, columns, table)
-                ranges = RunRange.objects.filter(run=run).count()
+                parts = list(RunRange.objects.filter(run=run))
+                ranges = len(parts)
                 equal = run.status == "succeeded" and destination_checksum(bq, table) == expected
                 if not equal:
                     problems.append(f"{label} #{rep + 1}: {run.status} {run.error[:300]}")
                 times.append(seconds)
-                print(f"  {label} #{rep + 1}: {seconds:.1f} s, {ranges} ranges, equal to source: {equal} "
+                busy = sum((r.finished_at - r.started_at).total_seconds() for r in parts if r.finished_at)
+                detail = (f", range tasks busy {busy:.1f} s ({busy / seconds:.2f} at a time), "
+                          f"{sum(r.attempt - 1 for r in parts)} retries") if parts else ""
+                print(f"  {label} #{rep + 1}: {seconds:.1f} s, {ranges} ranges{detail}, equal to source: {equal} "
                       f"(load {load_average()})", flush=True)
                 bq.client.delete_table(f"{bq.project}.{DATASET}.{table}", not_found_ok=True)
         finally:
