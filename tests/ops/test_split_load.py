@@ -12,6 +12,7 @@ import os
 import signal
 
 import pytest
+from django_tasks_db.models import DBTaskResult
 
 from ml_platform import services
 from ml_platform.etl.ledger import LEDGER_TABLE
@@ -154,7 +155,5 @@ def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
     assert checksum(bq, bq_dataset) == source_checksum(pg_source)
     assert EtlJob.objects.get(pk=job.pk).watermark == {"type": "int", "value": str(rows)}
     # Both workers ran ranges (the queue is shared).
-    from django_tasks_db.models import DBTaskResult
-
     ran_by = {t.worker_ids[-1] for t in DBTaskResult.objects.all() if t.worker_ids and "range" in t.task_path}
     assert len(ran_by) == 2, ran_by
