@@ -55,8 +55,14 @@ def execute_range(*, range_id: int) -> RunRange | None:
         spool = Path(settings.ETL_SPOOL_DIR)
         spool.mkdir(parents=True, exist_ok=True)
         with runs.HeartbeatThread(rng.run_id):
-            result = run_job(spec, bq=warehouse(), engine=engine, progress=_RangeRecorder(rng), spool_dir=spool,
-                             fault=runs.FAULT_HOOK)
+            result = run_job(
+                spec,
+                bq=warehouse(),
+                engine=engine,
+                progress=_RangeRecorder(rng),
+                spool_dir=spool,
+                fault=runs.FAULT_HOOK,
+            )
         parent = range_runs.record_commit(rng, spec, result)
     except runs.RunAborted:
         logger.warning("range %s of run %s was aborted", rng.index, rng.run_id)

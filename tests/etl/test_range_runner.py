@@ -17,8 +17,7 @@ def test_a_range_reads_only_its_keys_commits_in_checkpoints_and_a_retry_adds_not
     pg_source, bq, bq_dataset, tmp_path
 ) -> None:
     accounts_table(pg_source, 1000)
-    job = Job(pg_source, bq, bq_dataset, tmp_path, load_strategy="incremental", cursor_column="id",
-              checkpoint_rows=150)
+    job = Job(pg_source, bq, bq_dataset, tmp_path, load_strategy="incremental", cursor_column="id", checkpoint_rows=150)
     job.create_destination()
     # Two ranges of one split run (one fencing token), the upper one committing first.
     upper = job.run(run_id="p9r1", fence=9, key_range=(600, None))
