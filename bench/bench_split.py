@@ -89,9 +89,21 @@ def start_workers(env: dict, count: int, workdir: Path, label: str) -> list[tupl
     for n in range(count):
         log = open(workdir / f"worker-{label}-{n}.log", "w")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.1",
-             "--worker-id", f"{label}-{n}"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "manage.py",
+                "db_worker",
+                "--no-reload",
+                "--no-startup-delay",
+                "--interval",
+                "0.1",
+                "--worker-id",
+                f"{label}-{n}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         workers.append((proc, log))
     time.sleep(6)  # Django start-up of each worker, outside the timed region
@@ -135,13 +147,26 @@ def measure(env: dict, workdir: Path, owner, connection, columns, expected: tupl
             for rep in range(REPEAT):
                 table = f"t{s}_{rep}"
                 seconds, run = one_run(owner, connection, columns, table)
-                ranges = RunRange.objects.filter(run=run).count()
+                parts = list(RunRange.objects.filter(run=run))
+                ranges = len(parts)
                 equal = run.status == "succeeded" and destination_checksum(bq, table) == expected
                 if not equal:
                     problems.append(f"{label} #{rep + 1}: {run.status} {run.error[:300]}")
                 times.append(seconds)
-                print(f"  {label} #{rep + 1}: {seconds:.1f} s, {ranges} ranges, equal to source: {equal} "
-                      f"(load {load_average()})", flush=True)
+                busy = sum((r.finished_at - r.started_at).total_seconds() for r in parts if r.finished_at)
+                detail = (
+                    (
+                        f", range tasks busy {busy:.1f} s ({busy / seconds:.2f} at a time), "
+                        f"{sum(r.attempt - 1 for r in parts)} retries"
+                    )
+                    if parts
+                    else ""
+                )
+                print(
+                    f"  {label} #{rep + 1}: {seconds:.1f} s, {ranges} ranges{detail}, equal to source: {equal} "
+                    f"(load {load_average()})",
+                    flush=True,
+                )
                 bq.client.delete_table(f"{bq.project}.{DATASET}.{table}", not_found_ok=True)
         finally:
             for proc, log in workers:
@@ -158,8 +183,10 @@ def report(results: list[list], before: str) -> None:
     print("| set-up | workers | ranges | median s | rows/s | vs 1 worker, one task | vs 1 worker, split |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, count, ranges, median, _times in results:
-        print(f"| {label} | {count} | {ranges or '—'} | {median:.2f} | {ROWS / median:,.0f} | "
-              f"{reference / median:.2f}x | {one_split / median:.2f}x |")
+        print(
+            f"| {label} | {count} | {ranges or '—'} | {median:.2f} | {ROWS / median:,.0f} | "
+            f"{reference / median:.2f}x | {one_split / median:.2f}x |"
+        )
     print("\nruns (s): " + "; ".join(f"{r[0]}: {', '.join(f'{t:.1f}' for t in r[4])}" for r in results))
     print(f"load average before: {before}; after: {load_average()} (2 cores)")
 
@@ -178,10 +205,14 @@ def main() -> int:
     try:
         emulator, bq_host = start_emulator(workdir)
         env = {
-            **os.environ, "DJANGO_SETTINGS_MODULE": "ml_platform.settings",
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "ml_platform.settings",
             "DATABASE_URL": f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{db_name}",
-            "ML_PLATFORM_DATA_DIR": str(workdir), "BIGQUERY_EMULATOR_HOST": bq_host,
-            "BIGQUERY_PROJECT": "bench-project", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+            "ML_PLATFORM_DATA_DIR": str(workdir),
+            "BIGQUERY_EMULATOR_HOST": bq_host,
+            "BIGQUERY_PROJECT": "bench-project",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
             "ETL_SPLIT_RANGE_ROWS": str(RANGE_ROWS),
         }
         os.environ.update(env)

@@ -134,8 +134,11 @@ def watermark_script(who: Identity, number: int, watermark: Any) -> str:
     Fenced like a commit: once a later run of the job has claimed the table this is refused.
     Refused too when that prefix row is already there (a retried write).
     """
-    body = [fence_check(who), unit_check(who, number), ledger_insert(who, number, kind="unit", watermark=watermark,
-                                                                    rows=0)]
+    body = [
+        fence_check(who),
+        unit_check(who, number),
+        ledger_insert(who, number, kind="unit", watermark=watermark, rows=0),
+    ]
     return "BEGIN TRANSACTION; " + "; ".join(body) + "; COMMIT TRANSACTION;"
 
 

@@ -64,8 +64,9 @@ def split_run(run: JobRun, spec: RunSpec, engine: Engine) -> bool:
     low, high = ranges.cursor_span(engine, spec.source_schema, spec.source_table, cursor.name)
     if low is None or high is None:
         return False
-    parts = ranges.range_count(estimate, range_rows=settings.ETL_SPLIT_RANGE_ROWS,
-                               max_ranges=settings.ETL_SPLIT_MAX_RANGES)
+    parts = ranges.range_count(
+        estimate, range_rows=settings.ETL_SPLIT_RANGE_ROWS, max_ranges=settings.ETL_SPLIT_MAX_RANGES
+    )
     planned = ranges.plan_ranges(int(low), int(high), parts)
     if len(planned) < 2:
         return False
@@ -100,7 +101,8 @@ def claim(range_id: int) -> RunRange | None:
     rng = RunRange.objects.select_related("run", "run__job", "run__job__connection").get(pk=range_id)
     if rng.run.status != JobRun.Status.RUNNING:
         RunRange.objects.filter(pk=range_id).update(
-            status=RunRange.Status.FAILED, finished_at=timezone.now(),
+            status=RunRange.Status.FAILED,
+            finished_at=timezone.now(),
             error=f"Not run: the run ended ({rng.run.status}) before this range started.",
         )
         return None
@@ -111,10 +113,14 @@ def record_progress(rng: RunRange, rows_extracted: int, rows_loaded: int) -> boo
     """The range's counters, and the parent's progress as the sum over its ranges; False once the run closed."""
     RunRange.objects.filter(pk=rng.pk).update(rows_extracted=rows_extracted, rows_loaded=rows_loaded)
     total = RunRange.objects.filter(run_id=rng.run_id).aggregate(e=Sum("rows_extracted"), n=Sum("rows_loaded"))
-    return bool(JobRun.objects.filter(pk=rng.run_id, status=JobRun.Status.RUNNING).update(
-        progress_rows=total["e"] or 0, rows_extracted=total["e"] or 0, rows_loaded=total["n"] or 0,
-        heartbeat_at=timezone.now(),
-    ))
+    return bool(
+        JobRun.objects.filter(pk=rng.run_id, status=JobRun.Status.RUNNING).update(
+            progress_rows=total["e"] or 0,
+            rows_extracted=total["e"] or 0,
+            rows_loaded=total["n"] or 0,
+            heartbeat_at=timezone.now(),
+        )
+    )
 
 
 def _lock_run(run_id: int) -> None:
@@ -129,13 +135,18 @@ def record_commit(rng: RunRange, spec: RunSpec, result: RunResult) -> JobRun:
         _lock_run(rng.run_id)
         parent = JobRun.objects.select_related("job").get(pk=rng.run_id)
         RunRange.objects.filter(pk=rng.pk).update(
-            status=RunRange.Status.COMMITTED, finished_at=timezone.now(), rows_extracted=result.rows_extracted,
-            rows_loaded=result.rows_loaded, max_cursor=watermark_to_json(result.watermark_after), error="",
+            status=RunRange.Status.COMMITTED,
+            finished_at=timezone.now(),
+            rows_extracted=result.rows_extracted,
+            rows_loaded=result.rows_loaded,
+            max_cursor=watermark_to_json(result.watermark_after),
+            error="",
         )
         siblings = list(RunRange.objects.filter(run_id=parent.pk))
         planned = [ranges.KeyRange(r.index, r.after, r.through) for r in siblings]
-        committed = {r.index: watermark_from_json(r.max_cursor) for r in siblings
-                     if r.status == RunRange.Status.COMMITTED}
+        committed = {
+            r.index: watermark_from_json(r.max_cursor) for r in siblings if r.status == RunRange.Status.COMMITTED
+        }
         count, mark = ranges.contiguous_prefix(planned, committed)
         if count and mark is not None:
             _write_prefix(parent, spec, count, mark)
@@ -144,7 +155,10 @@ def record_commit(rng: RunRange, spec: RunSpec, result: RunResult) -> JobRun:
         rows_l = sum(r.rows_loaded for r in siblings)
         done = count == len(planned) and parent.status == JobRun.Status.RUNNING
         JobRun.objects.filter(pk=parent.pk, status=JobRun.Status.RUNNING).update(
-            rows_extracted=rows_e, rows_loaded=rows_l, progress_rows=rows_e, heartbeat_at=timezone.now(),
+            rows_extracted=rows_e,
+            rows_loaded=rows_l,
+            progress_rows=rows_e,
+            heartbeat_at=timezone.now(),
             watermark_after=watermark_to_json(mark),
             **({"status": JobRun.Status.SUCCEEDED, "finished_at": timezone.now()} if done else {}),
         )
@@ -156,8 +170,13 @@ def _write_prefix(parent: JobRun, spec: RunSpec, count: int, mark: Any) -> None:
     """The ledger row carrying the job's watermark over `count` committed ranges (once; fenced)."""
     cursor = spec.destination_names()[spec.cursor_column] if spec.cursor_column else None
     who = ledger.Identity(
-        dataset=spec.destination_dataset, table=spec.destination_table, job=str(spec.job_id), tag=spec.source_tag,
-        run=str(parent.pk), fence=parent.pk, signature=ledger.signature(spec.load_strategy, cursor, spec.source_tag),
+        dataset=spec.destination_dataset,
+        table=spec.destination_table,
+        job=str(spec.job_id),
+        tag=spec.source_tag,
+        run=str(parent.pk),
+        fence=parent.pk,
+        signature=ledger.signature(spec.load_strategy, cursor, spec.source_tag),
     )
     bq = Warehouse(warehouse())
     if int(bq.query(ledger.unit_committed_sql(who, count))[0]["n"]):
@@ -192,7 +211,8 @@ def record_failure(rng: RunRange, message: str, *, transient: bool) -> None:
         delay = settings.ETL_RETRY_BASE_SECONDS * (2 ** (rng.attempt - 1))
         with transaction.atomic():
             requeued = mine.update(
-                status=RunRange.Status.QUEUED, attempt=rng.attempt + 1,
+                status=RunRange.Status.QUEUED,
+                attempt=rng.attempt + 1,
                 error=f"Attempt {rng.attempt} failed (will retry in {delay:g} s): {message}"[:10_000],
             )
             if requeued:
@@ -210,7 +230,8 @@ def record_failure(rng: RunRange, message: str, *, transient: bool) -> None:
             status=RunRange.Status.FAILED, finished_at=timezone.now(), error="Not run: another range failed."
         )
         JobRun.objects.filter(pk=rng.run_id, status=JobRun.Status.RUNNING).update(
-            status=JobRun.Status.FAILED, finished_at=timezone.now(),
+            status=JobRun.Status.FAILED,
+            finished_at=timezone.now(),
             error=f"Range {rng.index + 1} of {total} failed: {prefix}{message}"[:10_000],
         )
 

@@ -10,8 +10,14 @@ from ml_platform.etl.types import Family
 
 
 def refusal(**overrides) -> str | None:
-    args = {"strategy": "incremental", "cursor_family": Family.INTEGER, "has_key": True, "first_run": True,
-            "estimated_rows": 4_000_000, "min_rows": 2_000_000}
+    args = {
+        "strategy": "incremental",
+        "cursor_family": Family.INTEGER,
+        "has_key": True,
+        "first_run": True,
+        "estimated_rows": 4_000_000,
+        "min_rows": 2_000_000,
+    }
     return ranges.split_refusal(**{**args, **overrides})
 
 
@@ -42,7 +48,10 @@ def test_it_sizes_ranges_by_rows_with_at_least_two_and_a_cap() -> None:
 def test_it_plans_contiguous_equal_ranges_from_min_with_the_last_open_above() -> None:
     planned = ranges.plan_ranges(1, 4_000_000, 4)
     assert [(r.after, r.through) for r in planned] == [
-        (0, 1_000_000), (1_000_000, 2_000_000), (2_000_000, 3_000_000), (3_000_000, None)
+        (0, 1_000_000),
+        (1_000_000, 2_000_000),
+        (2_000_000, 3_000_000),
+        (3_000_000, None),
     ]
     assert planned[1].describe("id") == "1000000 < id <= 2000000"
 
@@ -82,8 +91,15 @@ def test_a_ranges_ledger_rows_never_carry_the_jobs_signature() -> None:
 
 
 def test_the_prefix_row_is_fenced_and_written_once() -> None:
-    who = ledger.Identity(dataset="d", table="t", job="5", tag=None, run="12", fence=12,
-                          signature=ledger.signature("incremental", "id", None))
+    who = ledger.Identity(
+        dataset="d",
+        table="t",
+        job="5",
+        tag=None,
+        run="12",
+        fence=12,
+        signature=ledger.signature("incremental", "id", None),
+    )
     script = ranges.watermark_script(who, 3, 300)
     assert script.startswith("BEGIN TRANSACTION; ") and script.endswith("COMMIT TRANSACTION;")
     assert "fence > 12" in script  # a later run's claim refuses it

@@ -12,6 +12,7 @@ import os
 import signal
 
 import pytest
+from django_tasks_db.models import DBTaskResult
 
 from ml_platform.etl.ledger import LEDGER_TABLE
 from ml_platform.models import EtlJob, JobRun, RunRange
@@ -28,8 +29,12 @@ ROWS = 1_200_000  # three ranges of ~400k rows: each COPY lasts long enough to b
 
 @pytest.fixture
 def task_worker_env() -> dict:
-    return {"ETL_SPLIT_MIN_ROWS": "1000000", "ETL_SPLIT_RANGE_ROWS": "400000", "ETL_CHUNK_ROWS": "5000",
-            "ETL_RETRY_BASE_SECONDS": "1"}
+    return {
+        "ETL_SPLIT_MIN_ROWS": "1000000",
+        "ETL_SPLIT_RANGE_ROWS": "400000",
+        "ETL_CHUNK_ROWS": "5000",
+        "ETL_RETRY_BASE_SECONDS": "1",
+    }
 
 
 def create_orders(source, rows: int) -> None:
@@ -45,11 +50,15 @@ def terminate_range_read(source, after: int, through: int, timeout: float = 120.
     killed: list[str] = []
 
     def kill() -> bool:
-        killed.extend(q for q, ok in source.query(
-            "SELECT query, pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{source.database}' AND pid <> pg_backend_pid() AND state = 'active' "
-            f"AND query ILIKE 'COPY%orders%' AND query LIKE '%> {after} %' AND query LIKE '%<= {through}%'"
-        ) if ok)
+        killed.extend(
+            q
+            for q, ok in source.query(
+                "SELECT query, pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{source.database}' AND pid <> pg_backend_pid() AND state = 'active' "
+                f"AND query ILIKE 'COPY%orders%' AND query LIKE '%> {after} %' AND query LIKE '%<= {through}%'"
+            )
+            if ok
+        )
         return bool(killed)
 
     wait_for(kill, timeout=timeout, what=f"the read of ids {after}..{through}", interval=0.01)
@@ -92,8 +101,11 @@ def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
     page = alice_client.get("/jobs/").content.decode()
     assert f"of {len(ranges)} key ranges committed" in page
 
-    wait_for(lambda: JobRun.objects.get(pk=run.pk).status not in JobRun.ACTIVE_STATUSES, timeout=300,
-             what="the split run to finish")
+    wait_for(
+        lambda: JobRun.objects.get(pk=run.pk).status not in JobRun.ACTIVE_STATUSES,
+        timeout=300,
+        what="the split run to finish",
+    )
     run.refresh_from_db()
     log = task_worker.log_path.read_text()[-3000:]
     assert run.status == "succeeded", (run.error, log)
@@ -118,8 +130,9 @@ def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
     assert run.rows_loaded == ROWS and run.progress_rows == ROWS
 
     # The next run is an ordinary incremental one, resuming from the ledger's watermark.
-    pg_source.execute(f"INSERT INTO orders SELECT g, g * 1.5, md5(g::text) FROM generate_series({ROWS + 1}, "
-                      f"{ROWS + 500}) g")
+    pg_source.execute(
+        f"INSERT INTO orders SELECT g, g * 1.5, md5(g::text) FROM generate_series({ROWS + 1}, {ROWS + 500}) g"
+    )
     again = run_sync(job=job)
     assert again.status == "succeeded", again.error
     assert not RunRange.objects.filter(run=again).exists()
@@ -134,9 +147,15 @@ def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
     create_orders(pg_source, rows)
     conn = connections.connection_create(owner=user, name="pg", **pg_source.as_connection_fields())
     job = make_job(user, conn, bq_dataset, load_strategy="merge", merge_key=["id"])
-    env = django_subprocess_env({"BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
-                                 "ETL_SPOOL_DIR": str(tmp_path / "spool2"), **task_worker_env,
-                                 "ETL_SPLIT_MIN_ROWS": "100000", "ETL_SPLIT_RANGE_ROWS": "40000"})
+    env = django_subprocess_env(
+        {
+            "BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
+            "ETL_SPOOL_DIR": str(tmp_path / "spool2"),
+            **task_worker_env,
+            "ETL_SPLIT_MIN_ROWS": "100000",
+            "ETL_SPLIT_RANGE_ROWS": "40000",
+        }
+    )
     second = start_worker(env, tmp_path / "worker2.log")
     try:
         wait_for(lambda: "worker" in (tmp_path / "worker2.log").read_text().lower(), timeout=60,
@@ -154,7 +173,5 @@ def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
     assert checksum(bq, bq_dataset) == source_checksum(pg_source)
     assert EtlJob.objects.get(pk=job.pk).watermark == {"type": "int", "value": str(rows)}
     # Both workers ran ranges (the queue is shared).
-    from django_tasks_db.models import DBTaskResult
-
     ran_by = {t.worker_ids[-1] for t in DBTaskResult.objects.all() if t.worker_ids and "range" in t.task_path}
     assert len(ran_by) == 2, ran_by
