@@ -17,8 +17,8 @@ from ml_platform.etl import pipeline, staging
 from ml_platform.etl.compatibility import schema_for_new_table
 from ml_platform.etl.errors import CastError
 from ml_platform.etl.runner import run_job
+from ml_platform.etl.sources import get_engine
 from ml_platform.etl.types import BigQueryField
-from ml_platform.utils.connection_manager import get_engine
 from tests.etl.test_exactly_once import dest_fingerprint, next_run, source_fingerprint, strategy_job
 from tests.etl.test_runner import accounts_table
 
