@@ -242,7 +242,7 @@ if TASKS_BACKEND == "django_tasks_celery.CeleryBackend":
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 # The worker imports the task module so Django's @task functions are registered with Celery.
-CELERY_IMPORTS = ["ml_platform.runs.lifecycle", "ml_platform.runs.verify"]
+CELERY_IMPORTS = ["ml_platform.runs.lifecycle", "ml_platform.runs.verify", "ml_platform.runs.key_ranges"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
