@@ -18,8 +18,7 @@ def spec_for(job: EtlJob) -> RunSpec:
     if missing:
         raise RunError(
             f"The source table {job.source_display} no longer has the column(s) {', '.join(missing)}: "
-            "edit or reconnect the job.",
-            transient=False,
+            "edit or reconnect the job."
         )
     columns = tuple(available[c.lower()] for c in job.selected_columns)
     mapping = {available[k.lower()].name: v for k, v in (job.column_mapping or {}).items() if k.lower() in available}

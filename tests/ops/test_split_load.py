@@ -140,6 +140,12 @@ def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
     assert checksum(bq, bq_dataset) == source_checksum(pg_source)
 
 
+# Both workers split the same way: whichever takes the parent run plans the same six ranges.
+TWO_WORKERS_ENV = {"ETL_SPLIT_MIN_ROWS": "100000", "ETL_SPLIT_RANGE_ROWS": "40000", "ETL_CHUNK_ROWS": "5000",
+                   "ETL_RETRY_BASE_SECONDS": "1"}
+
+
+@pytest.mark.parametrize("task_worker_env", [TWO_WORKERS_ENV])
 def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
     user, pg_source, bq, bq_dataset, bq_settings, task_worker, task_worker_env, tmp_path
 ) -> None:
@@ -152,8 +158,6 @@ def test_two_workers_share_a_split_merge_load_and_the_table_equals_the_source(
             "BIGQUERY_EMULATOR_HOST": bq_settings.BIGQUERY_EMULATOR_HOST,
             "ETL_SPOOL_DIR": str(tmp_path / "spool2"),
             **task_worker_env,
-            "ETL_SPLIT_MIN_ROWS": "100000",
-            "ETL_SPLIT_RANGE_ROWS": "40000",
         }
     )
     second = start_worker(env, tmp_path / "worker2.log")
