@@ -22,9 +22,10 @@ Python functions with the same normalisation.
 Why these forms (bench/bench_verify.py): the cheapest exact text per engine. A decimal inside ±10^6
 goes through FLOAT64 on the BigQuery side (x × 10^s < 10^15 < 2^53, so rounding the double product
 gives the exact integer; the emulator's DECIMAL-to-text cast costs 20x more), and its source computes
-the same integer exactly in decimal arithmetic; PostgreSQL `jsonb` text holds no whitespace but single
-spaces (and BigQuery's `TO_JSON_STRING` none outside strings), so a `replace` of spaces there equals the
-general `translate`.
+the same integer exactly in decimal arithmetic (a BIGNUMERIC holding more than 9 decimals is rounded
+through the double: one exactly halfway at its 10th decimal may show as changed); PostgreSQL `jsonb`
+text holds no whitespace but single spaces (and BigQuery's `TO_JSON_STRING` none outside strings), so a
+`replace` of spaces there equals the general `translate`.
 """
 
 from __future__ import annotations

@@ -161,3 +161,25 @@ def test_the_runners_own_tables_are_hidden_from_table_lists(alice_client, job, b
     assert [t["table_id"] for t in tables] == ["orders"]
     options = alice_client.get(reverse("wizard:tables"), {"dataset": bq_dataset}).content.decode()
     assert "orders" in options and "_etl_ledger" not in options and "_stg_" not in options
+
+
+def test_a_text_key_is_verified_and_repaired_through_the_api(alice_client, user, pg_source, bq_settings, bq,
+                                                             bq_dataset) -> None:
+    pg_source.execute("CREATE TABLE codes (code text PRIMARY KEY, amount numeric(12,2))",
+                      "INSERT INTO codes SELECT 'c' || g, g * 1.5 FROM generate_series(1, 80) g")
+    connection = services.connection_create(owner=user, name="pg codes", **pg_source.as_connection_fields())
+    job = EtlJob.objects.create(
+        workspace=connection.workspace, owner=user, name="codes", connection=connection, source_schema="public",
+        source_table="codes", selected_columns=["code", "amount"], destination_dataset=bq_dataset,
+        destination_table="codes", load_strategy="replace", source_tag="eu")
+    assert run_sync(job=job).status == JobRun.Status.SUCCEEDED
+    bq.query(f"DELETE FROM `{bq_dataset}`.`codes` WHERE code = 'c7'")
+    bq.query(f"UPDATE `{bq_dataset}`.`codes` SET amount = 0 WHERE code = 'c40'")
+    url = reverse("api_job_verify", args=[job.pk])
+
+    found = alice_client.post(url, {"wait": True}, content_type="application/json").json()["verification"]["result"]
+    assert (found["missing_keys"], found["extra_keys"], found["changed_keys"]) == (["c7"], [], ["c40"])
+    repaired = alice_client.post(url, {"wait": True, "repair": True}, content_type="application/json").json()
+
+    assert repaired["verification"]["rows_repaired"] == 2
+    assert repaired["verification"]["result"]["in_sync"] is True
