@@ -74,7 +74,7 @@ def adbc_sqlite_batches(
 
 def _available() -> bool:
     try:
-        import adbc_driver_sqlite.dbapi  # noqa: F401
+        import adbc_driver_sqlite.dbapi  # noqa: F401 - lazy: an optional driver; only whether it imports
     except ImportError:
         return False
     return True
