@@ -37,6 +37,7 @@ sends the whole read to the PyMySQL reader, which reads every MySQL type as the 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import queue
@@ -215,11 +216,8 @@ def fast_batches(
 
 
 def _connectorx_available() -> bool:
-    try:
-        import connectorx  # noqa: F401  # lazy: an optional driver; its absence is the answer
-    except ImportError:
-        return False
-    return True
+    # Only whether it is installed: the child process loads it, this one never does.
+    return importlib.util.find_spec("connectorx") is not None
 
 
 def _secrets(engine: Engine) -> list[str]:
