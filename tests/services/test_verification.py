@@ -167,7 +167,7 @@ def test_a_text_key_is_verified_and_repaired_through_the_api(alice_client, user,
                                                              bq_dataset) -> None:
     pg_source.execute("CREATE TABLE codes (code text PRIMARY KEY, amount numeric(12,2))",
                       "INSERT INTO codes SELECT 'c' || g, g * 1.5 FROM generate_series(1, 80) g")
-    connection = services.connection_create(owner=user, name="pg codes", **pg_source.as_connection_fields())
+    connection = connections.connection_create(owner=user, name="pg codes", **pg_source.as_connection_fields())
     job = EtlJob.objects.create(
         workspace=connection.workspace, owner=user, name="codes", connection=connection, source_schema="public",
         source_table="codes", selected_columns=["code", "amount"], destination_dataset=bq_dataset,
