@@ -123,7 +123,7 @@ def repair_keys(spec: RunSpec, keys: Sequence[Sequence[str]], *, key_columns: Se
         return RepairResult(0, 0)
     if len(keys) > MAX_KEYS:
         raise RunError(f"{len(keys):,} rows differ: too many to repair key by key in one transaction (at most "
-                       f"{MAX_KEYS:,}); run the job to reload the table instead", transient=False)
+                       f"{MAX_KEYS:,}); run the job to reload the table instead")
 
     def units(plan: Plan) -> list[ExtractQuery]:
         types = [next(f.field_type for f in plan.fields if f.name == plan.dest_names[c]) for c in key_columns]
