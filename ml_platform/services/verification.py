@@ -38,7 +38,7 @@ def result_of(run: JobRun | None) -> VerifyResult | None:
 
 
 def repairable(result: VerifyResult | None) -> bool:
-    return bool(result and not result.in_sync and result.keyed and result.repair_ranges)
+    return bool(result and not result.in_sync and result.keyed and (result.repair_ranges or result.repair_keys))
 
 
 def check_repairable(*, job: EtlJob) -> None:
