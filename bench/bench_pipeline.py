@@ -306,6 +306,7 @@ def bench(kind: str, rows: int, env: dict[str, str]) -> dict[str, dict[str, Any]
     for what in ("extract", "load", "full"):  # the load reads the extraction's parts
         print(f"  {NAMES[kind]} {rows:,} rows: {what} ...", file=sys.stderr, flush=True)
         by[what] = measure(f"{kind}:{rows}:{what}", env)
+        print(f"    {by[what]['all']} s, peak RSS {by[what]['rss_mb']:.0f} MB", file=sys.stderr, flush=True)
     shutil.rmtree(_parts_dir(kind, rows), ignore_errors=True)
     return by
 
