@@ -11,6 +11,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from ml_platform import selectors
+from ml_platform.etl.compat_model import missing_strategy_choices
 from ml_platform.etl.plan import table_mismatches
 from ml_platform.etl.schedule import cron_error, is_valid_timezone
 from ml_platform.etl.types import SourceColumn
@@ -35,10 +36,10 @@ def check_column_choices(*, source_columns: list[SourceColumn], load_strategy: s
 
     The pages offer only those; the API is checked here, before a table is created that no run could fill.
     """
-    if load_strategy == EtlJob.LoadStrategy.INCREMENTAL and not cursor_column:
-        raise JobCreateError("Incremental loads need a cursor column.")
-    if load_strategy == EtlJob.LoadStrategy.MERGE and not merge_key:
-        raise JobCreateError("Merge needs at least one key column.")
+    missing = missing_strategy_choices(load_strategy, cursor_column, merge_key)
+    if missing:
+        raise JobCreateError(" ".join(missing.values()),
+                             details=[{"field": field, "error": error} for field, error in missing.items()])
     selected = {c.name.lower() for c in source_columns}
     named = {"cursor_column": [cursor_column], "merge_key": merge_key, "partition_field": [partition_field],
              "clustering": clustering}
