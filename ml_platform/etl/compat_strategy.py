@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ml_platform.etl.compat_model import SourceColumn, _source_label, missing_strategy_choices
+from ml_platform.etl.compat_model import SourceColumn, _Dest, _source_label, missing_strategy_choices
 from ml_platform.etl.types import Family
 
 # Cursor columns must sort the way the data grows; FLOAT64 is left out on purpose
@@ -22,8 +22,19 @@ _UNCOMPARABLE_KEY_TYPES = frozenset({"JSON", "GEOGRAPHY", "RECORD"})
 class StrategyChecks:
     """Strategy, key and cursor checks; expects the attributes `compatibility._Engine` sets."""
 
-    def _source(self, name: str) -> SourceColumn | None:
-        return self.by_source.get(name.lower())
+    def _source(self, role: str, name: str) -> SourceColumn | None:
+        """The selected source column `name` that plays `role` ("Cursor column"...), or None with an error."""
+        column = self.by_source.get(name.lower())
+        if column is None:
+            self.errors.append(f"{role} {name!r} is not among the selected source columns.")
+        return column
+
+    def _mapped(self, role: str, column: SourceColumn, name: str, why: str) -> _Dest | None:
+        """The destination column `column` loads into, or None with an error saying `why` it must exist."""
+        dest = self.mapped.get(column.name.lower())
+        if dest is None:
+            self.errors.append(f"{role} {name!r} is not in the destination table: {why}")
+        return dest
 
     def _check_strategy(self) -> None:
         strategy = self.options.load_strategy
@@ -55,17 +66,10 @@ class StrategyChecks:
         dest_names: list[str] = []
         complete = True
         for key in keys:
-            column = self._source(key)
-            if column is None:
-                self.errors.append(f"Merge key column {key!r} is not among the selected source columns.")
-                complete = False
-                continue
-            dest = self.mapped.get(column.name.lower())
-            if dest is None:
-                self.errors.append(
-                    f"Merge key column {key!r} is not in the destination table: MERGE matches rows on columns that "
-                    "exist on both sides."
-                )
+            column = self._source("Merge key column", key)
+            dest = None if column is None else self._mapped(
+                "Merge key column", column, key, "MERGE matches rows on columns that exist on both sides.")
+            if column is None or dest is None:
                 complete = False
                 continue
             dest_names.append(dest.name)
@@ -136,19 +140,15 @@ class StrategyChecks:
                 "new rows."
             )
             return
-        column = self._source(name)
+        column = self._source("Cursor column", name)
         if column is None:
-            self.errors.append(f"Cursor column {name!r} is not among the selected source columns.")
             return
         if column.type.family not in _ORDERABLE_SOURCE_FAMILIES:
             self.errors.append(_unorderable_cursor(name, column, strategy))
             return
-        dest = self.mapped.get(column.name.lower())
+        why = f"the run resumes after MAX({name}) of the destination, so the column must exist on both sides."
+        dest = self._mapped("Cursor column", column, name, why)
         if dest is None:
-            self.errors.append(
-                f"Cursor column {name!r} is not in the destination table: the run resumes after MAX({name}) of the "
-                "destination, so the column must exist on both sides."
-            )
             return
         if dest.type not in _ORDERABLE_DESTINATION_TYPES or dest.mode == "REPEATED":
             self.errors.append(
