@@ -7,6 +7,7 @@ errors/warnings); kept apart so each rule set reads on its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from ml_platform.etl.compat_model import SourceColumn, _Dest, _source_label, missing_strategy_choices
 from ml_platform.etl.types import Family
@@ -93,20 +94,23 @@ class StrategyChecks:
             )
         return dest_names if complete else None
 
+    def _key_differs(self, declared: Sequence[str], key: Sequence[str]) -> bool:
+        """Whether the declared PRIMARY KEY is another than `key` (or `key` plus the tag column); names ignore case."""
+        key_set = {k.lower() for k in key}
+        tag_set = {self.tag_column.lower()} if self.tag is not None else set()
+        return {k.lower() for k in declared} not in (key_set, key_set | tag_set)
+
     def _check_primary_key(self, strategy: str, merge_dest_key: list[str] | None) -> None:
         declared = self.destination.primary_key
         if not declared:
             # None: unknown (the emulator stores no constraints, and many tables have none);
             # an empty key declares nothing. Either way there is nothing to contradict.
             return
-        declared_set = {k.lower() for k in declared}
-        tag_set = {self.tag_column.lower()} if self.tag is not None else set()
         declared_text = ", ".join(declared)
         if strategy == "merge":
             if merge_dest_key is None:
                 return
-            key_set = {k.lower() for k in merge_dest_key}
-            if declared_set not in (key_set, key_set | tag_set):
+            if self._key_differs(declared, merge_dest_key):
                 self.errors.append(
                     f"The destination's PRIMARY KEY ({declared_text}) differs from the merge key "
                     f"({', '.join(merge_dest_key)}): MERGE would update rows the table considers different, or "
@@ -124,8 +128,7 @@ class StrategyChecks:
                 f"has no primary key: {strategy} can load rows that duplicate the declared key."
             )
             return
-        key_set = {k.lower() for k in source_key}
-        if declared_set not in (key_set, key_set | tag_set):
+        if self._key_differs(declared, source_key):
             self.warnings.append(
                 f"The destination's PRIMARY KEY ({declared_text}) differs from the source's primary key "
                 f"({', '.join(source_key)}): {strategy} can load rows that duplicate the declared key."
