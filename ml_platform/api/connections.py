@@ -78,10 +78,7 @@ def update_connection(request: HttpRequest, connection_id: int, payload: Connect
 @router.delete("/connections/{int:connection_id}/", summary="Delete a connection no job uses (409 otherwise)")
 def delete_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
-    try:
-        connections.connection_delete(connection=connection, actor=request.user)
-    except connections.ConnectionInUse as exc:
-        return json_error(str(exc), status=409, details=[{"job": j} for j in exc.jobs])
+    connections.connection_delete(connection=connection, actor=request.user)  # in use: 409 (errors.CONFLICTS)
     return JsonResponse({"status": "ok"})
 
 

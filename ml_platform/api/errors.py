@@ -10,7 +10,11 @@ from ninja.errors import HttpError, ValidationError
 
 from ml_platform.api.parsing import BadRequest
 from ml_platform.etl.sources import TableNotFoundError
+from ml_platform.runs.records import RunAlreadyActive
+from ml_platform.services.connections import ConnectionInUse
+from ml_platform.services.jobs import JobBusy
 from ml_platform.services.sources import SourceBusy
+from ml_platform.services.verification import NothingToRepair
 
 
 def json_error(message: str, *, status: int = 400, details: Any = None) -> JsonResponse:
@@ -39,6 +43,10 @@ def validation_details(errors: list[dict]) -> list[dict]:
 
 CONNECTION_URLS = {"api_connections", "api_connection_detail"}
 
+# An action that cannot happen now (a run is queued or running, jobs still use the connection, nothing to
+# repair): 409 with the service's sentence, whichever endpoint asked.
+CONFLICTS = (JobBusy, RunAlreadyActive, NothingToRepair, ConnectionInUse)
+
 
 def install(api: NinjaAPI) -> None:
     """Every error the API raises on purpose, in our shape (an unexpected one stays ninja's: re-raised, a 500)."""
@@ -65,6 +73,13 @@ def install(api: NinjaAPI) -> None:
         if isinstance(exc.__cause__, BadRequest):  # the body parser's own refusal (not JSON, not an object...)
             return bad_request(request, exc.__cause__)
         return json_error(exc.message, status=exc.status_code)
+
+    def conflict(request: HttpRequest, exc: Exception) -> JsonResponse:
+        details = [{"job": j} for j in exc.jobs] if isinstance(exc, ConnectionInUse) else None
+        return json_error(str(exc), status=409, details=details)
+
+    for refusal in CONFLICTS:
+        api.add_exception_handler(refusal, conflict)
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> JsonResponse:

@@ -12,7 +12,7 @@ from ml_platform.api.schemas import ReconnectIn
 from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.etl.sources import SourceError
-from ml_platform.runs import lifecycle, records
+from ml_platform.runs import lifecycle
 from ml_platform.services import jobs, schema_check, sources
 
 router = Router(tags=["jobs"])
@@ -22,10 +22,7 @@ router = Router(tags=["jobs"])
              summary="Run Now: queue a run (409 while one is queued or running)")
 def run_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    try:
-        run = lifecycle.run_enqueue(job=job, actor=request.user)
-    except records.RunAlreadyActive as exc:
-        return json_error(str(exc), status=409)
+    run = lifecycle.run_enqueue(job=job, actor=request.user)  # one queued or running: 409 (errors.CONFLICTS)
     return JsonResponse({"status": "ok", "run": run_to_dict(run)}, status=202)
 
 
@@ -71,6 +68,4 @@ def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn | None
                            source_columns=selected, result=result, actor=request.user)
     except jobs.JobCreateError as exc:
         return job_error(exc)
-    except jobs.JobBusy as exc:
-        return json_error(str(exc), status=409)
     return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report_to_dict(result)})

@@ -143,8 +143,6 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
         return source_error(exc)
     except jobs.JobCreateError as exc:
         return job_error(exc)
-    except jobs.JobBusy as exc:
-        return json_error(str(exc), status=409)
     except ValidationError as exc:
         return model_errors(exc)
     except BigQueryError as exc:
@@ -156,10 +154,7 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
 @router.delete("/jobs/{int:job_id}/", summary="Delete a job and its run history (the BigQuery table stays)")
 def delete_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    try:
-        jobs.job_delete(job=job, actor=request.user)
-    except jobs.JobBusy as exc:
-        return json_error(str(exc), status=409)
+    jobs.job_delete(job=job, actor=request.user)  # a run active: 409 (errors.CONFLICTS)
     return JsonResponse({"status": "ok"})
 
 

@@ -6,10 +6,9 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
 from ml_platform import selectors
-from ml_platform.api.errors import json_error
 from ml_platform.api.schemas import VerifyIn
 from ml_platform.models import JobRun
-from ml_platform.runs import records, verify
+from ml_platform.runs import verify
 from ml_platform.services import verification
 
 router = Router(tags=["verify"])
@@ -22,13 +21,8 @@ def verify_job(request: HttpRequest, job_id: int, payload: VerifyIn | None = Non
     job = selectors.job_in(scope=request.scope, job_id=job_id)
     payload = payload or VerifyIn()
     kind = JobRun.Kind.REPAIR if payload.repair else JobRun.Kind.VERIFY
-    try:
-        if payload.wait:
-            run = verify.run_sync(job=job, kind=kind, actor=request.user)
-        else:
-            run = verify.enqueue(job=job, kind=kind, actor=request.user)
-    except (records.RunAlreadyActive, verification.NothingToRepair) as exc:
-        return json_error(str(exc), status=409)
+    # A run active, nothing to repair: 409 (errors.CONFLICTS).
+    run = (verify.run_sync if payload.wait else verify.enqueue)(job=job, kind=kind, actor=request.user)
     return JsonResponse({"status": "ok", "verification": verification.as_json(run)},
                         status=200 if payload.wait else 202)
 
