@@ -10,10 +10,9 @@ from ninja import Query, Router
 from pydantic import BaseModel, Field
 
 from ml_platform import selectors
-from ml_platform.api.errors import json_error, source_error
+from ml_platform.api.errors import json_error
 from ml_platform.api.schemas import ConnectionIn
 from ml_platform.api.serializers import column_to_dict, connection_to_dict
-from ml_platform.etl.sources import SourceError
 from ml_platform.services import connections, sources
 from ml_platform.web.forms import ConnectionForm
 
@@ -97,10 +96,7 @@ def test_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
             summary="The source tables and views, with estimated row counts")
 def connection_tables(request: HttpRequest, connection_id: int) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
-    try:
-        tables = sources.list_tables(connection)
-    except SourceError as exc:
-        return source_error(exc)
+    tables = sources.list_tables(connection)  # SourceError: errors.install
     return JsonResponse({"status": "ok", "tables": [
         {"schema": t.schema, "name": t.name, "qualified_name": sources.qualified_name(t.schema, t.name),
          "estimated_rows": t.estimated_rows, "kind": t.kind} for t in tables]})
@@ -111,10 +107,7 @@ def connection_tables(request: HttpRequest, connection_id: int) -> JsonResponse:
 def connection_columns(request: HttpRequest, connection_id: int, table: str) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     schema, name = sources.split_table(table)
-    try:
-        columns = sources.get_columns(connection, schema, name)
-    except SourceError as exc:
-        return source_error(exc)
+    columns = sources.get_columns(connection, schema, name)
     return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in columns]})
 
 
@@ -128,9 +121,6 @@ def connection_preview(request: HttpRequest, connection_id: int, table: str,
                        query: Query[PreviewQuery]) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     schema, name = sources.split_table(table)
-    try:
-        preview = sources.preview(connection, schema, name, limit=query.limit)
-    except SourceError as exc:
-        return source_error(exc)
+    preview = sources.preview(connection, schema, name, limit=query.limit)
     return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in preview.columns],
                          "rows": preview.json_rows()})

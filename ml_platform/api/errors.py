@@ -9,10 +9,11 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from ml_platform.api.parsing import BadRequest
-from ml_platform.etl.sources import TableNotFoundError
+from ml_platform.api.serializers import refusal_details
+from ml_platform.etl.sources import SourceError, TableNotFoundError
 from ml_platform.runs.records import RunAlreadyActive
 from ml_platform.services.connections import ConnectionInUse
-from ml_platform.services.jobs import JobBusy
+from ml_platform.services.jobs import JobBusy, JobCreateError
 from ml_platform.services.sources import SourceBusy
 from ml_platform.services.verification import NothingToRepair
 
@@ -25,6 +26,13 @@ def source_error(exc: Exception) -> JsonResponse:
     """A source failure as JSON: 404 for a missing table, 429 when the caller has too many calls running."""
     status = 404 if isinstance(exc, TableNotFoundError) else 429 if isinstance(exc, SourceBusy) else 502
     return json_error(str(exc), status=status)
+
+
+def job_error(exc: JobCreateError) -> JsonResponse:
+    """A job the service refuses as asked (the schema check says no, a replace to confirm, a name for a column
+    that is not selected...): 422 with its details; a malformed request never gets this far (400)."""
+    details = refusal_details(exc.result) if exc.result is not None else exc.details
+    return json_error(str(exc), status=422, details=details)
 
 
 def field_name(loc: tuple | list) -> str:
@@ -80,6 +88,9 @@ def install(api: NinjaAPI) -> None:
 
     for refusal in CONFLICTS:
         api.add_exception_handler(refusal, conflict)
+    # Whichever endpoint reads a source or creates/changes a job: one answer for each.
+    api.add_exception_handler(SourceError, lambda request, exc: source_error(exc))
+    api.add_exception_handler(JobCreateError, lambda request, exc: job_error(exc))
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> JsonResponse:
