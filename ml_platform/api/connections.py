@@ -16,6 +16,9 @@ from ml_platform.api.serializers import column_to_dict, connection_to_dict
 from ml_platform.services import connections, sources
 from ml_platform.web.forms import ConnectionForm
 
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = ConnectionIn()
+
 router = Router(tags=["connections"])
 
 
@@ -64,9 +67,8 @@ def get_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
 
 
 @router.patch("/connections/{int:connection_id}/", summary="Change a connection (e.g. rotate its password)")
-def update_connection(request: HttpRequest, connection_id: int, payload: ConnectionIn | None = None) -> JsonResponse:
+def update_connection(request: HttpRequest, connection_id: int, payload: ConnectionIn = NO_BODY) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
-    payload = payload or ConnectionIn()
     current = {k: getattr(connection, k) for k in connections.CONNECTION_FIELDS}
     current["options"] = json.dumps(current["options"] or {})
     current = {k: ("" if v is None else v) for k, v in current.items()}

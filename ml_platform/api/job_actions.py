@@ -13,6 +13,9 @@ from ml_platform.etl.bq_errors import BigQueryError
 from ml_platform.runs import lifecycle
 from ml_platform.services import jobs, schema_check, sources
 
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = ReconnectIn()
+
 router = Router(tags=["jobs"])
 
 
@@ -40,9 +43,8 @@ def resume_job(request: HttpRequest, job_id: int) -> JsonResponse:
 @router.post("/jobs/{int:job_id}/reconnect/", url_name="api_job_reconnect",
              summary="Point the job at another connection / source table after the schema check; the BigQuery "
                      "table, its rows and the watermark stay")
-def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn | None = None) -> JsonResponse:
+def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn = NO_BODY) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    payload = payload or ReconnectIn()
     connection = selectors.connection_in(scope=request.scope,
                                          connection_id=payload.connection_id or job.connection_id)
     if payload.source_table:

@@ -24,6 +24,9 @@ from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
 from ml_platform.services import jobs, schema_check, sources
 
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = JobPatchIn()
+
 router = Router(tags=["jobs"])
 
 
@@ -121,9 +124,8 @@ def edit_check(request: HttpRequest, job: EtlJob, body: JobPatchIn) -> tuple[lis
 
 
 @router.patch("/jobs/{int:job_id}/", summary="Edit a job: name, columns, strategy, schedule, approved new columns")
-def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = None) -> JsonResponse:
+def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn = NO_BODY) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    payload = payload or JobPatchIn()
     try:
         source, values, result = edit_check(request, job, payload)
         jobs.job_update(job=job, source_columns=source, result=result, actor=request.user, **values)

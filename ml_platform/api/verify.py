@@ -11,15 +11,17 @@ from ml_platform.models import JobRun
 from ml_platform.runs import verify
 from ml_platform.services import verification
 
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = VerifyIn()
+
 router = Router(tags=["verify"])
 
 
 @router.post("/jobs/{int:job_id}/verify/", url_name="api_job_verify",
              summary="Verify the job's BigQuery rows against its source ({\"repair\": true}: repair the differing "
                      "key ranges); 202 queued, or 200 with the result when {\"wait\": true}; 409 while a run is active")
-def verify_job(request: HttpRequest, job_id: int, payload: VerifyIn | None = None) -> JsonResponse:
+def verify_job(request: HttpRequest, job_id: int, payload: VerifyIn = NO_BODY) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    payload = payload or VerifyIn()
     kind = JobRun.Kind.REPAIR if payload.repair else JobRun.Kind.VERIFY
     # A run active, nothing to repair: 409 (errors.CONFLICTS).
     run = (verify.run_sync if payload.wait else verify.enqueue)(job=job, kind=kind, actor=request.user)
