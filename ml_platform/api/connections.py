@@ -39,14 +39,10 @@ def form_data(body: ConnectionIn, base: dict[str, Any] | None = None) -> dict[st
 def save(request: HttpRequest, form: ConnectionForm, connection=None) -> JsonResponse | None:
     if not form.is_valid():
         return json_error("Invalid connection", status=400, details=form_errors(form))
-    fields = {k: form.cleaned_data[k] for k in connections.CONNECTION_FIELDS}
-    if connection is None:
-        created = connections.connection_create(owner=request.user, workspace=request.scope.workspace,
-                                                password=form.cleaned_data["password"], actor=request.user, **fields)
-        return JsonResponse({"status": "ok", "connection": connection_to_dict(created)}, status=201)
-    connections.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
-                                  **fields)
-    return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
+    saved = connections.connection_save(connection=connection, workspace=request.scope.workspace,
+                                        actor=request.user, data=form.cleaned_data)
+    created = connection is None
+    return JsonResponse({"status": "ok", "connection": connection_to_dict(saved)}, status=201 if created else 200)
 
 
 @router.get("/connections/", url_name="api_connections", summary="List the workspace's connections")

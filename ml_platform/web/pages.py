@@ -157,21 +157,12 @@ def connection_list(request: HttpRequest) -> TemplateResponse:
     )
 
 
-def _connection_fields(form: ConnectionForm) -> dict:
-    return {k: form.cleaned_data[k] for k in connections.CONNECTION_FIELDS}
-
-
 def _connection_form(request: HttpRequest, connection: Connection | None) -> HttpResponse:
     """The connection form: a new connection (`connection` None) or an existing one; saved when valid."""
     form = ConnectionForm(request.POST or None, instance=connection, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
-        password = form.cleaned_data["password"]
-        if connection is None:
-            connection = connections.connection_create(owner=request.user, workspace=request.scope.workspace,
-                                                       password=password, actor=request.user, **_connection_fields(form))
-        else:
-            connections.connection_update(connection=connection, password=password, actor=request.user,
-                                          **_connection_fields(form))
+        connection = connections.connection_save(connection=connection, workspace=request.scope.workspace,
+                                                 actor=request.user, data=form.cleaned_data)
         messages.success(request, f"Saved connection {connection.name!r}.")
         return redirect("connections")
     return TemplateResponse(
