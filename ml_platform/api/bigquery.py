@@ -6,14 +6,13 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
 from ml_platform import selectors
-from ml_platform.api.errors import json_error, source_error
+from ml_platform.api.errors import json_error
 from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import ColumnIn, CompatibilityIn
 from ml_platform.api.serializers import report_to_dict
 from ml_platform.api.sources_in import introspected, typed_columns
 from ml_platform.etl.bq_errors import BigQueryError, BigQueryNotFound, DatasetNotFound, InvalidIdentifier
 from ml_platform.etl.ledger import internal_table
-from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import Connection
 from ml_platform.services import schema_check, sources
@@ -76,10 +75,7 @@ def validate_schema_compatibility(request: HttpRequest, payload: CompatibilityIn
     """The one schema check (`schema_check.check`), as the wizard's report runs it; `validate_data` scans the
     source for the columns that need it and the verdicts use what the scan found."""
     dataset, table = payload.destination_table.split(".", 1)
-    try:
-        columns, connection = resolve_source(request, payload)
-    except SourceError as exc:
-        return source_error(exc)
+    columns, connection = resolve_source(request, payload)  # SourceError: errors.install
     if payload.validate_data and (connection is None or not payload.source_table):
         raise BadRequest("validate_data needs connection_id and source_table",
                          details=[{"field": "validate_data", "error": "needs connection_id and source_table"}])
@@ -98,6 +94,4 @@ def validate_schema_compatibility(request: HttpRequest, payload: CompatibilityIn
         return json_error(f"Table {payload.destination_table!r} not found", status=404)
     except BigQueryError as exc:
         return json_error(f"BigQuery is not reachable: {exc}", status=502)
-    except SourceError as exc:
-        return source_error(exc)
     return JsonResponse(report_to_dict(result))

@@ -10,12 +10,14 @@ from ninja import Query, Router
 from pydantic import BaseModel, Field
 
 from ml_platform import selectors
-from ml_platform.api.errors import json_error, source_error
+from ml_platform.api.errors import json_error
 from ml_platform.api.schemas import ConnectionIn
 from ml_platform.api.serializers import column_to_dict, connection_to_dict
-from ml_platform.etl.sources import SourceError
 from ml_platform.services import connections, sources
 from ml_platform.web.forms import ConnectionForm
+
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = ConnectionIn()
 
 router = Router(tags=["connections"])
 
@@ -37,14 +39,10 @@ def form_data(body: ConnectionIn, base: dict[str, Any] | None = None) -> dict[st
 def save(request: HttpRequest, form: ConnectionForm, connection=None) -> JsonResponse | None:
     if not form.is_valid():
         return json_error("Invalid connection", status=400, details=form_errors(form))
-    fields = {k: form.cleaned_data[k] for k in connections.CONNECTION_FIELDS}
-    if connection is None:
-        created = connections.connection_create(owner=request.user, workspace=request.scope.workspace,
-                                                password=form.cleaned_data["password"], actor=request.user, **fields)
-        return JsonResponse({"status": "ok", "connection": connection_to_dict(created)}, status=201)
-    connections.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
-                                  **fields)
-    return JsonResponse({"status": "ok", "connection": connection_to_dict(connection)})
+    saved = connections.connection_save(connection=connection, workspace=request.scope.workspace,
+                                        actor=request.user, data=form.cleaned_data)
+    created = connection is None
+    return JsonResponse({"status": "ok", "connection": connection_to_dict(saved)}, status=201 if created else 200)
 
 
 @router.get("/connections/", url_name="api_connections", summary="List the workspace's connections")
@@ -65,9 +63,8 @@ def get_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
 
 
 @router.patch("/connections/{int:connection_id}/", summary="Change a connection (e.g. rotate its password)")
-def update_connection(request: HttpRequest, connection_id: int, payload: ConnectionIn | None = None) -> JsonResponse:
+def update_connection(request: HttpRequest, connection_id: int, payload: ConnectionIn = NO_BODY) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
-    payload = payload or ConnectionIn()
     current = {k: getattr(connection, k) for k in connections.CONNECTION_FIELDS}
     current["options"] = json.dumps(current["options"] or {})
     current = {k: ("" if v is None else v) for k, v in current.items()}
@@ -78,10 +75,7 @@ def update_connection(request: HttpRequest, connection_id: int, payload: Connect
 @router.delete("/connections/{int:connection_id}/", summary="Delete a connection no job uses (409 otherwise)")
 def delete_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
-    try:
-        connections.connection_delete(connection=connection, actor=request.user)
-    except connections.ConnectionInUse as exc:
-        return json_error(str(exc), status=409, details=[{"job": j} for j in exc.jobs])
+    connections.connection_delete(connection=connection, actor=request.user)  # in use: 409 (errors.CONFLICTS)
     return JsonResponse({"status": "ok"})
 
 
@@ -100,10 +94,7 @@ def test_connection(request: HttpRequest, connection_id: int) -> JsonResponse:
             summary="The source tables and views, with estimated row counts")
 def connection_tables(request: HttpRequest, connection_id: int) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
-    try:
-        tables = sources.list_tables(connection)
-    except SourceError as exc:
-        return source_error(exc)
+    tables = sources.list_tables(connection)  # SourceError: errors.install
     return JsonResponse({"status": "ok", "tables": [
         {"schema": t.schema, "name": t.name, "qualified_name": sources.qualified_name(t.schema, t.name),
          "estimated_rows": t.estimated_rows, "kind": t.kind} for t in tables]})
@@ -114,10 +105,7 @@ def connection_tables(request: HttpRequest, connection_id: int) -> JsonResponse:
 def connection_columns(request: HttpRequest, connection_id: int, table: str) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     schema, name = sources.split_table(table)
-    try:
-        columns = sources.get_columns(connection, schema, name)
-    except SourceError as exc:
-        return source_error(exc)
+    columns = sources.get_columns(connection, schema, name)
     return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in columns]})
 
 
@@ -131,9 +119,6 @@ def connection_preview(request: HttpRequest, connection_id: int, table: str,
                        query: Query[PreviewQuery]) -> JsonResponse:
     connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
     schema, name = sources.split_table(table)
-    try:
-        preview = sources.preview(connection, schema, name, limit=query.limit)
-    except SourceError as exc:
-        return source_error(exc)
+    preview = sources.preview(connection, schema, name, limit=query.limit)
     return JsonResponse({"status": "ok", "columns": [column_to_dict(c) for c in preview.columns],
                          "rows": preview.json_rows()})

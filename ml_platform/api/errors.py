@@ -9,8 +9,13 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from ml_platform.api.parsing import BadRequest
-from ml_platform.etl.sources import TableNotFoundError
+from ml_platform.api.serializers import refusal_details
+from ml_platform.etl.sources import SourceError, TableNotFoundError
+from ml_platform.runs.records import RunAlreadyActive
+from ml_platform.services.connections import ConnectionInUse
+from ml_platform.services.jobs import JobBusy, JobCreateError
 from ml_platform.services.sources import SourceBusy
+from ml_platform.services.verification import NothingToRepair
 
 
 def json_error(message: str, *, status: int = 400, details: Any = None) -> JsonResponse:
@@ -21,6 +26,13 @@ def source_error(exc: Exception) -> JsonResponse:
     """A source failure as JSON: 404 for a missing table, 429 when the caller has too many calls running."""
     status = 404 if isinstance(exc, TableNotFoundError) else 429 if isinstance(exc, SourceBusy) else 502
     return json_error(str(exc), status=status)
+
+
+def job_error(exc: JobCreateError) -> JsonResponse:
+    """A job the service refuses as asked (the schema check says no, a replace to confirm, a name for a column
+    that is not selected...): 422 with its details; a malformed request never gets this far (400)."""
+    details = refusal_details(exc.result) if exc.result is not None else exc.details
+    return json_error(str(exc), status=422, details=details)
 
 
 def field_name(loc: tuple | list) -> str:
@@ -38,6 +50,10 @@ def validation_details(errors: list[dict]) -> list[dict]:
 
 
 CONNECTION_URLS = {"api_connections", "api_connection_detail"}
+
+# An action that cannot happen now (a run is queued or running, jobs still use the connection, nothing to
+# repair): 409 with the service's sentence, whichever endpoint asked.
+CONFLICTS = (JobBusy, RunAlreadyActive, NothingToRepair, ConnectionInUse)
 
 
 def install(api: NinjaAPI) -> None:
@@ -65,6 +81,16 @@ def install(api: NinjaAPI) -> None:
         if isinstance(exc.__cause__, BadRequest):  # the body parser's own refusal (not JSON, not an object...)
             return bad_request(request, exc.__cause__)
         return json_error(exc.message, status=exc.status_code)
+
+    def conflict(request: HttpRequest, exc: Exception) -> JsonResponse:
+        details = [{"job": j} for j in exc.jobs] if isinstance(exc, ConnectionInUse) else None
+        return json_error(str(exc), status=409, details=details)
+
+    for refusal in CONFLICTS:
+        api.add_exception_handler(refusal, conflict)
+    # Whichever endpoint reads a source or creates/changes a job: one answer for each.
+    api.add_exception_handler(SourceError, lambda request, exc: source_error(exc))
+    api.add_exception_handler(JobCreateError, lambda request, exc: job_error(exc))
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> JsonResponse:

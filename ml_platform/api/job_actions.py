@@ -6,14 +6,15 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
 from ml_platform import selectors
-from ml_platform.api.errors import json_error, source_error
-from ml_platform.api.jobs import job_error
+from ml_platform.api.errors import json_error
 from ml_platform.api.schemas import ReconnectIn
 from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
 from ml_platform.etl.bq_errors import BigQueryError
-from ml_platform.etl.sources import SourceError
-from ml_platform.runs import lifecycle, records
+from ml_platform.runs import lifecycle
 from ml_platform.services import jobs, schema_check, sources
+
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = ReconnectIn()
 
 router = Router(tags=["jobs"])
 
@@ -22,10 +23,7 @@ router = Router(tags=["jobs"])
              summary="Run Now: queue a run (409 while one is queued or running)")
 def run_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    try:
-        run = lifecycle.run_enqueue(job=job, actor=request.user)
-    except records.RunAlreadyActive as exc:
-        return json_error(str(exc), status=409)
+    run = lifecycle.run_enqueue(job=job, actor=request.user)  # one queued or running: 409 (errors.CONFLICTS)
     return JsonResponse({"status": "ok", "run": run_to_dict(run)}, status=202)
 
 
@@ -45,32 +43,24 @@ def resume_job(request: HttpRequest, job_id: int) -> JsonResponse:
 @router.post("/jobs/{int:job_id}/reconnect/", url_name="api_job_reconnect",
              summary="Point the job at another connection / source table after the schema check; the BigQuery "
                      "table, its rows and the watermark stay")
-def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn | None = None) -> JsonResponse:
+def reconnect_job(request: HttpRequest, job_id: int, payload: ReconnectIn = NO_BODY) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    payload = payload or ReconnectIn()
     connection = selectors.connection_in(scope=request.scope,
                                          connection_id=payload.connection_id or job.connection_id)
     if payload.source_table:
         schema, table = sources.split_table(payload.source_table)
     else:
         schema, table = job.source_schema or None, job.source_table
-    try:
+    try:  # SourceError, JobCreateError, JobBusy: errors.install
         checked = schema_check.check_reconnect(workspace=request.scope.workspace, job=job, connection=connection,
                                                schema=schema, table=table)
         result, selected, missing = checked.result, checked.selected, checked.missing
-    except SourceError as exc:
-        return source_error(exc)
     except BigQueryError as exc:
         return json_error(f"BigQuery is not reachable: {exc}", status=502)
     if missing or not result.ok:
         # As the Reconnect page: a selected column the new source lacks refuses it like the check's own findings.
         message = "Schema incompatible" if missing else result.first_error()
         return json_error(message, status=422, details=refusal_details(result, missing))
-    try:
-        jobs.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=table,
-                           source_columns=selected, result=result, actor=request.user)
-    except jobs.JobCreateError as exc:
-        return job_error(exc)
-    except jobs.JobBusy as exc:
-        return json_error(str(exc), status=409)
+    jobs.job_reconnect(job=job, connection=connection, source_schema=schema or "", source_table=table,
+                       source_columns=selected, result=result, actor=request.user)
     return JsonResponse({"status": "ok", "job": job_to_dict(job), "report": report_to_dict(result)})

@@ -13,17 +13,19 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
 from ml_platform import selectors
-from ml_platform.api.errors import json_error, source_error
+from ml_platform.api.errors import json_error
 from ml_platform.api.parsing import BadRequest
 from ml_platform.api.schemas import JobIn, JobPatchIn
-from ml_platform.api.serializers import job_to_dict, refusal_details, report_to_dict, run_to_dict
+from ml_platform.api.serializers import job_to_dict, report_to_dict, run_to_dict
 from ml_platform.api.sources_in import introspected
 from ml_platform.etl.bq_errors import BigQueryError, BigQueryNotFound, InvalidIdentifier, SchemaChangeRefused
 from ml_platform.etl.compat_model import default_load_strategy
-from ml_platform.etl.sources import SourceError
 from ml_platform.etl.types import SourceColumn
 from ml_platform.models import EtlJob
 from ml_platform.services import jobs, schema_check, sources
+
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = JobPatchIn()
 
 router = Router(tags=["jobs"])
 
@@ -36,13 +38,6 @@ def bigquery_error(exc: BigQueryError) -> JsonResponse:
     if isinstance(exc, SchemaChangeRefused):  # e.g. partitioning by a STRING column: the request, not BigQuery
         return json_error(str(exc), status=422)
     return json_error(f"BigQuery refused the change: {exc}", status=502)
-
-
-def job_error(exc: jobs.JobCreateError) -> JsonResponse:
-    """A job the service refuses as asked (the schema check says no, a replace to confirm, a name for a column
-    that is not selected...): 422 with its details; a malformed request never gets this far (400)."""
-    details = refusal_details(exc.result) if exc.result is not None else exc.details
-    return json_error(str(exc), status=422, details=details)
 
 
 def model_errors(exc: ValidationError) -> JsonResponse:
@@ -82,11 +77,7 @@ def create_job(request: HttpRequest, payload: JobIn) -> JsonResponse:
             run_now=payload.run_now, validate_data=payload.validate_data, actor=request.user,
             confirm_replace=payload.confirm_replace, confirm_backfill=payload.confirm_backfill,
         )
-    except SourceError as exc:
-        return source_error(exc)
-    except jobs.JobCreateError as exc:
-        return job_error(exc)
-    except BigQueryError as exc:
+    except BigQueryError as exc:  # SourceError, JobCreateError: errors.install
         return bigquery_error(exc)
     return JsonResponse({"status": "ok", "job": job_to_dict(job)}, status=201)
 
@@ -133,19 +124,12 @@ def edit_check(request: HttpRequest, job: EtlJob, body: JobPatchIn) -> tuple[lis
 
 
 @router.patch("/jobs/{int:job_id}/", summary="Edit a job: name, columns, strategy, schedule, approved new columns")
-def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = None) -> JsonResponse:
+def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn = NO_BODY) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    payload = payload or JobPatchIn()
     try:
         source, values, result = edit_check(request, job, payload)
         jobs.job_update(job=job, source_columns=source, result=result, actor=request.user, **values)
-    except SourceError as exc:
-        return source_error(exc)
-    except jobs.JobCreateError as exc:
-        return job_error(exc)
-    except jobs.JobBusy as exc:
-        return json_error(str(exc), status=409)
-    except ValidationError as exc:
+    except ValidationError as exc:  # SourceError, JobCreateError, JobBusy: errors.install
         return model_errors(exc)
     except BigQueryError as exc:
         return bigquery_error(exc)
@@ -156,10 +140,7 @@ def edit_job(request: HttpRequest, job_id: int, payload: JobPatchIn | None = Non
 @router.delete("/jobs/{int:job_id}/", summary="Delete a job and its run history (the BigQuery table stays)")
 def delete_job(request: HttpRequest, job_id: int) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    try:
-        jobs.job_delete(job=job, actor=request.user)
-    except jobs.JobBusy as exc:
-        return json_error(str(exc), status=409)
+    jobs.job_delete(job=job, actor=request.user)  # a run active: 409 (errors.CONFLICTS)
     return JsonResponse({"status": "ok"})
 
 

@@ -16,15 +16,15 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _attrs(obj: object, *names: str) -> dict[str, Any]:
+    """The attributes `names` of `obj`, as they are."""
+    return {name: getattr(obj, name) for name in names}
+
+
 def connection_to_dict(c: Connection) -> dict[str, Any]:
     return {
         "id": c.pk,
-        "name": c.name,
-        "engine": c.engine,
-        "host": c.host,
-        "port": c.port,
-        "database": c.database,
-        "username": c.username,
+        **_attrs(c, "name", "engine", "host", "port", "database", "username"),
         "has_password": bool(c.password),
         "options": audit.masked_options(c.options or {}),
         "last_test_ok": c.last_test_ok,
@@ -35,23 +35,13 @@ def connection_to_dict(c: Connection) -> dict[str, Any]:
 def job_to_dict(job: EtlJob) -> dict[str, Any]:
     return {
         "id": job.pk,
-        "name": job.name,
-        "connection_id": job.connection_id,
-        "source_schema": job.source_schema,
-        "source_table": job.source_table,
-        "selected_columns": job.selected_columns,
-        "column_mapping": job.column_mapping,
-        "destination_dataset": job.destination_dataset,
-        "destination_table": job.destination_table,
-        "destination_mode": job.destination_mode,
-        "load_strategy": job.load_strategy,
+        **_attrs(job, "name", "connection_id", "source_schema", "source_table", "selected_columns", "column_mapping",
+                 "destination_dataset", "destination_table", "destination_mode", "load_strategy"),
         "cursor_column": job.cursor_column or None,
         "merge_key": job.merge_key,
         "source_tag": job.source_tag or None,
         "schedule": job.schedule or None,
-        "schedule_timezone": job.schedule_timezone,
-        "status": job.status,
-        "watermark": job.watermark,
+        **_attrs(job, "schedule_timezone", "status", "watermark"),
         "next_run_at": _iso(job.next_run_at),
     }
 
@@ -61,22 +51,14 @@ def run_to_dict(run: JobRun) -> dict[str, Any]:
     return {
         "id": run.pk,
         "number": getattr(run, "number", None),
-        "job_id": run.job_id,
-        "trigger": run.trigger,
-        "status": run.status,
-        "connection_name": run.connection_name,
+        **_attrs(run, "job_id", "trigger", "status", "connection_name"),
         "source": run.source_display,
         "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
-        "duration_seconds": run.duration_seconds,
-        "rows_extracted": run.rows_extracted,
-        "rows_loaded": run.rows_loaded,
-        "progress_rows": run.progress_rows,
+        **_attrs(run, "duration_seconds", "rows_extracted", "rows_loaded", "progress_rows"),
         "progress_total": getattr(run, "shown_total", run.progress_total),
-        "watermark_before": run.watermark_before,
-        "watermark_after": run.watermark_after,
-        "attempt": run.attempt,
+        **_attrs(run, "watermark_before", "watermark_after", "attempt"),
         "error": run.error or None,
         "unresponsive_since": _iso(getattr(run, "unresponsive_since", None)),
         # A split first load while it runs: {"committed": k, "total": n} key ranges (None otherwise).

@@ -6,11 +6,13 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
 from ml_platform import selectors
-from ml_platform.api.errors import json_error
 from ml_platform.api.schemas import VerifyIn
 from ml_platform.models import JobRun
-from ml_platform.runs import records, verify
+from ml_platform.runs import verify
 from ml_platform.services import verification
+
+# A request without a body (ninja passes this default): every field as the schema defaults it.
+NO_BODY = VerifyIn()
 
 router = Router(tags=["verify"])
 
@@ -18,17 +20,11 @@ router = Router(tags=["verify"])
 @router.post("/jobs/{int:job_id}/verify/", url_name="api_job_verify",
              summary="Verify the job's BigQuery rows against its source ({\"repair\": true}: repair the differing "
                      "key ranges); 202 queued, or 200 with the result when {\"wait\": true}; 409 while a run is active")
-def verify_job(request: HttpRequest, job_id: int, payload: VerifyIn | None = None) -> JsonResponse:
+def verify_job(request: HttpRequest, job_id: int, payload: VerifyIn = NO_BODY) -> JsonResponse:
     job = selectors.job_in(scope=request.scope, job_id=job_id)
-    payload = payload or VerifyIn()
     kind = JobRun.Kind.REPAIR if payload.repair else JobRun.Kind.VERIFY
-    try:
-        if payload.wait:
-            run = verify.run_sync(job=job, kind=kind, actor=request.user)
-        else:
-            run = verify.enqueue(job=job, kind=kind, actor=request.user)
-    except (records.RunAlreadyActive, verification.NothingToRepair) as exc:
-        return json_error(str(exc), status=409)
+    # A run active, nothing to repair: 409 (errors.CONFLICTS).
+    run = (verify.run_sync if payload.wait else verify.enqueue)(job=job, kind=kind, actor=request.user)
     return JsonResponse({"status": "ok", "verification": verification.as_json(run)},
                         status=200 if payload.wait else 202)
 

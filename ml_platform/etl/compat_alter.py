@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ml_platform.etl.compat_model import AlterAction, _Dest
+from ml_platform.etl.type_rules import decimal_digits
 from ml_platform.etl.types import (
-    BIGNUMERIC_MAX_INTEGER_DIGITS,
-    BIGNUMERIC_MAX_SCALE,
     NUMERIC_MAX_INTEGER_DIGITS,
     NUMERIC_MAX_SCALE,
     CanonicalType,
@@ -35,24 +34,14 @@ def in_place_change_allowed(
         return a in ("INT64", "NUMERIC")
     if b not in ("NUMERIC", "BIGNUMERIC"):
         return False
-    to_whole, to_places = _digits(b, to_precision, to_scale)
+    to_whole, to_places = decimal_digits(b, to_precision, to_scale)
     if a == "INT64":
         return to_whole >= 19
     if a not in ("NUMERIC", "BIGNUMERIC") or (a == "BIGNUMERIC" and b == "NUMERIC"):
         return False
-    from_whole, from_places = _digits(a, from_precision, from_scale)
+    from_whole, from_places = decimal_digits(a, from_precision, from_scale)
     same = (a, from_whole, from_places) == (b, to_whole, to_places)
     return not same and to_whole >= from_whole and to_places >= from_places
-
-
-def _digits(bq_type: str, precision: int | None, scale: int | None) -> tuple[int, int]:
-    """(whole digits, decimal places) of a NUMERIC/BIGNUMERIC type, parameterized or not."""
-    if precision is not None:
-        places = scale or 0
-        return precision - places, places
-    if bq_type == "BIGNUMERIC":
-        return BIGNUMERIC_MAX_INTEGER_DIGITS, BIGNUMERIC_MAX_SCALE
-    return NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE
 
 
 def action_within_bigquery_limits(action: AlterAction) -> bool:
@@ -73,12 +62,6 @@ def action_within_bigquery_limits(action: AlterAction) -> bool:
     return False
 
 
-def _integer_digits(dest: _Dest) -> tuple[int, int]:
-    """(whole digits, decimal places) a NUMERIC/BIGNUMERIC destination holds."""
-    whole, places = _digits(dest.type, dest.field.precision, dest.field.scale)
-    return max(whole, 0), places
-
-
 def _widen_target(t: CanonicalType, dest: _Dest) -> tuple[str, int | None, int | None] | None:
     """An in-place SET DATA TYPE that makes a narrowing source type fit, when BigQuery allows one."""
     target, _ = bigquery_type_for(t)
@@ -92,7 +75,7 @@ def _widen_target(t: CanonicalType, dest: _Dest) -> tuple[str, int | None, int |
         if parameterized and target in ("INT64", "NUMERIC"):
             if t.family is Family.DECIMAL and t.precision is not None:
                 # Keep the column parameterized, just wide enough: BigQuery allows growing both parts.
-                whole, places = _integer_digits(dest)
+                whole, places = decimal_digits(dest.type, dest.field.precision, dest.field.scale)
                 new_places = max(places, t.scale or 0)
                 new_whole = max(whole, t.precision - (t.scale or 0))
                 if new_places <= NUMERIC_MAX_SCALE and new_whole <= NUMERIC_MAX_INTEGER_DIGITS:

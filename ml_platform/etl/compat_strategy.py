@@ -7,8 +7,9 @@ errors/warnings); kept apart so each rule set reads on its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from ml_platform.etl.compat_model import SourceColumn, _source_label, missing_strategy_choices
+from ml_platform.etl.compat_model import SourceColumn, _Dest, _source_label, missing_strategy_choices
 from ml_platform.etl.types import Family
 
 # Cursor columns must sort the way the data grows; FLOAT64 is left out on purpose
@@ -22,8 +23,19 @@ _UNCOMPARABLE_KEY_TYPES = frozenset({"JSON", "GEOGRAPHY", "RECORD"})
 class StrategyChecks:
     """Strategy, key and cursor checks; expects the attributes `compatibility._Engine` sets."""
 
-    def _source(self, name: str) -> SourceColumn | None:
-        return self.by_source.get(name.lower())
+    def _source(self, role: str, name: str) -> SourceColumn | None:
+        """The selected source column `name` that plays `role` ("Cursor column"...), or None with an error."""
+        column = self.by_source.get(name.lower())
+        if column is None:
+            self.errors.append(f"{role} {name!r} is not among the selected source columns.")
+        return column
+
+    def _mapped(self, role: str, column: SourceColumn, name: str, why: str) -> _Dest | None:
+        """The destination column `column` loads into, or None with an error saying `why` it must exist."""
+        dest = self.mapped.get(column.name.lower())
+        if dest is None:
+            self.errors.append(f"{role} {name!r} is not in the destination table: {why}")
+        return dest
 
     def _check_strategy(self) -> None:
         strategy = self.options.load_strategy
@@ -55,17 +67,10 @@ class StrategyChecks:
         dest_names: list[str] = []
         complete = True
         for key in keys:
-            column = self._source(key)
-            if column is None:
-                self.errors.append(f"Merge key column {key!r} is not among the selected source columns.")
-                complete = False
-                continue
-            dest = self.mapped.get(column.name.lower())
-            if dest is None:
-                self.errors.append(
-                    f"Merge key column {key!r} is not in the destination table: MERGE matches rows on columns that "
-                    "exist on both sides."
-                )
+            column = self._source("Merge key column", key)
+            dest = None if column is None else self._mapped(
+                "Merge key column", column, key, "MERGE matches rows on columns that exist on both sides.")
+            if column is None or dest is None:
                 complete = False
                 continue
             dest_names.append(dest.name)
@@ -89,20 +94,23 @@ class StrategyChecks:
             )
         return dest_names if complete else None
 
+    def _key_differs(self, declared: Sequence[str], key: Sequence[str]) -> bool:
+        """Whether the declared PRIMARY KEY is another than `key` (or `key` plus the tag column); names ignore case."""
+        key_set = {k.lower() for k in key}
+        tag_set = {self.tag_column.lower()} if self.tag is not None else set()
+        return {k.lower() for k in declared} not in (key_set, key_set | tag_set)
+
     def _check_primary_key(self, strategy: str, merge_dest_key: list[str] | None) -> None:
         declared = self.destination.primary_key
         if not declared:
             # None: unknown (the emulator stores no constraints, and many tables have none);
             # an empty key declares nothing. Either way there is nothing to contradict.
             return
-        declared_set = {k.lower() for k in declared}
-        tag_set = {self.tag_column.lower()} if self.tag is not None else set()
         declared_text = ", ".join(declared)
         if strategy == "merge":
             if merge_dest_key is None:
                 return
-            key_set = {k.lower() for k in merge_dest_key}
-            if declared_set not in (key_set, key_set | tag_set):
+            if self._key_differs(declared, merge_dest_key):
                 self.errors.append(
                     f"The destination's PRIMARY KEY ({declared_text}) differs from the merge key "
                     f"({', '.join(merge_dest_key)}): MERGE would update rows the table considers different, or "
@@ -120,8 +128,7 @@ class StrategyChecks:
                 f"has no primary key: {strategy} can load rows that duplicate the declared key."
             )
             return
-        key_set = {k.lower() for k in source_key}
-        if declared_set not in (key_set, key_set | tag_set):
+        if self._key_differs(declared, source_key):
             self.warnings.append(
                 f"The destination's PRIMARY KEY ({declared_text}) differs from the source's primary key "
                 f"({', '.join(source_key)}): {strategy} can load rows that duplicate the declared key."
@@ -136,19 +143,15 @@ class StrategyChecks:
                 "new rows."
             )
             return
-        column = self._source(name)
+        column = self._source("Cursor column", name)
         if column is None:
-            self.errors.append(f"Cursor column {name!r} is not among the selected source columns.")
             return
         if column.type.family not in _ORDERABLE_SOURCE_FAMILIES:
             self.errors.append(_unorderable_cursor(name, column, strategy))
             return
-        dest = self.mapped.get(column.name.lower())
+        why = f"the run resumes after MAX({name}) of the destination, so the column must exist on both sides."
+        dest = self._mapped("Cursor column", column, name, why)
         if dest is None:
-            self.errors.append(
-                f"Cursor column {name!r} is not in the destination table: the run resumes after MAX({name}) of the "
-                "destination, so the column must exist on both sides."
-            )
             return
         if dest.type not in _ORDERABLE_DESTINATION_TYPES or dest.mode == "REPEATED":
             self.errors.append(

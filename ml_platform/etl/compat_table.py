@@ -22,7 +22,8 @@ _MAX_EXAMPLES = 5
 class TableChecks:
     """REQUIRED, destination-only and source-tag checks; expects the attributes `compatibility._Engine` sets."""
 
-    def _required_but_nullable(self, dest: _Dest, validation: ValidationResult | None) -> _Finding:
+    def _offer_relax(self, dest: _Dest) -> None:
+        """Offer to relax a REQUIRED destination column to NULLABLE."""
         self._offer(
             AlterAction(
                 kind="relax_required",
@@ -35,6 +36,9 @@ class TableChecks:
                 sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} DROP NOT NULL",
             )
         )
+
+    def _required_but_nullable(self, dest: _Dest, validation: ValidationResult | None) -> _Finding:
+        self._offer_relax(dest)
         fix = f"Relax {dest.name!r} from REQUIRED to NULLABLE (explicit opt-in)."
         if self.options.relax_required:
             return _Finding(
@@ -78,18 +82,7 @@ class TableChecks:
             if key == self.tag_column.lower():
                 hint = " Other jobs may tag their rows here: set a source tag so this job's rows are tagged too."
             if dest.mode == "REQUIRED":
-                self._offer(
-                    AlterAction(
-                        kind="relax_required",
-                        column=dest.name,
-                        field_type=dest.type,
-                        mode="NULLABLE",
-                        precision=dest.field.precision,
-                        scale=dest.field.scale,
-                        description=f"Relax {dest.name!r} from REQUIRED to NULLABLE.",
-                        sql=f"ALTER TABLE {self.table_ref} ALTER COLUMN {_quote(dest.name)} DROP NOT NULL",
-                    )
-                )
+                self._offer_relax(dest)
                 if self.options.relax_required:
                     finding = _Finding(
                         "warning",
@@ -119,15 +112,7 @@ class TableChecks:
                 finding = _Finding(
                     "warning", "It is not among the source columns: it will be NULL for new rows." + hint
                 )
-            self._row(
-                source=None,
-                source_type=None,
-                dest_name=dest.name,
-                dest_type=dest.label,
-                dest_mode=dest.mode,
-                findings=[finding],
-                subject=subject,
-            )
+            self._row(source=None, source_type=None, dest=dest, findings=[finding], subject=subject)
 
     def _check_source_tag(self) -> None:
         if self.tag is None or not _COLUMN_NAME.match(self.tag_column):
@@ -152,15 +137,8 @@ class TableChecks:
                 f"{self.tag!r}; rows already in the table keep NULL there.",
                 f"Add column {self.tag_column!r} (NULLABLE STRING).",
             )
-            self._row(
-                source=None,
-                source_type=source_type,
-                dest_name=self.tag_column,
-                dest_type="STRING",
-                dest_mode="NULLABLE",
-                findings=[finding],
-                subject=subject,
-            )
+            self._row(source=None, source_type=source_type, dest=(self.tag_column, "STRING", "NULLABLE"),
+                      findings=[finding], subject=subject)
             return
         if dest.type != "STRING" or dest.mode == "REPEATED":
             finding = _Finding(
@@ -170,15 +148,7 @@ class TableChecks:
             )
         else:
             finding = _Finding("ok", f"Rows loaded by this job are tagged {self.tag!r}.")
-        self._row(
-            source=None,
-            source_type=source_type,
-            dest_name=dest.name,
-            dest_type=dest.label,
-            dest_mode=dest.mode,
-            findings=[finding],
-            subject=subject,
-        )
+        self._row(source=None, source_type=source_type, dest=dest, findings=[finding], subject=subject)
 
     # -- the table's partitioning
 
@@ -194,9 +164,7 @@ class TableChecks:
         self._row(
             source=None,
             source_type="table partitioning",
-            dest_name=None,
-            dest_type=table.partitioning,
-            dest_mode="require_partition_filter" if table.require_partition_filter else None,
+            dest=(None, table.partitioning, "require_partition_filter" if table.require_partition_filter else None),
             findings=findings,
             subject=f"Partitioning {table.partitioning}",
         )

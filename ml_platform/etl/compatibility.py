@@ -20,6 +20,7 @@ never offered.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from ml_platform.etl.bqsql import shown_name as _quote
@@ -122,16 +123,7 @@ def narrowing_checks(
     options: CompatibilityOptions | None = None,
 ) -> list[ValidationSpec]:
     """The source scans that would settle every `needs_validation` (and REQUIRED-vs-nullable) verdict."""
-    base = options or CompatibilityOptions()
-    unvalidated = CompatibilityOptions(
-        load_strategy=base.load_strategy,
-        merge_key=base.merge_key,
-        cursor_column=base.cursor_column,
-        source_tag=base.source_tag,
-        tag_column=base.tag_column,
-        relax_required=base.relax_required,
-        validation={},
-    )
+    unvalidated = dataclasses.replace(options or CompatibilityOptions(), validation={})
     engine = _Engine(source_columns, destination, unvalidated)
     engine.run()
     return list(engine.specs.values())
@@ -147,6 +139,10 @@ def check_compatibility(
 
 
 # --------------------------------------------------------------------------- the engine
+
+
+# A report row's destination cells (name, type, mode) where there is no destination column (yet).
+_Target = tuple[str | None, str | None, str | None]
 
 
 class _Engine(StrategyChecks, TableChecks):
@@ -188,12 +184,14 @@ class _Engine(StrategyChecks, TableChecks):
         *,
         source: SourceColumn | None,
         source_type: str | None,
-        dest_name: str | None,
-        dest_type: str | None,
-        dest_mode: str | None,
+        dest: _Dest | _Target | None,
         findings: list[_Finding],
         subject: str,
     ) -> ColumnReport:
+        """One report row. `dest`: the destination column, or (name, type, mode) of one that is not there yet."""
+        if isinstance(dest, _Dest):
+            dest = (dest.name, dest.label, dest.mode)
+        dest_name, dest_type, dest_mode = dest or (None, None, None)
         if not findings:
             findings = [_Finding("ok", "Compatible.")]
         verdict: Verdict = max((f.verdict for f in findings), key=lambda v: _SEVERITY[v])
@@ -330,13 +328,10 @@ class _Engine(StrategyChecks, TableChecks):
 
     def _refuse(self, column: SourceColumn, dest: _Dest | str | None, problem: str, fix: str) -> None:
         """An error row for a source column that cannot be mapped (`dest`: where it would have gone)."""
-        named = dest.name if isinstance(dest, _Dest) else dest
         self._row(
             source=column,
             source_type=_source_label(column),
-            dest_name=named,
-            dest_type=dest.label if isinstance(dest, _Dest) else None,
-            dest_mode=dest.mode if isinstance(dest, _Dest) else None,
+            dest=(dest, None, None) if isinstance(dest, str) else dest,
             subject=f"Column {column.name!r}",
             findings=[_Finding("error", problem, fix)],
         )
@@ -348,39 +343,13 @@ class _Engine(StrategyChecks, TableChecks):
         label = _source_label(column)
         element = column.type.element
         if column.type.family is Family.ARRAY and element is not None and element.family is Family.ARRAY:
-            self._row(
-                source=column,
-                source_type=label,
-                dest_name=None,
-                dest_type=None,
-                dest_mode=None,
-                subject=subject,
-                findings=[
-                    _Finding(
-                        "error",
-                        "It is a multi-dimensional array, which BigQuery cannot store (no arrays of arrays), and it is "
-                        "not in the destination table.",
-                        "Deselect the column.",
-                    )
-                ],
-            )
+            problem = ("It is a multi-dimensional array, which BigQuery cannot store (no arrays of arrays), and it is "
+                       "not in the destination table.")
+            self._refuse(column, None, problem, "Deselect the column.")
             return
         if name.lower() in self.dest_index:
-            self._row(
-                source=column,
-                source_type=label,
-                dest_name=name,
-                dest_type=None,
-                dest_mode=None,
-                subject=subject,
-                findings=[
-                    _Finding(
-                        "error",
-                        f"It would be added as {name!r}, but the table already has a column of that name.",
-                        "Deselect the column.",
-                    )
-                ],
-            )
+            problem = f"It would be added as {name!r}, but the table already has a column of that name."
+            self._refuse(column, name, problem, "Deselect the column.")
             return
         action = AlterAction(
             kind="add_column",
@@ -396,9 +365,7 @@ class _Engine(StrategyChecks, TableChecks):
         self._row(
             source=column,
             source_type=label,
-            dest_name=name,
-            dest_type=field_type,
-            dest_mode=mode,
+            dest=(name, field_type, mode),
             subject=subject,
             findings=[
                 _Finding(
@@ -501,15 +468,7 @@ class _Engine(StrategyChecks, TableChecks):
                 destination_column=dest.name,
                 cast=spec_cast,
             )
-        self._row(
-            source=column,
-            source_type=label,
-            dest_name=dest.name,
-            dest_type=dest.label,
-            dest_mode=dest.mode,
-            findings=findings,
-            subject=subject,
-        )
+        self._row(source=column, source_type=label, dest=dest, findings=findings, subject=subject)
 
 
 def _shape_error(dest: _Dest, is_array: bool, label: str) -> _Finding | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -76,6 +77,16 @@ def connection_update(*, connection: Connection, password: str = "", actor: Abst
     # A changed host or credential must not reuse a pooled session of the old one.
     dispose_engines()
     return connection
+
+
+def connection_save(*, connection: Connection | None, workspace: Workspace, actor: AbstractBaseUser,
+                    data: Mapping[str, Any]) -> Connection:
+    """Create (`connection` None: `actor` owns it) or update a connection from a connection form's cleaned `data`
+    (the fields, and a password that a blank keeps)."""
+    fields = {k: data[k] for k in CONNECTION_FIELDS}
+    if connection is None:
+        return connection_create(owner=actor, workspace=workspace, password=data["password"], actor=actor, **fields)
+    return connection_update(connection=connection, password=data["password"], actor=actor, **fields)
 
 
 class ConnectionInUse(Exception):

@@ -13,6 +13,7 @@ Two rules live here because they need settings:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -59,15 +60,9 @@ def checked_params(params: cm.ConnectionParams) -> cm.ConnectionParams:
 
 
 def _raw_params(connection: Connection) -> cm.ConnectionParams:
-    return cm.ConnectionParams(
-        engine=connection.engine,
-        host=connection.host,
-        port=connection.port,
-        database=connection.database,
-        username=connection.username,
-        password=connection.password,
-        options=dict(connection.options or {}),
-    )
+    """The connection's fields of the same names as the parameters' (engine, host, ..., password, options)."""
+    values = {f.name: getattr(connection, f.name) for f in dataclasses.fields(cm.ConnectionParams)}
+    return cm.ConnectionParams(**values | {"options": dict(connection.options or {})})
 
 
 def params_for(connection: Connection) -> cm.ConnectionParams:

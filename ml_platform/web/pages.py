@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -13,6 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from ml_platform import selectors
 from ml_platform.etl import sources as cm
+from ml_platform.models import Connection
 from ml_platform.runs import lifecycle, records
 from ml_platform.services import connections, jobs, sources
 from ml_platform.web import charts
@@ -71,28 +74,25 @@ def job_action_done(request: HttpRequest, job_id: int, message: str, *, level: i
     return redirect("jobs")
 
 
-@require_POST
-def job_run_now(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_in(scope=request.scope, job_id=job_id)
-    try:
-        lifecycle.run_enqueue(job=job, actor=request.user)
-    except records.RunAlreadyActive as exc:
-        return job_action_done(request, job_id, str(exc), level=messages.ERROR, status=409)
-    return job_action_done(request, job_id, f"Run of {job.name!r} queued.")
+def _job_button(service: Callable[..., object], done: str) -> Callable[[HttpRequest, int], HttpResponse]:
+    """The view of a job button (Run Now, Pause, Resume): `service` on the caller's job, then `job_action_done` with
+    `done` (formatted with the job's `name`), or the refusal while a run is active (409)."""
+
+    @require_POST
+    def view(request: HttpRequest, job_id: int) -> HttpResponse:
+        job = selectors.job_in(scope=request.scope, job_id=job_id)
+        try:
+            service(job=job, actor=request.user)
+        except records.RunAlreadyActive as exc:
+            return job_action_done(request, job_id, str(exc), level=messages.ERROR, status=409)
+        return job_action_done(request, job_id, done.format(name=job.name))
+
+    return view
 
 
-@require_POST
-def job_pause(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_in(scope=request.scope, job_id=job_id)
-    jobs.job_pause(job=job, actor=request.user)
-    return job_action_done(request, job_id, f"Paused {job.name!r}: scheduled runs stop until you resume it.")
-
-
-@require_POST
-def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_in(scope=request.scope, job_id=job_id)
-    jobs.job_resume(job=job, actor=request.user)
-    return job_action_done(request, job_id, f"Resumed {job.name!r}.")
+job_run_now = _job_button(lifecycle.run_enqueue, "Run of {name!r} queued.")
+job_pause = _job_button(jobs.job_pause, "Paused {name!r}: scheduled runs stop until you resume it.")
+job_resume = _job_button(jobs.job_resume, "Resumed {name!r}.")
 
 
 @require_http_methods(["GET", "POST"])
@@ -157,39 +157,28 @@ def connection_list(request: HttpRequest) -> TemplateResponse:
     )
 
 
-def _connection_fields(form: ConnectionForm) -> dict:
-    return {k: form.cleaned_data[k] for k in connections.CONNECTION_FIELDS}
-
-
-@require_http_methods(["GET", "POST"])
-def connection_create(request: HttpRequest) -> HttpResponse:
-    form = ConnectionForm(request.POST or None, workspace=request.scope.workspace)
-    if request.method == "POST" and form.is_valid():
-        connection = connections.connection_create(
-            owner=request.user, workspace=request.scope.workspace, password=form.cleaned_data["password"],
-            actor=request.user, **_connection_fields(form)
-        )
-        messages.success(request, f"Saved connection {connection.name!r}.")
-        return redirect("connections")
-    return TemplateResponse(
-        request, "ml_platform/connection_form.html", {"form": form, "nav": "connections"},
-        status=400 if form.errors else 200,
-    )
-
-
-@require_http_methods(["GET", "POST"])
-def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
-    connection = selectors.connection_in(scope=request.scope, connection_id=connection_id)
+def _connection_form(request: HttpRequest, connection: Connection | None) -> HttpResponse:
+    """The connection form: a new connection (`connection` None) or an existing one; saved when valid."""
     form = ConnectionForm(request.POST or None, instance=connection, workspace=request.scope.workspace)
     if request.method == "POST" and form.is_valid():
-        connections.connection_update(connection=connection, password=form.cleaned_data["password"], actor=request.user,
-                                      **_connection_fields(form))
+        connection = connections.connection_save(connection=connection, workspace=request.scope.workspace,
+                                                 actor=request.user, data=form.cleaned_data)
         messages.success(request, f"Saved connection {connection.name!r}.")
         return redirect("connections")
     return TemplateResponse(
         request, "ml_platform/connection_form.html", {"form": form, "connection": connection, "nav": "connections"},
         status=400 if form.errors else 200,
     )
+
+
+@require_http_methods(["GET", "POST"])
+def connection_create(request: HttpRequest) -> HttpResponse:
+    return _connection_form(request, None)
+
+
+@require_http_methods(["GET", "POST"])
+def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
+    return _connection_form(request, selectors.connection_in(scope=request.scope, connection_id=connection_id))
 
 
 @require_POST

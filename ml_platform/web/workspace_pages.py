@@ -86,17 +86,29 @@ def workspace_members(request: HttpRequest) -> HttpResponse:
 @require_POST
 @requires_role(ADMIN)
 def member_add(request: HttpRequest) -> HttpResponse:
+    def add(data: dict) -> str:
+        membership = workspaces.member_add(workspace=request.scope.workspace, actor=request.user,
+                                           username=data["username"], role=data["role"])
+        return f"Added {membership.user.get_username()} as {membership.role}."
+
     form = MemberForm(request.POST)
-    if form.is_valid():
-        try:
-            membership = workspaces.member_add(workspace=request.scope.workspace, actor=request.user,
-                                               username=form.cleaned_data["username"], role=form.cleaned_data["role"])
-        except workspaces.MembershipError as exc:
-            form.add_error("username", str(exc))
-        else:
-            messages.success(request, f"Added {membership.user.get_username()} as {membership.role}.")
-            return redirect("workspace_members")
-    return _members_page(request, member_form=form, status=400)
+    saved = _submit(request, form, add, refused=workspaces.MembershipError, field="username")
+    return saved or _members_page(request, member_form=form, status=400)
+
+
+def _submit(request: HttpRequest, form: forms.Form, save, *, refused: type[Exception] | tuple[type[Exception], ...],
+            field: str) -> HttpResponse | None:
+    """Save a valid form of the members page (`save(cleaned_data)` returns the success message) and go back to the
+    page; None when the form is invalid or the service refuses it (`refused`: shown as an error on `field`)."""
+    if not form.is_valid():
+        return None
+    try:
+        done = save(form.cleaned_data)
+    except refused as exc:
+        form.add_error(field, str(exc))
+        return None
+    messages.success(request, done)
+    return redirect("workspace_members")
 
 
 def _membership(request: HttpRequest, membership_id: int) -> Membership:
@@ -139,17 +151,13 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
 @require_POST
 @requires_role(ADMIN)
 def dataset_create(request: HttpRequest) -> HttpResponse:
+    def create(data: dict) -> str:
+        workspaces.dataset_create(workspace=request.scope.workspace, dataset=data["dataset"], actor=request.user)
+        return f"Created dataset {data['dataset']!r} for this workspace."
+
     form = DatasetForm(request.POST)
-    if form.is_valid():
-        try:
-            workspaces.dataset_create(workspace=request.scope.workspace, dataset=form.cleaned_data["dataset"],
-                                      actor=request.user)
-        except (workspaces.DatasetTaken, BigQueryError) as exc:
-            form.add_error("dataset", str(exc))
-        else:
-            messages.success(request, f"Created dataset {form.cleaned_data['dataset']!r} for this workspace.")
-            return redirect("workspace_members")
-    return _members_page(request, dataset_form=form, status=400)
+    saved = _submit(request, form, create, refused=(workspaces.DatasetTaken, BigQueryError), field="dataset")
+    return saved or _members_page(request, dataset_form=form, status=400)
 
 
 # Every member manages their own tokens, viewers included: the explicit marker replaces the middleware's

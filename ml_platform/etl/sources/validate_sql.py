@@ -244,24 +244,16 @@ class _RegexBuilder(Builder):
                 return case(
                     (func.abs(x) < _number(10**target.whole_digits), x == func.round(x, target.places)), else_=false()
                 )
-            if kind == "BOOL":
-                return x.in_([0, 1])
-            if kind == "FLOAT64":
-                return true()
-            if kind == "JSON":
-                return self.float_bounds_ok(x)
         if family is Family.FLOAT:
             if kind == "INT64":
                 # NaN compares greater than everything in PostgreSQL, so it fails the range.
                 return case((and_(x >= -_TWO_63, x < _TWO_63), x == func.floor(x)), else_=false())
             if kind in ("NUMERIC", "BIGNUMERIC"):
                 return func.abs(x) < float(10**target.whole_digits)
+        if family in (Family.DECIMAL, Family.FLOAT) and kind in ("BOOL", "FLOAT64", "JSON"):
             if kind == "BOOL":
-                return x.in_([0.0, 1.0])
-            if kind == "FLOAT64":
-                return true()
-            if kind == "JSON":
-                return self.float_bounds_ok(x)
+                return x.in_([0, 1] if family is Family.DECIMAL else [0.0, 1.0])
+            return true() if kind == "FLOAT64" else self.float_bounds_ok(x)
         if family is Family.BOOLEAN and kind in ("BOOL", "INT64", "FLOAT64", "NUMERIC", "BIGNUMERIC"):
             # MySQL's BOOLEAN is tinyint(1): any other number is not a boolean.
             return x.in_([0, 1]) if self.name == "mysql" else true()
