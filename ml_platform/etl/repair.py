@@ -37,7 +37,7 @@ from ml_platform.etl.conform import Conformer
 from ml_platform.etl.errors import RunError, SchemaMismatchError
 from ml_platform.etl.extract import ExtractQuery
 from ml_platform.etl.runspec import FaultHook, Plan, RunSpec
-from ml_platform.etl.staging import Heartbeat, Loader, Spool, Warehouse
+from ml_platform.etl.staging import Heartbeat, Loader, Spool, Warehouse, spooling
 from ml_platform.etl.verify_sql import NULL_TEXT, kind_for
 
 if TYPE_CHECKING:
@@ -182,16 +182,11 @@ def _stage(spec: RunSpec, engine: Engine, conformer: Conformer, units: Sequence[
     """Extract the source rows of `units` into staging: the rows extracted."""
     spool = Spool(run_dir, conformer.schema, loader.submit)
     rows = 0
-    try:
+    with spooling(spool, loader):
         for unit in units:
             extracted, _ = runner._spool_unit(spec, engine, None, conformer, unit, spool, None)  # noqa: SLF001
             rows += extracted
         loader.wait(heartbeat)
-    except BaseException:
-        spool.abort()
-        loader.close()
-        raise
-    loader.close()
     return rows
 
 

@@ -59,7 +59,7 @@ from ml_platform.etl.runspec import (
     RunSpec,
 )
 from ml_platform.etl.sources.catalog import estimate_rows
-from ml_platform.etl.staging import HEARTBEAT_SECONDS, Heartbeat, Loader, Spool, Warehouse
+from ml_platform.etl.staging import HEARTBEAT_SECONDS, Heartbeat, Loader, Spool, Warehouse, spooling
 from ml_platform.etl.types import BigQueryField, Family, TableSchema, bigquery_type_for
 from ml_platform.etl.watermark import reread_from, watermark_from_json, watermark_to_json
 
@@ -459,17 +459,12 @@ def _run_unit(
     dataset, warehouse, heartbeat = spec.destination_dataset, state.warehouse, state.heartbeat
     loader = Loader(warehouse, dataset, staging, None if state.staging_created else plan.fields, heartbeat=heartbeat)
     spool = Spool(run_dir, conformer.schema, loader.submit, part_rows=part_rows(_expected_rows(spec, heartbeat)))
-    try:
+    with spooling(spool, loader):
         heartbeat.emit("extracting")
         state.fault("before_load")
         extracted, unit_max = _spool_unit(spec, engine, plan, conformer, unit, spool, heartbeat)
         heartbeat.emit("loading")
         loader.wait(heartbeat)
-    except BaseException:
-        spool.abort()
-        loader.close()
-        raise
-    loader.close()
     state.staging_created = state.staging_created or loader.loaded_anything
     state.fault("after_load")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -329,3 +330,14 @@ class Loader:
             future.cancel()
         self._pool.shutdown(wait=True)
 
+
+@contextmanager
+def spooling(spool: Spool, loader: Loader) -> Iterator[None]:
+    """One unit's spool and its loader: on any failure the spool drops its parts; the loader is closed either way."""
+    try:
+        yield
+    except BaseException:
+        spool.abort()
+        raise
+    finally:
+        loader.close()
