@@ -84,6 +84,20 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, log: Path, timeout: f
     raise SystemExit(f"{what} did not start: {log.read_text()[-3000:] if log.exists() else ''}")
 
 
+def clean_up(admin: Any, databases: tuple[str, ...], workdir: Path) -> None:
+    """After a bench: Django's connections closed, its databases dropped, the work directory removed."""
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # noqa: BLE001 - Django may not be set up yet
+        pass
+    for name in databases:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -584,16 +598,7 @@ def main() -> int:
     finally:
         stop(server)
         stop(emulator)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up yet
-            pass
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.execute(f'DROP DATABASE IF EXISTS "{src_name}" WITH (FORCE)')
-        admin.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(admin, (db_name, src_name), workdir)
     return 1 if failed else 0
 
 

@@ -80,26 +80,7 @@ FROM seq_1_to_{rows};
 ANALYZE TABLE {table};
 """
 
-SQLITE_GENERATE = """
-DROP TABLE IF EXISTS {table};
-CREATE TABLE {table} (
-  id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, amount NUMERIC(12,2) NOT NULL, currency VARCHAR(3) NOT NULL,
-  description TEXT, is_refund BOOLEAN NOT NULL, created_at TIMESTAMP NOT NULL, booked_on DATE NOT NULL,
-  metadata JSON, status TEXT NOT NULL
-);
-WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows})
-INSERT INTO {table}
-SELECT g, (g * 7919) % 100000, round(((g * 104729) % 10000000) / 100.0 - 50000, 2),
-  CASE g % 4 WHEN 0 THEN 'EUR' WHEN 1 THEN 'USD' WHEN 2 THEN 'GBP' ELSE 'CHF' END,
-  CASE WHEN g % 5 = 0 THEN NULL ELSE 'payment ' || printf('%016x%016x', g * 2654435761, g * 40503) END,
-  g % 17 = 0, strftime('%Y-%m-%d %H:%M:%S', 1577836800 + g * 13, 'unixepoch'),
-  date(1577836800 + (g / 7000) * 86400, 'unixepoch'),
-  CASE WHEN g % 3 = 0 THEN NULL
-       ELSE json_object('channel', CASE g % 3 WHEN 1 THEN 'pos' ELSE 'app' END, 'score', g % 100) END,
-  CASE g % 3 WHEN 0 THEN 'settled' WHEN 1 THEN 'pending' ELSE 'failed' END
-FROM s;
-ANALYZE;
-"""
+SQLITE_GENERATE = "\nDROP TABLE IF EXISTS {table};" + sources.SQLITE_TABLE + "ANALYZE;\n"
 
 
 def table_name(rows: int) -> str:
@@ -187,7 +168,6 @@ def child_load(kind: str, rows: int) -> dict[str, Any]:
 
 
 def child_full(kind: str, rows: int) -> dict[str, Any]:
-    from ml_platform.etl.runner import run_job
     from ml_platform.etl.sources import get_engine
 
     _warm_imports(kind)
@@ -195,15 +175,7 @@ def child_full(kind: str, rows: int) -> dict[str, Any]:
     bq.create_dataset(DATASET)
     spec = _spec(kind, rows, load_strategy="replace", run_id=f"r{time.time_ns()}", fence=time.time_ns() // 1000)
     engine = get_engine(_params(kind))
-    phases: dict[str, float] = {}
-
-    def mark(progress: Any) -> None:
-        phases.setdefault(progress.phase, time.perf_counter())
-
-    with tempfile.TemporaryDirectory(dir=WORK) as spool:
-        started = time.perf_counter()
-        result = run_job(spec, bq=bq, engine=engine, progress=mark, spool_dir=Path(spool))
-        seconds = time.perf_counter() - started
+    result, started, seconds, phases = base.timed_run(spec, bq, engine, WORK)
     split = ""
     if "committing" in phases:
         split = f"commit {started + seconds - phases['committing']:.1f} s; "

@@ -178,10 +178,25 @@ def child_emulator_load() -> dict[str, Any]:
     return {"seconds": seconds, "rows": rows, "note": f"{len(parts)} load jobs"}
 
 
+def timed_run(spec: Any, bq: Any, engine: Any, work: Path) -> tuple[Any, float, float, dict[str, float]]:
+    """One `run_job`, timed: (result, start, seconds, the time each phase started), spooling under `work`."""
+    from ml_platform.etl.runner import run_job
+
+    phases: dict[str, float] = {}
+
+    def mark(progress: Any) -> None:
+        phases.setdefault(progress.phase, time.perf_counter())
+
+    with tempfile.TemporaryDirectory(dir=work) as spool:
+        started = time.perf_counter()
+        result = run_job(spec, bq=bq, engine=engine, progress=mark, spool_dir=Path(spool))
+        seconds = time.perf_counter() - started
+    return result, started, seconds, phases
+
+
 def child_run(strategy: str) -> dict[str, Any]:
     import adbc_driver_postgresql.dbapi  # noqa: F401 - a worker imports once; keep it out of the timing
 
-    from ml_platform.etl.runner import run_job
     from ml_platform.etl.sources import get_engine
 
     bq = _bq()
@@ -198,15 +213,7 @@ def child_run(strategy: str) -> dict[str, Any]:
         if bq.table_exists(DATASET, "_etl_ledger"):
             bq.query(f"DELETE FROM `{DATASET}`.`_etl_ledger` WHERE signature LIKE 'incremental%'")
     engine = get_engine(_connection_params())
-    phases: dict[str, float] = {}
-
-    def mark(progress: Any) -> None:
-        phases.setdefault(progress.phase, time.perf_counter())
-
-    with tempfile.TemporaryDirectory(dir=WORK) as spool:
-        started = time.perf_counter()
-        result = run_job(spec, bq=bq, engine=engine, progress=mark, spool_dir=Path(spool))
-        seconds = time.perf_counter() - started
+    result, started, seconds, phases = timed_run(spec, bq, engine, WORK)
     ended = started + seconds
     split = ""
     if {"extracting", "loading", "committing"} <= phases.keys():

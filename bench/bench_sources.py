@@ -63,14 +63,15 @@ CREATE INDEX created_at_idx ON {TABLE} (created_at);
 ANALYZE TABLE {TABLE};
 """
 
-SQLITE_GENERATE = f"""
-CREATE TABLE {TABLE} (
+# The SQLite table and its rows (bench_pipeline.py makes the same table under other names).
+SQLITE_TABLE = """
+CREATE TABLE {table} (
   id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, amount NUMERIC(12,2) NOT NULL, currency VARCHAR(3) NOT NULL,
   description TEXT, is_refund BOOLEAN NOT NULL, created_at TIMESTAMP NOT NULL, booked_on DATE NOT NULL,
   metadata JSON, status TEXT NOT NULL
 );
-WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {ROWS})
-INSERT INTO {TABLE}
+WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows})
+INSERT INTO {table}
 SELECT g, (g * 7919) % 100000, round(((g * 104729) % 10000000) / 100.0 - 50000, 2),
   CASE g % 4 WHEN 0 THEN 'EUR' WHEN 1 THEN 'USD' WHEN 2 THEN 'GBP' ELSE 'CHF' END,
   CASE WHEN g % 5 = 0 THEN NULL ELSE 'payment ' || printf('%016x%016x', g * 2654435761, g * 40503) END,
@@ -80,9 +81,11 @@ SELECT g, (g * 7919) % 100000, round(((g * 104729) % 10000000) / 100.0 - 50000, 
        ELSE json_object('channel', CASE g % 3 WHEN 1 THEN 'pos' ELSE 'app' END, 'score', g % 100) END,
   CASE g % 3 WHEN 0 THEN 'settled' WHEN 1 THEN 'pending' ELSE 'failed' END
 FROM s;
-CREATE INDEX created_at_idx ON {TABLE} (created_at);
-ANALYZE;
 """
+SQLITE_GENERATE = (
+    SQLITE_TABLE.format(table=TABLE, rows=ROWS)
+    + f"CREATE INDEX created_at_idx ON {TABLE} (created_at);\nANALYZE;\n"
+)
 
 
 def mysql_url(driver: str = "mysql+pymysql") -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_load import PG_HOST, PG_PORT, PG_USER, pg_admin, start_emulator, stop  # noqa: E402
+from bench_load import PG_HOST, PG_PORT, PG_USER, clean_up, pg_admin, start_emulator, stop  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_SPLIT_ROWS", "4000000"))
 REPEAT = max(1, int(os.environ.get("BENCH_REPEAT", "3")))
@@ -247,16 +246,7 @@ def main() -> int:
                 print(f"\n--- {log.name} (tail)\n{log.read_text()[-1500:]}")
     finally:
         stop(emulator)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up yet
-            pass
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.execute(f'DROP DATABASE IF EXISTS "{src_name}" WITH (FORCE)')
-        admin.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(admin, (db_name, src_name), workdir)
     return 1 if failed else 0
 
 
