@@ -84,7 +84,7 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, log: Path, timeout: f
     raise SystemExit(f"{what} did not start: {log.read_text()[-3000:] if log.exists() else ''}")
 
 
-def clean_up(admin: Any, databases: tuple[str, ...], workdir: Path) -> None:
+def clean_up(admin: psycopg.Connection, databases: tuple[str, ...], workdir: Path) -> None:
     """After a bench: Django's connections closed, its databases dropped, the work directory removed."""
     try:
         from django.db import connections
