@@ -17,7 +17,8 @@ Two values that are equal after the job's casts must give the same text on every
 NULL is `\\N`; columns are joined with `|`. A row's hash is the first 15 hex digits of the MD5 of
 that text, as an integer (60 bits): PostgreSQL and MySQL sum it whole (their SUM of integers is exact),
 BigQuery and SQLite in two halves that each fit 64 bits. SQLite has no MD5: `register_sqlite` adds
-Python functions with the same normalisation.
+Python functions with the same normalisation. The SQL forms, the hash and the bucket of each dialect are
+data: `verify_sql.toml` (next to this module, read once at import), one template per dialect and kind.
 
 Why these forms (bench/bench_verify.py): the cheapest exact text per engine. A decimal inside ±10^6
 goes through FLOAT64 on the BigQuery side (x × 10^s < 10^15 < 2^53, so rounding the double product
@@ -35,8 +36,12 @@ import decimal
 import hashlib
 import re
 import sqlite3
+import string
+import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 from ml_platform.etl.bqsql import quote_name
 
@@ -111,103 +116,56 @@ def _small_bound(scale: int) -> str:
     return format(decimal.Decimal(SMALL) - decimal.Decimal(5).scaleb(-(scale + 1)), "f")
 
 
-# --- PostgreSQL ----------------------------------------------------------------------------------
+# --- The per-dialect SQL: verify_sql.toml ---------------------------------------------------------
 
 
-def _pg(col: VerifyColumn, ref: str) -> str:
-    match col.kind:
-        case "int":
-            return f"({ref})::bigint::text"
-        case "numeric":
-            # Rounded to the scale inside ±SMALL exactly when inside ±bound; ::bigint rounds half away from zero.
-            x, bound = f"({ref})::numeric", _small_bound(col.scale)
-            return (f"CASE WHEN {x} > -{bound} AND {x} < {bound} THEN ({x} * 1{'0' * col.scale})::bigint::text "
-                    f"ELSE '{BIG_MARK}' || trim_scale(round({x}, {col.scale}))::text END")
-        case "float":
-            return f"trim_scale(round(({ref})::numeric, {FLOAT_DECIMALS}))::text"
-        case "bool":
-            return f"CASE WHEN ({ref})::boolean THEN '1' WHEN NOT ({ref})::boolean THEN '0' END"
-        case "timestamp" | "datetime":
-            return f"(extract(epoch from {ref}) * 1000000)::bigint::text"
-        case "date":
-            return f"(({ref})::date - DATE '1970-01-01')::text"
-        case "json":
-            if col.source_type == "jsonb":  # its text: no whitespace but single spaces
-                return f"replace(({ref})::text, ' ', '')"
-            return f"translate(({ref})::text, E' \\t\\n\\r', '')"
-        case "bytes":
-            return f"encode({ref}, 'hex')"
-    return f"({ref})::text"
+class _Forms(string.Formatter):
+    """One dialect's table of `verify_sql.toml`: `{part}` renders a part of the table by name, and
+    `{part:argument}` renders it with `{arg}` = the argument; every other field is a value passed in."""
+
+    def __init__(self, table: Mapping[str, str]) -> None:
+        self.table = table
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if key in kwargs:
+            return kwargs[key]
+        part = self.table[str(key)]
+        return lambda argument: self.vformat(part, args, {**kwargs, "arg": argument})
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        return value(format_spec) if callable(value) else super().format_field(value, format_spec)
+
+    def render(self, name: str, **fields: Any) -> str:
+        return self.vformat(self.table[name], (), fields)
+
+    def canonical(self, col: VerifyColumn, ref: str) -> str:
+        """SQL: the canonical text of column `ref`."""
+        form = next(f for f in (f"{col.kind}:{col.source_type}", col.kind, "text") if f in self.table)
+        return self.render(form, ref=ref, scale=col.scale, ten_to_scale="1" + "0" * col.scale,
+                           bound=_small_bound(col.scale), small=SMALL, mark=BIG_MARK, float_decimals=FLOAT_DECIMALS)
 
 
-def _mysql(col: VerifyColumn, ref: str) -> str:
-    def strip(text: str) -> str:
-        return f"IF(INSTR({text}, '.') > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text})), {text})"
-
-    match col.kind:
-        case "int":
-            return f"CAST({ref} AS CHAR)"
-        case "numeric":
-            r, bound = f"CAST({ref} AS DECIMAL(65,{col.scale}))", _small_bound(col.scale)
-            x = f"CAST({ref} AS DECIMAL(65,30))"  # exact decimal arithmetic also for a DOUBLE source column
-            return (f"CASE WHEN {x} > -{bound} AND {x} < {bound} "
-                    f"THEN CAST(CAST({x} * 1{'0' * col.scale} AS SIGNED) AS CHAR) "
-                    f"ELSE CONCAT('{BIG_MARK}', {strip(f'CAST({r} AS CHAR)')}) END")
-        case "float":
-            return strip(f"CAST(CAST(ROUND({ref}, {FLOAT_DECIMALS}) AS DECIMAL(65,{FLOAT_DECIMALS})) AS CHAR)")
-        case "bool":
-            return f"CASE WHEN {ref} <> 0 THEN '1' WHEN {ref} = 0 THEN '0' END"
-        case "timestamp" | "datetime":
-            return f"CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {ref}) AS CHAR)"
-        case "date":
-            return f"CAST(DATEDIFF({ref}, '1970-01-01') AS CHAR)"
-        case "json":
-            return f"REGEXP_REPLACE(CAST({ref} AS CHAR), '[ \\t\\n\\r]+', '')"
-        case "bytes":
-            return f"LOWER(HEX({ref}))"
-    return f"CAST({ref} AS CHAR)"
+def _load_forms(path: Path) -> dict[str, _Forms]:
+    forms = {dialect: _Forms(table) for dialect, table in tomllib.loads(path.read_text(encoding="utf-8")).items()}
+    for dialect, table in forms.items():  # render each once: a misspelt field or part fails here, at import
+        table.render("bucket", key="k", lo=0, width=1)
+        if dialect != "sqlite":
+            table.render("hash", value="v", hash_hex=HASH_HEX)
+            refined = [tuple(key.split(":", 1)) for key in table.table if ":" in key]
+            for kind, source_type in [(kind, "") for kind in get_args(Kind)] + refined:
+                table.canonical(VerifyColumn("c", "c", kind, source_type=source_type), quote(dialect, "c"))
+    return forms
 
 
-def _bq(col: VerifyColumn, ref: str) -> str:
-    def strip(text: str) -> str:
-        return f"IF(STRPOS({text}, '.') > 0, RTRIM(RTRIM({text}, '0'), '.'), {text})"
-
-    match col.kind:
-        case "int":
-            return f"CAST({ref} AS STRING)"
-        case "numeric":
-            # The stored value has at most the column's scale: no ROUND on the fast path (the double
-            # product is rounded to an integer anyway).
-            fast = f"CAST(CAST(ROUND(CAST({ref} AS FLOAT64) * 1e{col.scale}) AS INT64) AS STRING)"
-            slow = strip(f"CAST(ROUND({ref}, {col.scale}) AS STRING)")
-            return f"CASE WHEN {ref} > -{SMALL} AND {ref} < {SMALL} THEN {fast} ELSE CONCAT('{BIG_MARK}', {slow}) END"
-        case "float":
-            return strip(f"FORMAT('%.{FLOAT_DECIMALS}f', {ref})")
-        case "bool":
-            return f"CASE WHEN {ref} THEN '1' WHEN NOT {ref} THEN '0' END"
-        case "timestamp":
-            return f"CAST(UNIX_MICROS({ref}) AS STRING)"
-        case "datetime":
-            return f"CAST(UNIX_MICROS(TIMESTAMP({ref})) AS STRING)"
-        case "date":
-            return f"CAST(UNIX_DATE({ref}) AS STRING)"
-        case "json":
-            # TO_JSON_STRING is compact (BigQuery and the emulator): only spaces inside strings are left.
-            return f"REPLACE(TO_JSON_STRING({ref}), ' ', '')"
-        case "bytes":
-            return f"TO_HEX({ref})"
-    return f"CAST({ref} AS STRING)"
-
-
-_EXPR = {"postgresql": _pg, "mysql": _mysql, "bigquery": _bq}
+_FORMS = _load_forms(Path(__file__).with_suffix(".toml"))
 
 
 def row_text(dialect: Dialect, columns: tuple[VerifyColumn, ...], *, dest: bool) -> str:
     """SQL for the row's canonical text (not for SQLite, which hashes in Python)."""
-    expr = _EXPR[dialect]
+    forms = _FORMS[dialect]
     # MySQL and BigQuery read a backslash in a string literal as an escape; PostgreSQL does not.
     null = NULL_TEXT if dialect == "postgresql" else NULL_TEXT.replace("\\", "\\\\")
-    parts = [f"COALESCE({expr(c, quote(dialect, c.dest if dest else c.source))}, '{null}')" for c in columns]
+    parts = [f"COALESCE({forms.canonical(c, quote(dialect, c.dest if dest else c.source))}, '{null}')" for c in columns]
     if dialect == "postgresql":
         return " || '|' || ".join(parts)
     if dialect == "bigquery":
@@ -219,24 +177,14 @@ def row_text(dialect: Dialect, columns: tuple[VerifyColumn, ...], *, dest: bool)
 
 def hash_int(dialect: Dialect, text: str) -> str:
     """SQL: the first 15 hex digits of MD5(`text`) as a non-negative 60-bit integer."""
-    if dialect == "postgresql":
-        return f"('x0' || substr(md5({text}), 1, {HASH_HEX}))::bit(64)::bigint"
-    if dialect == "mysql":
-        return f"CAST(CONV(SUBSTR(MD5({text}), 1, {HASH_HEX}), 16, 10) AS UNSIGNED)"
-    if dialect == "bigquery":
-        return f"CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5({text})), 1, {HASH_HEX})) AS INT64)"
-    raise ValueError("SQLite hashes through verify_row_int()")
+    if dialect == "sqlite":
+        raise ValueError("SQLite hashes through verify_row_int()")
+    return _FORMS[dialect].render("hash", value=text, hash_hex=HASH_HEX)
 
 
 def bucket_expr(dialect: Dialect, key: str, lo: int, width: int) -> str:
     """The bucket of an integer key: (key - lo) integer-divided by width (keys are >= lo)."""
-    if dialect == "bigquery":
-        return f"DIV(({key} - {lo}), {width})"
-    if dialect == "mysql":
-        return f"({key} - {lo}) DIV {width}"
-    if dialect == "postgresql":
-        return f"(({key})::bigint - {lo}) / {width}"
-    return f"(CAST({key} AS INTEGER) - {lo}) / {width}"
+    return _FORMS[dialect].render("bucket", key=key, lo=lo, width=width)
 
 
 @dataclass(frozen=True)
