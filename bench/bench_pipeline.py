@@ -152,18 +152,21 @@ def child_load(kind: str, rows: int) -> dict[str, Any]:
     spec = _spec(kind, rows)
     bq = base._bq()
     bq.create_dataset(DATASET)
-    table = f"load_only_{kind}_{rows}"
-    bq.drop_table(DATASET, table)
     fields = list(schema_for_new_table(spec.columns))
     parts = sorted(_parts_dir(kind, rows).glob("*.parquet"))
     if not parts:
         raise SystemExit("no Parquet parts: run the extraction first")
+    tables = [f"load_only_{kind}_{rows}_{index}" for index in range(len(parts))]
+    for table in tables:
+        bq.drop_table(DATASET, table)
     started = time.perf_counter()
-    for index, part in enumerate(parts):  # the runner's loader: one load job after another, the first creates
-        bq.load_parquet(part, DATASET, table, "WRITE_TRUNCATE" if index == 0 else "WRITE_APPEND", fields)
+    for part, table in zip(parts, tables, strict=True):
+        # The runner's loader (etl.staging.Loader): one load job after another, each creating its part's table.
+        bq.load_parquet(part, DATASET, table, "WRITE_TRUNCATE", fields)
     seconds = time.perf_counter() - started
-    loaded = bq.row_count(DATASET, table)
-    bq.drop_table(DATASET, table)
+    loaded = sum(bq.row_count(DATASET, table) for table in tables)
+    for table in tables:
+        bq.drop_table(DATASET, table)
     return {"seconds": seconds, "rows": loaded, "note": f"{len(parts)} load jobs"}
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ml_platform.etl.bq_errors import InvalidIdentifier
@@ -43,6 +44,15 @@ def shown_name(name: str) -> str:
 
 def table_ref(dataset: str, table: str) -> str:
     return f"{quote_name(dataset)}.{quote_name(table)}"
+
+
+def union_ref(dataset: str, tables: Sequence[str]) -> str:
+    """A FROM item reading every table of `tables` (same columns, same order): staging's parts of one unit."""
+    if not tables:
+        raise ValueError("union_ref needs at least one table")
+    if len(tables) == 1:
+        return table_ref(dataset, tables[0])
+    return "(" + " UNION ALL ".join(f"SELECT * FROM {table_ref(dataset, t)}" for t in tables) + ")"  # noqa: S608
 
 
 def validate_dataset_id(name: str) -> str:

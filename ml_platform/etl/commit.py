@@ -11,6 +11,8 @@ filter that is true for every row (`etl.bqsql.partition_filter`), so a table wit
   count as present (overlap "dedup") or only rows past the job's MAX(cursor) go in ("append");
 - merge: staging de-duplicated per key (latest by cursor), NULL or duplicate keys refused
   before anything is submitted.
+`staging` is the unit's part tables (one per Parquet part, etl.staging.Loader), read as one
+relation (`bqsql.union_ref`).
 
 Replace, append and merge commit in one transaction with their ledger row. An incremental
 unit's INSERT is idempotent on its own (it inserts only rows the job's rows do not hold yet),
@@ -26,9 +28,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ml_platform.etl.bqsql import bq_literal, partition_filter, quote_name, table_ref
+from ml_platform.etl.bqsql import bq_literal, partition_filter, quote_name, table_ref, union_ref
 from ml_platform.etl.errors import SchemaMismatchError, WarehouseError
 from ml_platform.etl.ledger import Identity, fence_check, ledger_insert, unit_check, unit_committed_sql
 
@@ -99,8 +102,8 @@ def new_rows_condition(plan: Plan) -> str:
     return f"NOT EXISTS (SELECT 1 FROM {target} T WHERE {scope(plan, 'T')} AND {match})"  # noqa: S608
 
 
-def incremental_source(plan: Plan, staging: str) -> str:
-    source = table_ref(plan.spec.destination_dataset, staging)
+def incremental_source(plan: Plan, staging: Sequence[str]) -> str:
+    source = union_ref(plan.spec.destination_dataset, staging)
     keys = key_columns(plan)
     primary = tuple(plan.dest_names[c.name] for c in plan.spec.columns if c.primary_key)
     if not keys or (primary and set(primary) <= set(keys)):
@@ -108,10 +111,10 @@ def incremental_source(plan: Plan, staging: str) -> str:
     return _latest_per_key(plan, source, keys)
 
 
-def strategy_statements(plan: Plan, staging: str) -> list[str]:
+def strategy_statements(plan: Plan, staging: Sequence[str]) -> list[str]:
     spec = plan.spec
     target = table_ref(spec.destination_dataset, spec.destination_table)
-    source = table_ref(spec.destination_dataset, staging)
+    source = union_ref(spec.destination_dataset, staging)
     cols = ", ".join(quote_name(c) for c in plan.fed)
     match spec.load_strategy:
         case "replace":
@@ -125,10 +128,10 @@ def strategy_statements(plan: Plan, staging: str) -> list[str]:
     raise SchemaMismatchError(f"Unknown load strategy {spec.load_strategy!r}")
 
 
-def _merge_statement(plan: Plan, staging: str) -> str:
+def _merge_statement(plan: Plan, staging: Sequence[str]) -> str:
     spec = plan.spec
     target = table_ref(spec.destination_dataset, spec.destination_table)
-    source = _latest_per_key(plan, table_ref(spec.destination_dataset, staging), plan.key_dest)
+    source = _latest_per_key(plan, union_ref(spec.destination_dataset, staging), plan.key_dest)
     on = " AND ".join(f"T.{quote_name(k)} = S.{quote_name(k)}" for k in plan.key_dest)
     keys_lower = {k.lower() for k in plan.key_dest}
     if plan.tag_dest is not None:
@@ -142,7 +145,9 @@ def _merge_statement(plan: Plan, staging: str) -> str:
     return merge + f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"  # noqa: S608
 
 
-def commit_script(plan: Plan, staging: str, who: Identity, number: int, *, watermark: Any, rows: int | None) -> str:
+def commit_script(
+    plan: Plan, staging: Sequence[str], who: Identity, number: int, *, watermark: Any, rows: int | None
+) -> str:
     """The unit's commit: fence check, unit check, the strategy's change, the ledger row.
 
     `rows` is None for incremental, whose script counts the rows it inserts and returns them
@@ -160,7 +165,9 @@ def commit_script(plan: Plan, staging: str, who: Identity, number: int, *, water
 ROWS_VARIABLE = "etl_new_rows"
 
 
-def _incremental_script(plan: Plan, staging: str, who: Identity, number: int, checks: list[str], watermark: Any) -> str:
+def _incremental_script(
+    plan: Plan, staging: Sequence[str], who: Identity, number: int, checks: list[str], watermark: Any
+) -> str:
     """No transaction (see the module docstring): each prefix of these statements leaves a state a retry settles."""
     target = table_ref(plan.spec.destination_dataset, plan.spec.destination_table)
     cols = ", ".join(quote_name(c) for c in plan.fed)
@@ -180,16 +187,16 @@ def _incremental_script(plan: Plan, staging: str, who: Identity, number: int, ch
     return "; ".join(body) + ";"
 
 
-def new_rows_select(plan: Plan, staging: str) -> str:
+def new_rows_select(plan: Plan, staging: Sequence[str]) -> str:
     """The staging rows an incremental unit inserts: de-duplicated per key, absent from the job's rows."""
     cols = ", ".join(quote_name(c) for c in plan.fed)
     rows = incremental_source(plan, staging)
     return f"SELECT {cols} FROM {rows} S WHERE {new_rows_condition(plan)}"  # noqa: S608
 
 
-def check_merge_keys(warehouse: Warehouse, plan: Plan, staging: str) -> None:
+def check_merge_keys(warehouse: Warehouse, plan: Plan, staging: Sequence[str]) -> None:
     """Refuse NULL keys (count and examples) and, without a cursor to pick the latest, duplicate keys."""
-    source = table_ref(plan.spec.destination_dataset, staging)
+    source = union_ref(plan.spec.destination_dataset, staging)
     keys = [quote_name(k) for k in plan.key_dest]
     nulls = " OR ".join(f"{k} IS NULL" for k in keys)
     shown = ", ".join(quote_name(c) for c in plan.fed[:4])

@@ -43,8 +43,9 @@ __all__ = ["READ_AHEAD", "ReadAhead", "cursor_max", "part_rows", "spool_unit", "
 # Conformed batches the reader may hold ahead of the Parquet writer (each at most `chunk_rows` rows).
 READ_AHEAD = 1
 # A unit is spooled in about this many parts (never parts above `PART_ROWS` nor below `MIN_PART_ROWS`):
-# the last part's load is the only one nothing overlaps, and every load job has a fixed cost
-# (on BigQuery a quota of load jobs per table and day, on the emulator a copy of the table so far).
+# the last part's load is the only one nothing overlaps, and every part has a fixed cost (a load job,
+# a table, one more branch of the UNION ALL the commit reads staging through). Measured on the
+# emulator, 1M rows: 8 parts left the same tail as 4 (last load ~0.45 s) and a slower commit.
 PARTS_PER_UNIT = 4
 MIN_PART_ROWS = 100_000
 _STOP_POLL_SECONDS = 0.2

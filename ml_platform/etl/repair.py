@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 
 from ml_platform.etl import commit as commits
 from ml_platform.etl import ledger, runner
-from ml_platform.etl.bqsql import bq_literal, quote_name, staging_prefix, table_ref
+from ml_platform.etl.bqsql import bq_literal, quote_name, staging_prefix, table_ref, union_ref
 from ml_platform.etl.conform import Conformer
 from ml_platform.etl.errors import RunError, SchemaMismatchError
 from ml_platform.etl.extract import ExtractQuery
@@ -78,8 +78,8 @@ def _typed(text: str, field_type: str) -> Any:
     return int(text) if kind_for(field_type) == "int" else text
 
 
-def repair_script(plan: Plan, staging: str, who: ledger.Identity, ranges: Sequence[tuple[int, int]], *, key: str,
-                  rows: int, condition: str | None = None) -> str:
+def repair_script(plan: Plan, staging: Sequence[str], who: ledger.Identity, ranges: Sequence[tuple[int, int]], *,
+                  key: str, rows: int, condition: str | None = None) -> str:
     """The repair's transaction: fence and unit checks, the job's rows in `ranges` (or matching `condition`)
     replaced, its ledger row."""
     spec = plan.spec
@@ -89,7 +89,7 @@ def repair_script(plan: Plan, staging: str, who: ledger.Identity, ranges: Sequen
         ledger.fence_check(who),
         ledger.unit_check(who, UNIT),
         f"DELETE FROM {target} WHERE {commits.scope(plan)} AND ({condition or range_condition(plan.dest_names[key], ranges)})",  # noqa: S608
-        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {table_ref(spec.destination_dataset, staging)}",  # noqa: S608
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {union_ref(spec.destination_dataset, staging)}",  # noqa: S608
         ledger.ledger_insert(who, UNIT, kind="unit", watermark=None, rows=rows),
     ]
     return "BEGIN TRANSACTION; " + "; ".join(body) + "; COMMIT TRANSACTION;"
@@ -161,18 +161,16 @@ def _repair(spec: RunSpec, parts: int, units: Callable[[Plan], list[ExtractQuery
     run_dir = Path(spool_dir) / staging
     conformer = Conformer(plan.fields, runner._column_sources(spec, plan, engine.dialect.name),  # noqa: SLF001
                           key_columns=plan.key_columns)
-    warehouse.create_table(dataset, staging, plan.fields)
+    loader = Loader(warehouse, dataset, staging, plan.fields)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        rows = _stage(spec, engine, conformer, units(plan), Loader(warehouse, dataset, staging), run_dir, heartbeat)
-        script = repair_script(plan, staging, who, [], key="", rows=rows, condition=condition(plan))
+        rows = _stage(spec, engine, conformer, units(plan), loader, run_dir, heartbeat)
+        loader.ensure_table()  # no source row in the ranges: the repair only deletes the job's rows there
+        script = repair_script(plan, loader.tables, who, [], key="", rows=rows, condition=condition(plan))
         if commits.apply_once(warehouse, who, UNIT, script, heartbeat, fault or _no_fault, attempt) is None:
             rows = _committed_rows(warehouse, who)
     finally:
-        try:
-            warehouse.drop(dataset, staging)
-        except RunError:
-            pass  # the next run of the job drops leftover staging tables
+        loader.drop_tables()  # what it cannot drop, the next run of the job does
         shutil.rmtree(run_dir, ignore_errors=True)
     return RepairResult(parts, rows)
 

@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from ml_platform.etl import commit as commits
 from ml_platform.etl import ledger, ranges
 from ml_platform.etl import plan as load_plan
-from ml_platform.etl.bqsql import bq_literal, quote_name, staging_prefix, table_ref
+from ml_platform.etl.bqsql import bq_literal, quote_name, staging_prefix, table_ref, union_ref
 from ml_platform.etl.compat_model import missing_strategy_choices
 from ml_platform.etl.conform import ColumnSource, Conformer
 from ml_platform.etl.errors import (
@@ -122,7 +122,6 @@ def run_job(
         return state.result(0, tuple(dropped))
 
     conformer = Conformer(plan.fields, _column_sources(spec, plan, engine.dialect.name), key_columns=plan.key_columns)
-    # Staging is created by its first load job, with the destination's explicit schema (no create call).
     total_bytes = 0
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,11 +134,7 @@ def run_job(
             if last or extracted == 0:
                 break
     finally:
-        try:
-            warehouse.drop(dataset, staging)
-        except RunError:
-            logger.warning("could not drop staging table %s.%s; the next run of the job will", dataset, staging)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)  # each unit drops its own part tables
 
     state.heartbeat.emit("done", force=True)
     return state.result(total_bytes, tuple(dropped))
@@ -191,7 +186,6 @@ class _RunState:
         self.derived = False
         self.read_from: Any = None
         self.attempt: int | None = None
-        self.staging_created = False  # by the run's first load (later units' loads check staging's schema)
 
     def resume(self, engine: Engine) -> bool:
         """Claim the table, settle earlier attempts of this run, then derive the watermark; False when nothing
@@ -457,33 +451,34 @@ def _run_unit(
 ) -> tuple[int, int, Any]:
     """Extract, spool, load and commit one unit: (rows extracted, bytes, max cursor)."""
     dataset, warehouse, heartbeat = spec.destination_dataset, state.warehouse, state.heartbeat
-    loader = Loader(warehouse, dataset, staging, None if state.staging_created else plan.fields, heartbeat=heartbeat)
+    # The unit's part tables, `<staging>_<unit>_<part>`: dropped once the unit is committed or has failed.
+    loader = Loader(warehouse, dataset, f"{staging}_{state.number}", plan.fields, heartbeat=heartbeat)
     spool = Spool(run_dir, conformer.schema, loader.submit, part_rows=part_rows(_expected_rows(spec, heartbeat)))
-    with spooling(spool, loader):
-        heartbeat.emit("extracting")
-        state.fault("before_load")
-        extracted, unit_max = _spool_unit(spec, engine, plan, conformer, unit, spool, heartbeat)
-        heartbeat.emit("loading")
-        loader.wait(heartbeat)
-    state.staging_created = state.staging_created or loader.loaded_anything
-    state.fault("after_load")
+    try:
+        with spooling(spool, loader):
+            heartbeat.emit("extracting")
+            state.fault("before_load")
+            extracted, unit_max = _spool_unit(spec, engine, plan, conformer, unit, spool, heartbeat)
+            heartbeat.emit("loading")
+            loader.wait(heartbeat)
+        state.fault("after_load")
 
-    if extracted == 0 and spec.load_strategy != "replace":
-        return 0, spool.bytes, None
-    if not loader.loaded_anything:
-        # Replace with an empty source (its one unit): no load created staging, so it is created empty.
-        warehouse.create_table(dataset, staging, plan.fields)
-    heartbeat.emit("committing")
-    _apply_schema_changes(warehouse, plan)
-    if spec.load_strategy == "merge":
-        commits.check_merge_keys(warehouse, plan, staging)
-    rows = _rows_to_commit(state, staging, extracted)
-    state.fault("before_commit")
-    script = commits.commit_script(
-        plan, staging, state.who, state.number, watermark=state.next_watermark(unit_max), rows=rows
-    )
-    state.committed(unit_max, rows, script)
-    return extracted, spool.bytes, unit_max
+        if extracted == 0 and spec.load_strategy != "replace":
+            return 0, spool.bytes, None
+        loader.ensure_table()  # replace with an empty source (its one unit) commits an empty staging
+        heartbeat.emit("committing")
+        _apply_schema_changes(warehouse, plan)
+        if spec.load_strategy == "merge":
+            commits.check_merge_keys(warehouse, plan, loader.tables)
+        rows = _rows_to_commit(state, loader.tables, extracted)
+        state.fault("before_commit")
+        script = commits.commit_script(
+            plan, loader.tables, state.who, state.number, watermark=state.next_watermark(unit_max), rows=rows
+        )
+        state.committed(unit_max, rows, script)
+        return extracted, spool.bytes, unit_max
+    finally:
+        loader.drop_tables()
 
 
 def _expected_rows(spec: RunSpec, heartbeat: Heartbeat) -> int | None:
@@ -494,7 +489,7 @@ def _expected_rows(spec: RunSpec, heartbeat: Heartbeat) -> int | None:
     return min(left, spec.checkpoint_rows) if spec.checkpoint_rows and _uses_cursor(spec) else left
 
 
-def _rows_to_commit(state: _RunState, staging: str, extracted: int) -> int | None:
+def _rows_to_commit(state: _RunState, staging: Sequence[str], extracted: int) -> int | None:
     """Rows the commit adds or changes (scripts report no affected-row count, on the emulator at all).
 
     None for incremental: its commit script counts the rows it inserts (one anti-join, not two)."""
@@ -503,7 +498,7 @@ def _rows_to_commit(state: _RunState, staging: str, extracted: int) -> int | Non
         return None
     if plan.spec.load_strategy != "merge":
         return extracted
-    source = table_ref(plan.spec.destination_dataset, staging)
+    source = union_ref(plan.spec.destination_dataset, staging)
     keys = ", ".join(quote_name(k) for k in plan.key_dest)
     sql = f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {keys} FROM {source})"  # noqa: S608
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-count") as pool:

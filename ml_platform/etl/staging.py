@@ -36,6 +36,8 @@ PART_ARROW_BYTES = 64 * 1024 * 1024
 # Parts written but not loaded yet: past this the spool waits for the loader (disk stays bounded
 # when the warehouse is slower than the source).
 MAX_PENDING_PARTS = 3
+# Part tables dropped side by side after a unit's commit.
+DROP_THREADS = 4
 # Parquet row groups: the generic path yields small batches, ADBC large ones; both are regrouped.
 # 4 MB of Arrow data at most waits to be encoded (one ADBC batch makes a row group alone).
 ROW_GROUP_ROWS = 64 * 1024
@@ -263,8 +265,13 @@ class Spool:
 
 
 class Loader:
-    """Loads spool parts into staging one after another on a background thread.
+    """Loads spool parts on a background thread, each into its own staging table `<base>_<n>`.
 
+    One table per part, not one table appended to: a load job then costs its own rows only (the
+    emulator copies the whole table a load job writes, for time travel, so appending part k copied
+    parts 1..k again), parts can be many and small (the last load, which nothing overlaps, is
+    short), and the commit reads the unit's parts as one relation (`bqsql.union_ref`). Each load
+    job creates its table with staging's explicit schema: no create call, no schema read.
     `submit` waits (ticking `heartbeat`) while `MAX_PENDING_PARTS` parts are already waiting.
     """
 
@@ -272,32 +279,39 @@ class Loader:
         self,
         warehouse: Warehouse,
         dataset: str,
-        table: str,
-        fields: Sequence[BigQueryField] | None = None,
+        base: str,
+        fields: Sequence[BigQueryField],
         *,
         heartbeat: Heartbeat | None = None,
     ) -> None:
         self.warehouse = warehouse
         self.dataset = dataset
-        self.table = table
-        self.fields = fields  # staging's explicit schema: its first load creates it
+        self.base = base
+        self.fields = fields
         self.heartbeat = heartbeat
+        self.tables: list[str] = []  # every part table a load was started for, in part order
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-load")
         self._futures: list[concurrent.futures.Future[None]] = []
-        self._first = True
 
     def submit(self, path: Path, _rows: int) -> None:
         self.raise_if_failed()
         self._wait_for_room()
-        disposition = "WRITE_TRUNCATE" if self._first else "WRITE_APPEND"
-        self._first = False
-        self._futures.append(self._pool.submit(self._load, path, disposition))
+        table = f"{self.base}_{len(self.tables)}"
+        self.tables.append(table)
+        self._futures.append(self._pool.submit(self._load, path, table))
 
-    def _load(self, path: Path, disposition: str) -> None:
+    def _load(self, path: Path, table: str) -> None:
         try:
-            self.warehouse.load(path, self.dataset, self.table, disposition, self.fields)
+            self.warehouse.load(path, self.dataset, table, "WRITE_TRUNCATE", self.fields)
         finally:
             path.unlink(missing_ok=True)  # a loaded part is never needed again
+
+    def ensure_table(self) -> None:
+        """Staging of a unit with no rows: one empty part table, so the commit reads an empty relation."""
+        if not self.tables:
+            table = f"{self.base}_0"
+            self.warehouse.create_table(self.dataset, table, self.fields)
+            self.tables.append(table)
 
     def _wait_for_room(self) -> None:
         while True:
@@ -329,6 +343,18 @@ class Loader:
         for future in self._futures:
             future.cancel()
         self._pool.shutdown(wait=True)
+
+    def drop_tables(self) -> None:
+        """Drop the part tables side by side (one round trip each). One left behind is only logged:
+        the job's next run drops leftover staging."""
+        tables, self.tables = self.tables, []
+        if not tables:
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=DROP_THREADS, thread_name_prefix="etl-drop") as pool:
+            futures = {pool.submit(self.warehouse.drop, self.dataset, t): t for t in tables}
+        for future, table in futures.items():
+            if future.exception() is not None:
+                logger.warning("could not drop staging table %s.%s; the next run of the job will", self.dataset, table)
 
 
 @contextmanager

@@ -415,7 +415,7 @@ def test_it_filters_every_destination_statement_on_the_partitioning_column(strat
                 partitioning="DAY(day)")
 
     who = ledger.Identity("ds", "dest", "1", "eu", "7", 7, "")
-    statements = commit.commit_script(plan, "stg", who, 0, watermark=None, rows=0).split("; ")
+    statements = commit.commit_script(plan, ["stg"], who, 0, watermark=None, rows=0).split("; ")
     if plan.cursor_dest is not None:
         statements.append(commit.max_cursor_sql(plan))
     touching = [s for s in statements if s.startswith(("DELETE", "MERGE", "SELECT MAX")) or "NOT EXISTS" in s]

@@ -71,6 +71,10 @@ def pipeline_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(("etl-read", "etl-load"))]
 
 
+def staging_tables(job: Any) -> list[str]:
+    return [t for t in staging.Warehouse(job.bq).table_names(job.dataset) if t.startswith("_stg_")]
+
+
 def run_once(job: Any, **overrides: Any) -> Any:
     run_id = next_run()
     spec = job.spec(run_id=run_id, fence=run_id, chunk_rows=20, **overrides)
@@ -94,6 +98,7 @@ def test_a_run_in_many_parts_loads_every_row_once_with_a_bounded_spool(
     assert watch.most <= staging.MAX_PENDING_PARTS + 1
     assert not list((tmp_path / "spool").rglob("*.parquet"))
     assert pipeline_threads() == []
+    assert staging_tables(job) == []  # each part had its own staging table; all were dropped after the commit
 
 
 def test_a_bad_value_late_in_the_table_fails_the_run_and_leaves_the_destination_as_it_was(
@@ -122,6 +127,7 @@ def test_a_bad_value_late_in_the_table_fails_the_run_and_leaves_the_destination_
     assert dest_fingerprint(job) == before  # no part of the failed run reached the destination
     assert not list((tmp_path / "spool").rglob("*.parquet"))
     assert pipeline_threads() == []  # the reader and the loader stopped with the run
+    assert staging_tables(job) == []  # the part tables loaded before the failure were dropped
     pg_source.execute(f"UPDATE t SET booked = '2024-01-01' WHERE id = {ROWS}")
     assert run_once(job).rows_loaded == ROWS
     assert dest_fingerprint(job) == source_fingerprint(pg_source)

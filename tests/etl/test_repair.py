@@ -114,7 +114,7 @@ def test_the_repair_transaction_is_fenced_tag_scoped_and_partition_filtered() ->
                 partitioning="DAY(day)")
     who = ledger.Identity("ds", "dest", "j", None, "repair-9", 9, "replace||")
 
-    script = repair_script(plan, "_stg_j_r9_x", who, [(3, 6), (10, 11)], key="id", rows=4)
+    script = repair_script(plan, ["_stg_j_r9_x"], who, [(3, 6), (10, 11)], key="id", rows=4)
 
     assert script.startswith("BEGIN TRANSACTION; SELECT ERROR(") and script.endswith("; COMMIT TRANSACTION;")
     assert "WHERE target_table = 'dest' AND job = 'j' AND fence > 9 LIMIT 1" in script
