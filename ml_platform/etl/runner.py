@@ -453,7 +453,8 @@ def _run_unit(
     dataset, warehouse, heartbeat = spec.destination_dataset, state.warehouse, state.heartbeat
     # The unit's part tables, `<staging>_<unit>_<part>`: dropped once the unit is committed or has failed.
     loader = Loader(warehouse, dataset, f"{staging}_{state.number}", plan.fields, heartbeat=heartbeat)
-    spool = Spool(run_dir, conformer.schema, loader.submit, part_rows=part_rows(_expected_rows(spec, heartbeat)))
+    expected = _expected_rows(spec, heartbeat)
+    spool = Spool(run_dir, conformer.schema, loader.submit, part_rows=part_rows(expected), expected_rows=expected)
     try:
         with spooling(spool, loader):
             heartbeat.emit("extracting")

@@ -42,6 +42,8 @@ DROP_THREADS = 4
 # 4 MB of Arrow data at most waits to be encoded (one ADBC batch makes a row group alone).
 ROW_GROUP_ROWS = 64 * 1024
 ROW_GROUP_ARROW_BYTES = 4 * 1024 * 1024
+# The smallest part the spool closes early near a unit's expected end (`Spool._part_target`).
+TAIL_PART_ROWS = ROW_GROUP_ROWS
 # Snappy: ~30% smaller uploads than none for ~0.2 s of CPU per 2M rows; zstd halves the file
 # again but costs twice the write time, which the emulator run (CPU-bound) cannot afford.
 COMPRESSION = "snappy"
@@ -194,12 +196,20 @@ class Spool:
     """
 
     def __init__(
-        self, directory: Path, schema: pa.Schema, on_part: Callable[[Path, int], None], *, part_rows: int = PART_ROWS
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        on_part: Callable[[Path, int], None],
+        *,
+        part_rows: int = PART_ROWS,
+        expected_rows: int | None = None,
     ) -> None:
         self.directory = directory
         self.schema = schema
         self.on_part = on_part
         self.part_rows = max(1, part_rows)
+        self.expected_rows = expected_rows
+        self._closed_rows = 0
         self.parts = 0
         self.bytes = 0
         self.rows = 0
@@ -221,8 +231,19 @@ class Spool:
         self.rows += batch.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_ARROW_BYTES:
             self._flush()
-        if self._part_rows >= self.part_rows or self._part_bytes >= PART_ARROW_BYTES:
+        if self._part_rows >= self._part_target() or self._part_bytes >= PART_ARROW_BYTES:
             self._close_part()
+
+    def _part_target(self) -> int:
+        """Rows the open part closes at: `part_rows`, halved as the unit nears its expected end, so the
+        last part (whose load nothing overlaps) is about one row group. An estimate that was too low
+        brings `part_rows` back; one that was too high only leaves the last part as it was."""
+        if self.expected_rows is None:
+            return self.part_rows
+        remaining = self.expected_rows - self._closed_rows
+        if remaining <= 0 or remaining > self.part_rows:
+            return self.part_rows
+        return max(TAIL_PART_ROWS, remaining // 2)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -246,6 +267,7 @@ class Spool:
         assert self._path is not None
         self.bytes += self._path.stat().st_size
         path, rows = self._path, self._part_rows
+        self._closed_rows += rows
         self._writer, self._path, self._part_rows, self._part_bytes = None, None, 0, 0
         self.parts += 1
         self.paths.append(path)

@@ -131,3 +131,28 @@ def test_a_bad_value_late_in_the_table_fails_the_run_and_leaves_the_destination_
     pg_source.execute(f"UPDATE t SET booked = '2024-01-01' WHERE id = {ROWS}")
     assert run_once(job).rows_loaded == ROWS
     assert dest_fingerprint(job) == source_fingerprint(pg_source)
+
+
+def test_parts_shrink_toward_the_expected_end_of_a_unit_so_the_last_load_is_short(tmp_path, monkeypatch) -> None:
+    """The last part's load is the one nothing overlaps: near the unit's expected end parts halve, down to
+    one row group; an estimate that was too low brings full-size parts back."""
+    import pyarrow as pa
+
+    monkeypatch.setattr(staging, "ROW_GROUP_ROWS", 10)
+    monkeypatch.setattr(staging, "TAIL_PART_ROWS", 10)
+    schema = pa.schema([pa.field("id", pa.int64())])
+
+    def parts(expected: int | None, rows: int) -> list[int]:
+        closed: list[int] = []
+        spool = staging.Spool(tmp_path / str(expected), schema, lambda _p, n: closed.append(n), part_rows=100,
+                              expected_rows=expected)  # fmt: skip
+        spool.directory.mkdir()
+        for start in range(0, rows, 10):
+            spool.write(pa.record_batch([pa.array(range(start, start + 10), pa.int64())], schema=schema))
+        spool.finish()
+        assert sum(closed) == rows
+        return closed
+
+    assert parts(None, 400) == [100, 100, 100, 100]
+    assert parts(400, 400) == [100, 100, 100, 50, 30, 10, 10]
+    assert parts(250, 400) == [100, 100, 30, 10, 10, 100, 50]  # the estimate was too low: full parts again
