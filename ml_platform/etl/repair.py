@@ -37,7 +37,7 @@ from ml_platform.etl.conform import Conformer
 from ml_platform.etl.errors import RunError, SchemaMismatchError
 from ml_platform.etl.extract import ExtractQuery
 from ml_platform.etl.runspec import FaultHook, Plan, RunSpec
-from ml_platform.etl.staging import Heartbeat, Loader, Spool, Warehouse, spooling
+from ml_platform.etl.staging import Dropper, Heartbeat, Loader, Spool, Warehouse, spooling
 from ml_platform.etl.verify_sql import NULL_TEXT, kind_for
 
 if TYPE_CHECKING:
@@ -170,7 +170,9 @@ def _repair(spec: RunSpec, parts: int, units: Callable[[Plan], list[ExtractQuery
         if commits.apply_once(warehouse, who, UNIT, script, heartbeat, fault or _no_fault, attempt) is None:
             rows = _committed_rows(warehouse, who)
     finally:
-        loader.drop_tables()  # what it cannot drop, the next run of the job does
+        dropper = Dropper(warehouse, dataset)
+        loader.drop_tables(dropper)
+        dropper.close()  # what it cannot drop, the next run of the job does
         shutil.rmtree(run_dir, ignore_errors=True)
     return RepairResult(parts, rows)
 

@@ -59,7 +59,7 @@ from ml_platform.etl.runspec import (
     RunSpec,
 )
 from ml_platform.etl.sources.catalog import estimate_rows
-from ml_platform.etl.staging import HEARTBEAT_SECONDS, Heartbeat, Loader, Spool, Warehouse, spooling
+from ml_platform.etl.staging import HEARTBEAT_SECONDS, Dropper, Heartbeat, Loader, Spool, Warehouse, spooling
 from ml_platform.etl.types import BigQueryField, Family, TableSchema, bigquery_type_for
 from ml_platform.etl.watermark import reread_from, watermark_from_json, watermark_to_json
 
@@ -123,18 +123,22 @@ def run_job(
 
     conformer = Conformer(plan.fields, _column_sources(spec, plan, engine.dialect.name), key_columns=plan.key_columns)
     total_bytes = 0
+    dropper = Dropper(warehouse, dataset)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         after = state.read_from
         while True:
             unit, last = _next_unit(spec, engine, plan, after)
-            extracted, nbytes, unit_max = _run_unit(spec, engine, plan, conformer, state, unit, staging, run_dir)
+            extracted, nbytes, unit_max = _run_unit(
+                spec, engine, plan, conformer, state, unit, (staging, dropper), run_dir
+            )
             total_bytes += nbytes
             after = unit_max if unit_max is not None else after
             if last or extracted == 0:
                 break
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)  # each unit drops its own part tables
+        dropper.close()  # every unit's part tables
+        shutil.rmtree(run_dir, ignore_errors=True)
 
     state.heartbeat.emit("done", force=True)
     return state.result(total_bytes, tuple(dropped))
@@ -446,13 +450,15 @@ def _run_unit(
     conformer: Conformer,
     state: _RunState,
     unit: ExtractQuery,
-    staging: str,
+    staging: tuple[str, Dropper],
     run_dir: Path,
 ) -> tuple[int, int, Any]:
-    """Extract, spool, load and commit one unit: (rows extracted, bytes, max cursor)."""
+    """Extract, spool, load and commit one unit: (rows extracted, bytes, max cursor).
+
+    `staging`: the run's staging name and the dropper its part tables go to once the unit is done."""
     dataset, warehouse, heartbeat = spec.destination_dataset, state.warehouse, state.heartbeat
     # The unit's part tables, `<staging>_<unit>_<part>`: dropped once the unit is committed or has failed.
-    loader = Loader(warehouse, dataset, f"{staging}_{state.number}", plan.fields, heartbeat=heartbeat)
+    loader = Loader(warehouse, dataset, f"{staging[0]}_{state.number}", plan.fields, heartbeat=heartbeat)
     expected = _expected_rows(spec, heartbeat)
     spool = Spool(run_dir, conformer.schema, loader.submit, part_rows=part_rows(expected), expected_rows=expected)
     try:
@@ -479,7 +485,7 @@ def _run_unit(
         state.committed(unit_max, rows, script)
         return extracted, spool.bytes, unit_max
     finally:
-        loader.drop_tables()
+        loader.drop_tables(staging[1])
 
 
 def _expected_rows(spec: RunSpec, heartbeat: Heartbeat) -> int | None:

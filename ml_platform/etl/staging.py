@@ -387,15 +387,32 @@ class Loader:
             future.cancel()
         self._pool.shutdown(wait=True)
 
-    def drop_tables(self) -> None:
-        """Drop the part tables side by side (one round trip each). One left behind is only logged:
-        the job's next run drops leftover staging."""
+    def drop_tables(self, dropper: Dropper) -> None:
+        """Hand the part tables to `dropper` (the unit is committed, or failed)."""
         tables, self.tables = self.tables, []
-        if not tables:
-            return
-        with concurrent.futures.ThreadPoolExecutor(max_workers=DROP_THREADS, thread_name_prefix="etl-drop") as pool:
-            futures = {pool.submit(self.warehouse.drop, self.dataset, t): t for t in tables}
-        for future, table in futures.items():
+        dropper.drop(tables)
+
+
+class Dropper:
+    """Drops staging tables in the background, side by side, while the run goes on; `close` waits for them.
+
+    A unit's part tables go as soon as it is committed, without holding up the next unit's extraction.
+    A table it cannot drop is only logged: the job's next run drops leftover staging.
+    """
+
+    def __init__(self, warehouse: Warehouse, dataset: str) -> None:
+        self.warehouse = warehouse
+        self.dataset = dataset
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=DROP_THREADS, thread_name_prefix="etl-drop")
+        self._futures: dict[concurrent.futures.Future[None], str] = {}
+
+    def drop(self, tables: Sequence[str]) -> None:
+        for table in tables:
+            self._futures[self._pool.submit(self.warehouse.drop, self.dataset, table)] = table
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for future, table in self._futures.items():
             if future.exception() is not None:
                 logger.warning("could not drop staging table %s.%s; the next run of the job will", self.dataset, table)
 
