@@ -82,6 +82,17 @@ _COUNT_BATCH = 50
 # --------------------------------------------------------------------------- the client
 
 
+def upload_retries(deadline: float) -> int:
+    """Retries of an upload that give up within `deadline` seconds, as every other call does.
+
+    An upload retries on its own schedule (1, 2, 4... seconds apart, plus up to 1 s of jitter each),
+    not the calls' deadline: its default, 6, rides out a minute. The most retries whose waits fit."""
+    retries = 0
+    while (2 ** (retries + 1) - 1) + (retries + 1) <= deadline:
+        retries += 1
+    return retries
+
+
 class BigQuery:
     """BigQuery for this product: datasets, tables, schemas, loads and queries.
 
@@ -113,6 +124,7 @@ class BigQuery:
         self.http_timeout = http_timeout
         self._retry: Retry = DEFAULT_RETRY.with_deadline(retry_deadline)
         self._job_retry: Retry = DEFAULT_JOB_RETRY.with_deadline(max(retry_deadline, 1.0))
+        self._upload_retries = upload_retries(retry_deadline)
         self._client: bigquery.Client | None = None
 
     @property
@@ -481,6 +493,7 @@ class BigQuery:
                     handle,
                     self._table_ref(dataset, table),
                     rewind=True,
+                    num_retries=self._upload_retries,
                     job_config=config,
                     timeout=self.http_timeout,
                 )

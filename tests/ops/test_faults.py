@@ -29,6 +29,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from ml_platform.etl import staging
 from ml_platform.etl.bigquery import BigQuery
 from ml_platform.etl.runner import RunProgress
 from ml_platform.models import EtlJob, JobRun
@@ -282,11 +283,16 @@ def own_emulator(tmp_path: Path, settings) -> Iterator[PersistentEmulator]:
         emulator.stop()
 
 
-def test_it_retries_a_run_whose_bigquery_goes_away_mid_load(user, pg_source, settings, own_emulator) -> None:
+def test_it_retries_a_run_whose_bigquery_goes_away_mid_load(
+    user, pg_source, settings, own_emulator, monkeypatch
+) -> None:
     total, checkpoint = 300_000, 100_000
     create_orders(pg_source, total)
     settings.ETL_CHUNK_ROWS = 5_000
     settings.ETL_CHECKPOINT_ROWS = checkpoint
+    # One part per checkpoint (no smaller parts toward its end): the next checkpoint's first load starts
+    # only once it is extracted, after the outage began, so it is a fresh request (see below).
+    monkeypatch.setattr(staging, "TAIL_PART_ROWS", checkpoint)
     bq = BigQuery(project="test-project", emulator_host=own_emulator.host)
     dataset = unique_name("ds")
     bq.create_dataset(dataset)
