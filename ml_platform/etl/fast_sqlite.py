@@ -388,6 +388,32 @@ def _fast_batch(
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
 
 
+# The largest |real x 10^scale| `_scaled` takes: below it a double is closer to one decimal of `scale`
+# digits after the point than half their spacing, so that decimal is the one `repr` writes.
+_SCALED_LIMIT = 2.0**50
+_MAX_SCALE = 15
+
+
+def _scaled(reals: pa.Array) -> pa.Array | None:
+    """`reals` as decimal128 by arithmetic, or None where this reading cannot tell (the text reading then).
+
+    For the smallest `scale` at which every value x is the double nearest to round(x * 10^scale) / 10^scale
+    (IEEE division of two exact doubles rounds correctly), that decimal is the shortest text that reads
+    back as x, i.e. `repr(x)`, as long as round(x * 10^scale) stays under `_SCALED_LIMIT`.
+    """
+    for scale in range(_MAX_SCALE + 1):
+        factor = 10.0**scale
+        units = pc.round(pc.multiply(reals, factor))
+        largest = pc.max(pc.abs(units)).as_py()
+        if largest is None:
+            return pa.nulls(len(reals))
+        if not largest <= _SCALED_LIMIT:  # also inf
+            return None
+        if pc.all(pc.equal(pc.divide(units, factor), reals)).as_py():
+            return pc.cast(pc.cast(units, pa.int64()), pa.decimal128(38, 0)).view(pa.decimal128(38, scale))
+    return None
+
+
 # A number's shortest text as Arrow writes it ("12", "0.25", "1.5e-7", "9.99e+10"): its digits after the point, its exponent.
 _NUMBER = r"^-?(?P<int>\d+)(?:\.(?P<frac>\d+))?(?:e\+?(?P<exp>-?\d+))?$"
 
@@ -396,10 +422,13 @@ def _decimals(reals: pa.Array) -> pa.Array | None:
     """A DECIMAL column's values (reals, and integers up to 2^53 as reals) as the decimals written, in decimal128.
 
     What the generic path makes of the batch (etl/values.py: `Decimal(repr(real))`, `Decimal(integer)`),
-    value for value: Arrow writes a double as its shortest round-trip text, as `repr` does, and an
-    integer-valued one as that integer's digits or exponent form, the same number. None when the
+    value for value, at the fewest digits after the point the batch needs: by arithmetic where it is
+    exact (`_scaled`), else by the shortest round-trip text Arrow writes, as `repr` does. None when the
     batch needs more than 38 digits or holds a value that is not a finite number (the exact reader then).
     """
+    scaled = _scaled(reals)
+    if scaled is not None:
+        return scaled
     text = pc.cast(reals, pa.string())
     parts = pc.extract_regex(text, _NUMBER)
     if parts.null_count != text.null_count:
