@@ -1,24 +1,43 @@
-"""SQLite's fast path: ADBC's SQLite driver, with every value's storage class checked in SQL.
+"""SQLite's fast path: ADBC's SQLite driver, with what ADBC would misread checked in SQL.
 
-ADBC reads SQLite into Arrow in C, several times faster than pysqlite's Python rows, but it
-types each column by the values of the first batch and then either fails the read on a value
-of another storage class or silently converts it (an integer in a REAL column becomes 1.0, in
-a TEXT column '5', a text in a BLOB column its bytes), where the generic path would see the
-value as it is stored. So the fast SELECT asks SQLite itself, row by row, whether each value
-has the storage class its column is read as (`_odd`: how many do not), and:
-- a batch whose values all have their column's class is what the generic path makes of it:
-  int64, float64, string or binary arrays, and a column NULL in the whole batch is Arrow's
-  null type, as the generic path makes it; DECIMAL columns (integers and reals: SQLite's
-  NUMERIC affinity stores 12.0 as 12) are read as two columns, its reals and its integers, and
-  go through the generic path's own reading (etl/values.py: a real is the decimal it was written as);
-- from the first batch that holds another class, or that ADBC fails on (a column NULL in
-  the whole first batch is typed INT64), the rest of the read is the exact reader below: the
-  same statement from that row on (OFFSET, in the same read transaction, so the same
-  snapshot), each column as its storage class plus one typed column per class, rebuilt into
-  the values pysqlite returns and read by the generic path's own conversion
-  (`extract.column_array`). Slower, exact.
+ADBC reads SQLite into Arrow in C, several times faster than pysqlite's Python rows, but it types
+each column by the values of its whole first batch (integers and reals: double; integers and
+text: string; text and blobs: binary; all NULL: int64) and then either fails the read on a value
+it cannot put in that type or silently converts it (an integer in a double column becomes 5.0,
+in a string column '5', a text in a binary column its bytes), where the generic path sees the
+value as stored. So the fast SELECT adds one column, `_odd`, that counts per row the values not
+read here as the generic path reads them, each checked only as far as needed:
+- INTEGER/BOOLEAN columns: nothing in SQL. ADBC fails on anything but an integer in an int64
+  column, and a batch whose column ADBC typed otherwise (its first batch held reals) is refused here;
+- REAL columns: reals (`CASE typeof(c) WHEN 'real' ...`); TEXT-like and BLOB columns likewise;
+- DECIMAL columns (SQLite's NUMERIC affinity stores 12.0 as 12) are read as `c * 1.0`: reals, and
+  integers up to 2^53, which a double holds exactly (larger ones are odd). The batch's doubles become
+  decimal128 as the generic path makes them (etl/values.py: `Decimal(repr(real))`, `Decimal(int)`):
+  by exact arithmetic where it tells, else through the shortest round-trip text (`_decimals`);
+- JSON columns: SQLite's one-argument json_valid (RFC 8259 only: it refuses NaN, comments, single
+  quotes... that Python's json.loads may accept) and no NUL (json_valid reads text only up to one).
+  Fast batches carry the mark of etl/batch_meta.py, so the conform step skips its own per-value
+  check of those columns in those batches; a value json_valid refuses goes to the exact reader,
+  whose batches keep that check (its error names the row, as on the generic path).
+From the first batch with an odd value, that ADBC fails on, or that this reading refuses, the rest
+of the read is the exact reader: the same statement from that row on (OFFSET, in the same read
+transaction, so the same database state), each column as its storage class plus one typed column per
+class, rebuilt into pysqlite's values and read by the generic path's own conversion
+(`extract.column_array`). Slower, exact.
+
+Two halves at once: a read without LIMIT or ORDER BY spanning at least `SPLIT_ROWS` rowids (under
+the statement's filters) is read as two rowid ranges on two connections, on two threads (ADBC
+releases the GIL), each with its own exact reader, merged as batches come (the runner's units need
+no order: a keyset checkpoint commits a whole range; the largest cursor value is taken over all
+batches), each at half the batch size so the batches in flight weigh what one reader's would. Both
+read one database state: the first connection holds its read transaction's SHARED lock (the rowid
+query took it) before the second takes its own, so no commit can complete in between (rollback
+journal). A database in WAL mode (one snapshot per connection), a table without rowid, or a second
+connection that cannot start at once (a writer is waiting to commit) is read with one connection.
+
 Used only with the read-only URI etl.sources.engines builds and bound values ADBC binds as
 pysqlite does (integers, reals, text, bytes); anything else keeps the pysqlite reader.
+Measured figures: README, "MariaDB and SQLite sources".
 """
 
 from __future__ import annotations
