@@ -265,7 +265,7 @@ def _split(reader: _Reader, conn: Any, statement: Any, split_rows: int) -> tuple
     if split_rows <= 0 or query.limit is not None or query.order_by:
         return None  # a LIMIT or an order across the halves is one statement's
     try:
-        rowid = _rowid_name(conn, engine, query)
+        rowid = _rowid_name(conn, query)
         bounds = statement.with_only_columns(
             literal_column(f"min({rowid})"), literal_column(f"max({rowid})"), maintain_column_froms=True
         )
@@ -290,16 +290,14 @@ def _split(reader: _Reader, conn: Any, statement: Any, split_rows: int) -> tuple
     return statement.where(column <= middle), statement.where(column > middle), other
 
 
-def _rowid_name(conn: Any, engine: Engine, query: Any) -> str:
-    """A name of the table's rowid no column of it hides; LookupError when every name is a column's."""
-    schema = query.schema or "main"
-    names = {str(row[0]).lower() for row in _fetch_all(conn, "SELECT name FROM pragma_table_info(?, ?)",
-                                                       (query.table, schema))}  # fmt: skip
-    return next(name for name in _ROWID_NAMES if name not in names) if names else _no_rowid()
-
-
-def _no_rowid() -> str:
-    raise LookupError("no such table")
+def _rowid_name(conn: Any, query: Any) -> str:
+    """A name of the table's rowid no column of it hides; LookupError when there is none."""
+    rows = _fetch_all(conn, "SELECT name FROM pragma_table_info(?, ?)", (query.table, query.schema or "main"))
+    names = {str(row[0]).lower() for row in rows}
+    free = [name for name in _ROWID_NAMES if name not in names]
+    if not names or not free:
+        raise LookupError(f"no rowid to split {query.table} on")
+    return free[0]
 
 
 def _fetch_all(conn: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:

@@ -68,3 +68,26 @@ def test_a_two_halves_read_stopped_early_leaves_no_thread_behind(sqlite_source: 
     assert len(_halves()) == 2
     batches.close()
     assert _halves() == []
+
+
+def test_a_table_without_rowid_or_a_view_is_read_with_one_connection(sqlite_source: Any) -> None:
+    """No rowid to split on (a column named rowid, _rowid_ and oid, WITHOUT ROWID, a view): every row, once."""
+    rows = (
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 300) INSERT INTO {} SELECT {} FROM s"
+    )
+    sqlite_source.execute(
+        "CREATE TABLE w (id INTEGER PRIMARY KEY, n TEXT) WITHOUT ROWID",
+        rows.format("w", "g, 'n' || g"),
+        "CREATE TABLE h (id INTEGER, rowid INTEGER, _rowid_ INTEGER, oid INTEGER)",
+        rows.format("h", "g, 1, 1, 1"),
+        "CREATE VIEW v AS SELECT id, n FROM w",
+    )
+    params = ConnectionParams(engine="sqlite", database=sqlite_source.database, options={"read_only": True})
+    engine = get_engine(params)
+    for table in ("w", "h", "v"):
+        query = ExtractQuery(None, table, tuple(get_columns(params, None, table)))
+        batches = adbc_sqlite_batches(engine, query, _statement(engine, query, fast=False), 10, split_rows=100)
+        assert batches is not None
+        got = [b for b in batches]
+        assert sorted(r["id"] for b in got for r in b.to_pylist()) == list(range(1, 301))
+        assert {b.num_rows for b in got} == {10}  # one reader, at the full batch size
