@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml_platform.etl import casts, pg_temporal
+from ml_platform.etl.batch_meta import json_checked
 from ml_platform.etl.errors import CastError, SchemaMismatchError
 from ml_platform.etl.type_rules import decimal_digits, rule_for
 from ml_platform.etl.types import BigQueryField, CanonicalType, Family, standard_bigquery_type
@@ -112,7 +113,7 @@ class Conformer:
                 )
 
     def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        arrays = []
+        arrays, checked = [], json_checked(batch.schema)  # JSON its reader validated (etl/batch_meta.py)
         for f, src, target in zip(self.fields, self.sources, self.schema.types, strict=True):
             if src.constant is not None:
                 arrays.append(pa.repeat(pa.scalar(src.constant, pa.string()), batch.num_rows).cast(target))
@@ -122,9 +123,9 @@ class Conformer:
                     _empty_lists(batch.num_rows, target) if f.is_repeated else pa.nulls(batch.num_rows, target)
                 )
                 continue
-            column = batch.column(src.source)
-            conformed = self._conform_column(column, f, target, src, batch)
-            arrays.append(conformed)
+            if src.validate_json and src.source in checked:
+                src = replace(src, validate_json=False)
+            arrays.append(self._conform_column(batch.column(src.source), f, target, src, batch))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
     # --- per column ---------------------------------------------------------------
@@ -456,9 +457,8 @@ def _to_string(source: pa.DataType) -> Callable[[pa.Array], pa.Array]:
 
 
 def _check_json(arr: pa.Array) -> pa.Array:
-    for value in arr.to_pylist():
-        if value is not None:
-            json.loads(value)  # ValueError names the problem; _apply finds the row
+    for value in arr.drop_null().to_pylist():
+        json.loads(value)  # ValueError names the problem; _apply finds the row
     return arr
 
 

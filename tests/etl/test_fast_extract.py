@@ -436,3 +436,157 @@ def test_it_opens_sqlite_read_only_on_the_fast_path(sqlite_source, tmp_path) -> 
     with pytest.raises(RunError):
         _extract(get_engine(missing), ExtractQuery(None, "t", columns), "fast", 10)
     assert not (tmp_path / "missing.sqlite3").exists()
+
+
+# --------------------------------------------------------------------------- SQLite: what the SQL checks stand for
+
+
+def _sqlite_table(sqlite_source: Any, *statements: str, table: str = "x") -> tuple[Any, ExtractQuery]:
+    sqlite_source.execute(*statements)
+    params = _params(sqlite_source)
+    return get_engine(params), ExtractQuery(None, table, tuple(get_columns(params, None, table)), order_by=("id",))
+
+
+_SIXTY = "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 60) "
+
+
+@pytest.mark.parametrize(
+    ("late", "fails"),
+    [("'{\"a\": nope}'", True), ("'1' || char(0)", True), ("'[NaN, -Infinity]'", False), ("'{\"a\": [1e999]}'", False)],
+)
+def test_json_the_fast_reader_does_not_check_itself_is_checked_as_on_the_generic_path(sqlite_source, late, fails):
+    """json_valid refuses JSON Python's json accepts (NaN) and sees text only up to a NUL: such a value (late in the
+    table) goes to the exact reader, whose batches the conform step checks: the same load, or the same error."""
+    engine, query = _sqlite_table(
+        sqlite_source,
+        "CREATE TABLE x (id INTEGER PRIMARY KEY, doc JSON)",
+        _SIXTY + "INSERT INTO x SELECT g, json_object('g', g) FROM s",
+        f"UPDATE x SET doc = {late} WHERE id = 55",
+    )
+    for chunk_rows in (7, 100):
+        assert _adbc_reads(engine, query, chunk_rows)
+        assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == 60
+    status, detail = _conformed(query, _extract(engine, query, "fast", 7), "sqlite")
+    assert status == ("error" if fails else "ok")
+    if fails:
+        assert "id=55" in detail
+
+
+def test_floats_and_decimals_beyond_2_53_read_as_on_the_generic_path(sqlite_source) -> None:
+    """A NUMERIC column's integers are read as reals only where a real holds them exactly (up to 2^53)."""
+    big = 2**53 + 1
+    engine, query = _sqlite_table(
+        sqlite_source,
+        "CREATE TABLE x (id INTEGER PRIMARY KEY, f FLOAT, d DECIMAL(30,2))",
+        _SIXTY + f"INSERT INTO x SELECT g, CASE g % 3 WHEN 0 THEN {big} ELSE g + 0.5 END,"
+        f" CASE g % 4 WHEN 0 THEN {big} + g WHEN 1 THEN -9223372036854775808 WHEN 2 THEN g ELSE g + 0.25 END FROM s",
+    )
+    for chunk_rows in (1, 2, 5, 100):
+        assert _adbc_reads(engine, query, chunk_rows)
+        assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == 60
+    got = {r["id"]: r["d"] for b in _extract(engine, query, "fast", 100) for r in b.to_pylist()}
+    assert (got[4], got[5], got[6], got[7]) == (Decimal(big + 4), Decimal(-(2**63)), Decimal(6), Decimal("7.25"))
+
+
+def test_an_integer_column_null_in_the_whole_first_batch_reads_as_on_the_generic_path(sqlite_source) -> None:
+    engine, query = _sqlite_table(
+        sqlite_source,
+        "CREATE TABLE x (id INTEGER PRIMARY KEY, n INTEGER, b BOOLEAN)",
+        _SIXTY + "INSERT INTO x SELECT g, CASE WHEN g > 10 THEN g * 1000 END, CASE WHEN g > 10 THEN g % 2 END FROM s",
+        "UPDATE x SET n = 2.5 WHERE id = 40",
+    )
+    for chunk_rows in (10, 15, 100):
+        assert _adbc_reads(engine, query, chunk_rows)
+        assert assert_same_as_generic(engine, query, "sqlite", chunk_rows) == 60
+
+
+# --------------------------------------------------------------------------- SQLite: two halves read at once
+
+
+def _split_read(engine: Any, query: ExtractQuery, monkeypatch: Any, split_rows: int = 100) -> tuple[list[Any], int]:
+    """The ADBC reader's rows with reads of `split_rows` rowids or more split, and how many halves it read."""
+    import ml_platform.etl.fast_sqlite as fast_sqlite
+
+    merged = fast_sqlite._merged
+    halves: list[int] = []
+    monkeypatch.setattr(fast_sqlite, "_merged", lambda parts: (halves.append(len(parts)), merged(parts))[1])
+    reader = adbc_sqlite_batches(engine, query, query_statement(engine, query), 10, split_rows=split_rows)
+    assert reader is not None
+    return [r for b in reader for r in b.to_pylist()], sum(halves) or 1
+
+
+def _sorted(rows: list[Any]) -> list[Any]:
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def test_a_big_read_is_read_in_two_halves_with_exactly_the_generic_paths_rows(sqlite_source, monkeypatch) -> None:
+    engine, query = _sqlite_table(
+        sqlite_source,
+        "CREATE TABLE x (id INTEGER PRIMARY KEY, n INTEGER, amount NUMERIC(12,2), doc JSON, note TEXT)",
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 300) "
+        "INSERT INTO x SELECT g * 3, g, g / 4.0, json_object('g', g), 'n' || g FROM s",
+        f"UPDATE x SET note = 5, amount = {2**60} WHERE id IN (30, 810)",  # each half's exact reader
+    )
+    unordered = ExtractQuery(None, "x", query.columns)  # the runner's units: no ORDER BY, no LIMIT
+    generic = [r for b in _extract(engine, unordered, "sqlalchemy", 10) for r in b.to_pylist()]
+    rows, halves = _split_read(engine, unordered, monkeypatch)
+    assert halves == 2
+    assert _sorted(rows) == _sorted(generic) and len(rows) == 300
+    ranged = ExtractQuery(None, "x", query.columns, cursor="id", after=300, through=700)
+    rows, halves = _split_read(engine, ranged, monkeypatch)
+    assert halves == 2
+    assert _sorted(rows) == [r for r in _sorted(generic) if 300 < r["id"] <= 700]
+    for one in (query, ExtractQuery(None, "x", query.columns, limit=250)):  # an order, a LIMIT: one statement
+        rows, halves = _split_read(engine, one, monkeypatch)
+        assert halves == 1 and len(rows) == min(300, one.limit or 300)
+    assert _split_read(engine, unordered, monkeypatch, split_rows=10_000)[1] == 1
+
+
+def test_a_database_in_wal_mode_is_read_with_one_connection(sqlite_source, monkeypatch) -> None:
+    """In WAL mode each connection reads its own snapshot: two halves could see two states."""
+    engine, query = _sqlite_table(
+        sqlite_source,
+        "PRAGMA journal_mode = WAL",
+        "CREATE TABLE x (id INTEGER PRIMARY KEY, n INTEGER)",
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 300) INSERT INTO x SELECT g, g FROM s",
+    )
+    rows, halves = _split_read(engine, ExtractQuery(None, "x", query.columns), monkeypatch)
+    assert halves == 1 and _sorted(rows) == [{"id": g, "n": g} for g in range(1, 301)]
+
+
+def test_a_commit_while_the_halves_are_read_never_mixes_two_states(sqlite_source, monkeypatch) -> None:
+    """Another process updates a row in each half once the first half is read and before the second starts
+    reading: the second half's connection took its read lock with the first's, so the read sees one state."""
+    import subprocess
+    import sys
+
+    import ml_platform.etl.fast_sqlite as fast_sqlite
+
+    engine, query = _sqlite_table(
+        sqlite_source,
+        "CREATE TABLE x (id INTEGER PRIMARY KEY, n INTEGER)",
+        "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 300) INSERT INTO x SELECT g, 0 FROM s",
+    )
+    writer = (
+        "import sqlite3, sys; w = sqlite3.connect(sys.argv[1], timeout=1)\n"
+        "w.execute('UPDATE x SET n = 1 WHERE id IN (10, 290)')\n"
+        "try:\n    w.commit()\nexcept sqlite3.OperationalError:\n    pass"
+    )  # fmt: skip
+    first_done = threading.Event()
+    batches = fast_sqlite._Reader.batches
+    calls: list[int] = []
+
+    def ordered(self: Any, conn: Any, statement: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            yield from batches(self, conn, statement)
+            first_done.set()
+            return
+        assert first_done.wait(30)
+        subprocess.run([sys.executable, "-c", writer, sqlite_source.database], check=True, timeout=60)  # noqa: S603
+        yield from batches(self, conn, statement)
+
+    monkeypatch.setattr(fast_sqlite._Reader, "batches", ordered)
+    rows, halves = _split_read(engine, ExtractQuery(None, "x", query.columns), monkeypatch)
+    assert halves == 2 and len(rows) == 300
+    assert len({r["n"] for r in rows if r["id"] in (10, 290)}) == 1
