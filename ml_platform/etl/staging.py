@@ -377,10 +377,6 @@ class Loader:
         for future in self._futures:
             heartbeat.wait(future)
 
-    @property
-    def loaded_anything(self) -> bool:
-        return bool(self._futures)
-
     def close(self) -> None:
         # Let an in-flight load finish before staging is dropped; never start queued ones.
         for future in self._futures:
