@@ -21,6 +21,7 @@ raised (a `SourceError`, a `CastError`, a `WarehouseError`...).
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -140,11 +141,17 @@ _allocator_chosen = False
 
 
 def use_arrow_allocator() -> None:
-    """Make jemalloc Arrow's default allocator in this process, where pyarrow has it (once).
+    """Memory policy of a process that runs pipelines (once): jemalloc for Arrow, and big buffers handed back.
 
-    Measured on the pipelined run (bench/bench_pipeline.py): the default mimalloc pool keeps the pages of
-    the batches freed by the reader, writer and loader threads, ~25 MB more peak RSS than jemalloc, whose
-    decay hands them back to the system; the speed is the same.
+    Measured on the pipelined run (bench/bench_pipeline.py):
+    - the default mimalloc pool keeps the pages of the batches freed by the reader, writer and loader
+      threads, ~25 MB more peak RSS than jemalloc; the speed is the same. jemalloc's decay is 0 so a
+      freed batch's pages go back at once rather than seconds later, while the next batches are read.
+    - Drivers that build their batches with C `malloc` (ADBC's SQLite driver, the MySQL child's IPC
+      buffers read into Python) free them on another thread than the one that allocated them. glibc
+      raises its mmap threshold to the largest block freed (up to 32 MB), so those buffers then come
+      from the per-thread heaps and their pages stay resident: fixing the threshold at glibc's own
+      default (128 KiB) keeps every batch-sized buffer an mmap that is returned when freed.
     """
     global _allocator_chosen
     if _allocator_chosen:
@@ -152,8 +159,24 @@ def use_arrow_allocator() -> None:
     _allocator_chosen = True
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
     except NotImplementedError:  # a pyarrow built without jemalloc keeps its default
         pass
+    _fix_mmap_threshold()
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+
+
+def _fix_mmap_threshold(size: int = 128 * 1024) -> None:
+    """glibc only: make `size` the fixed mmap threshold (setting it turns off glibc's raising it)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): its allocator keeps its own policy
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(_M_MMAP_THRESHOLD, size)
 
 
 def spool_unit(
