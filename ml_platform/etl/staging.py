@@ -43,7 +43,7 @@ DROP_THREADS = 4
 # 4 MB of Arrow data at most waits to be encoded (one ADBC batch makes a row group alone).
 ROW_GROUP_ROWS = 64 * 1024
 ROW_GROUP_ARROW_BYTES = 4 * 1024 * 1024
-# A column is dictionary-encoded in a part when its first row group has at most this many distinct values per row.
+# A column is dictionary-encoded when the spool's first row group has at most this many distinct values per row.
 DICTIONARY_DISTINCT_RATIO = 0.5
 # The smallest part the spool closes early near a unit's expected end (`Spool._part_target`).
 TAIL_PART_ROWS = ROW_GROUP_ROWS
@@ -222,6 +222,7 @@ class Spool:
         self._part_rows = 0
         self._part_bytes = 0
         self._pending: list[pa.RecordBatch] = []
+        self._dictionary: bool | list[str] | None = None  # judged once, on the spool's first row group
         self._pending_rows = 0
         self._pending_bytes = 0
 
@@ -253,9 +254,11 @@ class Spool:
             return
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         if self._writer is None:
+            if self._dictionary is None:
+                self._dictionary = dictionary_columns(table)
             self._path = self.directory / f"part-{self.parts:05d}.parquet"
             self._writer = pq.ParquetWriter(
-                self._path, self.schema, compression=COMPRESSION, use_dictionary=dictionary_columns(table)
+                self._path, self.schema, compression=COMPRESSION, use_dictionary=self._dictionary
             )
         self._pending = []  # the batches are released as soon as they are encoded
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
@@ -292,7 +295,7 @@ class Spool:
 
 
 def dictionary_columns(table: pa.Table) -> bool | list[str]:
-    """The columns worth dictionary-encoding in a part, judged on its first row group.
+    """The columns worth dictionary-encoding in a spool's parts, judged on its first row group.
 
     Parquet's default encodes every column with a dictionary and falls back to plain pages once
     the dictionary grows too large: for a column of mostly distinct values (ids, timestamps, free
