@@ -41,6 +41,7 @@ NAMES = {"postgresql": "PostgreSQL", "mysql": "MariaDB", "sqlite": "SQLite"}
 MAX_RATIO = 1.15
 MAX_RSS_MB = 260
 FLAT_RSS_MB = 20  # "flat": the 4M-row run's peak within this of the 1M-row run's
+CORES = os.cpu_count() or 1
 
 PG_GENERATE = """
 CREATE TABLE {table} (
@@ -117,6 +118,39 @@ def _spec(kind: str, rows: int, **overrides: Any) -> Any:
     return RunSpec(schema, table_name(rows), columns, **args)
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has used (user + system + irq, /proc/stat), in seconds."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:8]]
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]  # user nice system irq softirq
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def emulator_cpu_seconds() -> float:
+    """CPU time (user + system) the emulator process has used (its pid from the parent, BENCH_EMULATOR_PID)."""
+    with open(f"/proc/{os.environ['BENCH_EMULATOR_PID']}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuClock:
+    """Wall seconds and CPU seconds (the whole machine's, and the emulator's share) of a timed region.
+
+    The machine's figure counts every process: the source's server, this process's threads and the
+    emulator. On 2 cores, a region whose CPU seconds exceed 2x its wall seconds cannot exist: CPU / 2
+    is the floor any overlap can reach.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self._machine, self._emulator = machine_cpu_seconds(), emulator_cpu_seconds()
+
+    def stop(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self.started
+        return {"seconds": seconds, "cpu": machine_cpu_seconds() - self._machine,
+                "emulator_cpu": emulator_cpu_seconds() - self._emulator}  # fmt: skip
+
+
 def _parts_dir(kind: str, rows: int) -> Path:
     return WORK / f"parquet-{kind}-{rows}"
 
@@ -139,10 +173,10 @@ def child_extract(kind: str, rows: int) -> dict[str, Any]:
     target = _parts_dir(kind, rows)
     shutil.rmtree(target, ignore_errors=True)
     engine = get_engine(_params(kind))
-    started = time.perf_counter()
+    clock = CpuClock()
     result = extract_to_parquet(spec, engine=engine, directory=target, fields=schema_for_new_table(spec.columns))
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": result.rows, "note": f"{len(result.paths)} parts, {result.bytes / 1e6:.0f} MB"}
+    timed = clock.stop()
+    return {**timed, "rows": result.rows, "note": f"{len(result.paths)} parts, {result.bytes / 1e6:.0f} MB"}
 
 
 def child_load(kind: str, rows: int) -> dict[str, Any]:
@@ -159,15 +193,15 @@ def child_load(kind: str, rows: int) -> dict[str, Any]:
     tables = [f"load_only_{kind}_{rows}_{index}" for index in range(len(parts))]
     for table in tables:
         bq.drop_table(DATASET, table)
-    started = time.perf_counter()
+    clock = CpuClock()
     for part, table in zip(parts, tables, strict=True):
         # The runner's loader (etl.staging.Loader): one load job after another, each creating its part's table.
         bq.load_parquet(part, DATASET, table, "WRITE_TRUNCATE", fields)
-    seconds = time.perf_counter() - started
+    timed = clock.stop()
     loaded = sum(bq.row_count(DATASET, table) for table in tables)
     for table in tables:
         bq.drop_table(DATASET, table)
-    return {"seconds": seconds, "rows": loaded, "note": f"{len(parts)} load jobs"}
+    return {**timed, "rows": loaded, "note": f"{len(parts)} load jobs"}
 
 
 def child_full(kind: str, rows: int) -> dict[str, Any]:
@@ -178,11 +212,14 @@ def child_full(kind: str, rows: int) -> dict[str, Any]:
     bq.create_dataset(DATASET)
     spec = _spec(kind, rows, load_strategy="replace", run_id=f"r{time.time_ns()}", fence=time.time_ns() // 1000)
     engine = get_engine(_params(kind))
+    clock = CpuClock()
     result, started, seconds, phases = base.timed_run(spec, bq, engine, WORK)
+    timed = clock.stop()
     split = ""
     if "committing" in phases:
         split = f"commit {started + seconds - phases['committing']:.1f} s; "
-    return {"seconds": seconds, "rows": result.rows_loaded, "note": f"{split}{result.bytes / 1e6:.0f} MB spooled"}
+    return {**timed, "seconds": seconds, "rows": result.rows_loaded,
+            "note": f"{split}{result.bytes / 1e6:.0f} MB spooled"}  # fmt: skip
 
 
 def _child(name: str) -> dict[str, Any]:
@@ -268,6 +305,8 @@ def measure(child: str, env: dict[str, str]) -> dict[str, Any]:
     runs = [measure_once(child, env) for _ in range(REPEAT)]
     return {
         "seconds": statistics.median(r["seconds"] for r, _ in runs),
+        "cpu": statistics.median(r["cpu"] for r, _ in runs),
+        "emulator_cpu": statistics.median(r["emulator_cpu"] for r, _ in runs),
         "rss_mb": max(rss for _, rss in runs),
         "rows": runs[-1][0]["rows"],
         "note": runs[-1][0].get("note", ""),
@@ -290,13 +329,15 @@ def report(results: dict[tuple[str, int], dict[str, dict[str, Any]]], load: list
     labels = {"extract": "extraction alone → Parquet", "load": "emulator load alone", "full": "full replace run"}
     lines = [f"Pipelined run: median of {REPEAT} runs, each in its own process; load average before: "
              f"{' '.join(load)} (2 cores, shared).\n",
-             "| source | rows | step | median s | rows/s | peak RSS MB | runs (s) | notes |",
-             "| --- | ---: | --- | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
+             "| source | rows | step | median s | rows/s | CPU s, machine (emulator) | cores busy | peak RSS MB "
+             "| runs (s) | notes |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
     for (kind, rows), by in results.items():
         for what, r in by.items():
             runs = ", ".join(f"{s:.2f}" for s in r["all"])
             lines.append(f"| {NAMES[kind]} | {rows:,} | {labels[what]} | {r['seconds']:.2f} | "
-                         f"{r['rows'] / r['seconds']:,.0f} | {r['rss_mb']:.0f} | {runs} | {r['note']} |")  # fmt: skip
+                         f"{r['rows'] / r['seconds']:,.0f} | {r['cpu']:.2f} ({r['emulator_cpu']:.2f}) | "
+                         f"{r['cpu'] / r['seconds']:.2f} | {r['rss_mb']:.0f} | {runs} | {r['note']} |")  # fmt: skip
     lines.append("\nTargets (issue 18):")
     for (kind, rows), by in results.items():
         slower = max(by["extract"]["seconds"], by["load"]["seconds"])
@@ -305,6 +346,14 @@ def report(results: dict[tuple[str, int], dict[str, dict[str, Any]]], load: list
         lines.append(f"- {NAMES[kind]}, {rows:,} rows: full run {by['full']['seconds']:.2f} s / max(extraction "
                      f"{by['extract']['seconds']:.2f} s, load {by['load']['seconds']:.2f} s) = {ratio:.2f}x "
                      f"(<= {MAX_RATIO}x) {verdict}")  # fmt: skip
+        # What 2 cores allow: the halves' CPU seconds together, run on both cores at once.
+        floor = max(slower, (by["extract"]["cpu"] + by["load"]["cpu"]) / CORES)
+        extra = by["full"]["cpu"] - by["extract"]["cpu"] - by["load"]["cpu"]
+        lines.append(f"  - CPU: extraction {by['extract']['cpu']:.2f} s + load {by['load']['cpu']:.2f} s on {CORES} "
+                     f"cores take at least {floor:.2f} s = {floor / slower:.2f}x max(E, L); the full run used "
+                     f"{by['full']['cpu']:.2f} CPU s ({extra:+.2f} s beyond the halves: the commit and the run's "
+                     f"own work), {by['full']['cpu'] / by['full']['seconds']:.2f} of {CORES} cores busy; "
+                     f"full / its own CPU floor = {by['full']['seconds'] / (by['full']['cpu'] / CORES):.2f}x")  # fmt: skip
     for kind in dict.fromkeys(k for k, _ in results):
         peaks = {rows: by["full"]["rss_mb"] for (k, rows), by in results.items() if k == kind}
         top = max(peaks.values())
@@ -323,7 +372,8 @@ def main() -> int:
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     emulator, host = base.start_emulator()
-    env = {**os.environ, "BENCH_EMULATOR_HOST": host, "PYTHONPATH": str(base.ROOT)}
+    env = {**os.environ, "BENCH_EMULATOR_HOST": host, "BENCH_EMULATOR_PID": str(emulator.pid),
+           "PYTHONPATH": str(base.ROOT)}  # fmt: skip
     results: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     try:
         for kind in kinds:
