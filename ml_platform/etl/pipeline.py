@@ -147,11 +147,13 @@ def use_arrow_allocator() -> None:
     - the default mimalloc pool keeps the pages of the batches freed by the reader, writer and loader
       threads, ~25 MB more peak RSS than jemalloc; the speed is the same. jemalloc's decay is 0 so a
       freed batch's pages go back at once rather than seconds later, while the next batches are read.
-    - Drivers that build their batches with C `malloc` (ADBC's SQLite driver, the MySQL child's IPC
-      buffers read into Python) free them on another thread than the one that allocated them. glibc
-      raises its mmap threshold to the largest block freed (up to 32 MB), so those buffers then come
-      from the per-thread heaps and their pages stay resident: fixing the threshold at glibc's own
-      default (128 KiB) keeps every batch-sized buffer an mmap that is returned when freed.
+    - Some batches live in C `malloc` memory, not Arrow's pool: ADBC's SQLite driver builds them so, and
+      the MySQL child's batches are the Python bytes read from its pipe. They are freed on another thread
+      than the one that allocated them. glibc raises its mmap threshold to the largest block freed (up to
+      32 MB), so those buffers then come from the per-thread heaps, whose pages stay resident: fixing the
+      threshold at glibc's own default (128 KiB) keeps each batch-sized buffer an mmap returned when freed.
+      Full-run peak RSS 1M -> 4M rows: SQLite 258 -> 277 MB before, 228 -> 231 MB after; MariaDB
+      208 -> 250 MB before, 186 -> 194 MB after; PostgreSQL 247 -> 239 MB before, 215 -> 216 MB after.
     """
     global _allocator_chosen
     if _allocator_chosen:
