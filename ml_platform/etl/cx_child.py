@@ -8,8 +8,9 @@ the consumer stops), and it also does the per-batch normalisation there, on the 
 
 Protocol: one JSON request on stdin (URL with the password, SQL, batch size, session
 statements, column names, which columns hold MySQL temporal text); frames on stdout, each a
-tag byte, an 8-byte big-endian length and a payload: b"B" an Arrow IPC stream holding one batch,
-b"E" a JSON error message (the parent scrubs secrets and classifies it), b"Z" the end.
+tag byte, an 8-byte big-endian length and a payload: b"B" one batch as Arrow IPC messages (an 8-byte
+big-endian length, the batch's schema, then the batch: each serialised once into a buffer of its
+size, where an IPC stream grew a buffer by copies), b"E" a JSON error message (the parent scrubs secrets and classifies it), b"Z" the end.
 
 Imports only pyarrow, connectorx and the standard library: it must not start Django or SQLAlchemy.
 """
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["TEMPORAL_TYPES", "main", "normalise", "temporal"]
+__all__ = ["TEMPORAL_TYPES", "batch_parts", "main", "normalise", "read_batch", "temporal"]
 
 # A MySQL TIMESTAMP is read in a UTC session: the generic path's reader (etl/values.py) makes it that UTC instant.
 UTC = pa.timestamp("us", tz="UTC")
@@ -74,17 +75,27 @@ def _iso(value: str | None, wall: pa.DataType, target: pa.DataType) -> str | Non
         return value
 
 
-def _frame(out: BinaryIO, tag: bytes, payload: bytes | pa.Buffer) -> None:
-    out.write(tag + len(payload).to_bytes(8, "big"))
-    out.write(payload)
+def _frame(out: BinaryIO, tag: bytes, *parts: bytes | pa.Buffer) -> None:
+    out.write(tag + sum(len(part) for part in parts).to_bytes(8, "big"))
+    for part in parts:
+        out.write(part)
     out.flush()
 
 
-def _batch_bytes(batch: pa.RecordBatch) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue()
+def batch_parts(batch: pa.RecordBatch) -> tuple[bytes, pa.Buffer, pa.Buffer]:
+    """A b"B" frame's payload: the schema's length, the schema and the batch (read back by `read_batch`).
+
+    IPC messages are padded to 8 bytes, so with an 8-byte length the batch's buffers stay 8-byte aligned.
+    """
+    schema = batch.schema.serialize()
+    return len(schema).to_bytes(8, "big"), schema, batch.serialize()
+
+
+def read_batch(payload: bytes) -> pa.RecordBatch:
+    """The batch of a b"B" frame's payload (`batch_parts`), its buffers pointing into `payload`."""
+    buffer = pa.py_buffer(payload)
+    size = int.from_bytes(payload[:8], "big")
+    return pa.ipc.read_record_batch(buffer.slice(8 + size), pa.ipc.read_schema(buffer.slice(8, size)))
 
 
 def serve(request: Mapping[str, Any], out: BinaryIO) -> None:
@@ -102,7 +113,7 @@ def serve(request: Mapping[str, Any], out: BinaryIO) -> None:
     )
     for batch in reader:
         if batch.num_rows:  # connectorx may end with an empty batch; the generic path yields none
-            _frame(out, b"B", _batch_bytes(normalise(batch, names, temporal_by_name)))
+            _frame(out, b"B", *batch_parts(normalise(batch, names, temporal_by_name)))
     _frame(out, b"Z", b"")
 
 

@@ -56,7 +56,7 @@ from sqlalchemy import Engine, cast, literal_column
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import CHAR
 
-from ml_platform.etl.cx_child import TEMPORAL_TYPES
+from ml_platform.etl.cx_child import TEMPORAL_TYPES, read_batch
 from ml_platform.etl.cx_child import UTC as _UTC
 from ml_platform.etl.cx_child import temporal as _temporal
 from ml_platform.etl.errors import SourceUnavailable, classify_source_error
@@ -512,7 +512,7 @@ class _ChildRead:
                 payload = proc.stdout.read(int.from_bytes(head[1:], "big")) if len(head) == 9 else b""
                 tag = head[:1]
                 if tag == b"B":
-                    if not self._put(pa.ipc.open_stream(pa.py_buffer(payload)).read_next_batch()):
+                    if not self._put(read_batch(payload)):
                         return
                     continue
                 if tag == b"Z":
