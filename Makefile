@@ -46,7 +46,7 @@ setup-run: deps
 ## make run: set everything up and start web (127.0.0.1:8000), worker, scheduler and the BigQuery emulator.
 run: setup-run
 	umask 077 && mkdir -p .data/bigquery
-	umask 077 && exec $(VENV)/bin/honcho start -f Procfile -c worker=$(WORKERS)
+	umask 077 && ETL_TASK_WORKERS=$${ETL_TASK_WORKERS:-$(WORKERS)} exec $(VENV)/bin/honcho start -f Procfile -c worker=$(WORKERS)
 
 services:
 	scripts/ensure-services.sh

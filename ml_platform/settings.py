@@ -264,6 +264,8 @@ ETL_CHECKPOINT_ROWS = env_int("ETL_CHECKPOINT_ROWS", 5_000_000)
 ETL_SPLIT_MIN_ROWS = env_int("ETL_SPLIT_MIN_ROWS", 2_000_000)
 ETL_SPLIT_RANGE_ROWS = env_int("ETL_SPLIT_RANGE_ROWS", 500_000)
 ETL_SPLIT_MAX_RANGES = env_int("ETL_SPLIT_MAX_RANGES", 64)
+# How many task workers (all machines together) can run a split load's ranges at once; a split takes 2.
+ETL_TASK_WORKERS = env_int("ETL_TASK_WORKERS", 1)
 ETL_VALIDATION_SAMPLE_ROWS = env_int("ETL_VALIDATION_SAMPLE_ROWS", 1_000_000)
 ETL_SPOOL_DIR = Path(os.environ.get("ETL_SPOOL_DIR", DATA_DIR / "spool"))
 # TEST ONLY: delay (ms) added to every live compatibility-report answer (wizard report, Edit refresh),

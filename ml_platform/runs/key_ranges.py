@@ -57,6 +57,7 @@ def split_run(run: JobRun, spec: RunSpec, engine: Engine) -> bool:
         first_run=first_run,
         estimated_rows=estimate,
         min_rows=settings.ETL_SPLIT_MIN_ROWS,
+        workers=settings.ETL_TASK_WORKERS,
     )
     if refusal is not None or cursor is None or estimate is None:
         logger.debug("run %s is not split: %s", run.pk, refusal)

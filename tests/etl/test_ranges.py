@@ -17,6 +17,7 @@ def refusal(**overrides) -> str | None:
         "first_run": True,
         "estimated_rows": 4_000_000,
         "min_rows": 2_000_000,
+        "workers": 2,
     }
     return ranges.split_refusal(**{**args, **overrides})
 
@@ -36,6 +37,12 @@ def test_it_does_not_split_what_cannot_commit_range_by_range() -> None:
     assert "fewer than 2,000,000" in refusal(estimated_rows=1_999_999)
     assert "fewer than" in refusal(estimated_rows=None)
     assert refusal(min_rows=0) == "splitting is off"
+
+
+def test_it_does_not_split_for_a_single_task_worker() -> None:
+    # One worker would run the ranges one after another: the split only adds its overhead.
+    assert "one task worker" in refusal(workers=1)
+    assert refusal(workers=4) is None
 
 
 def test_it_sizes_ranges_by_rows_with_at_least_two_and_a_cap() -> None:

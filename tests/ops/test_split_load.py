@@ -31,6 +31,7 @@ ROWS = 1_200_000  # three ranges of ~400k rows: each COPY lasts long enough to b
 def task_worker_env() -> dict:
     return {
         "ETL_SPLIT_MIN_ROWS": "1000000",
+        "ETL_TASK_WORKERS": "2",  # the ranges are split as for two workers; one runs them here
         "ETL_SPLIT_RANGE_ROWS": "400000",
         "ETL_CHUNK_ROWS": "5000",
         "ETL_RETRY_BASE_SECONDS": "1",
@@ -142,7 +143,7 @@ def test_it_retries_only_the_range_that_failed_and_loads_the_table_exactly_once(
 
 # Both workers split the same way: whichever takes the parent run plans the same six ranges.
 TWO_WORKERS_ENV = {"ETL_SPLIT_MIN_ROWS": "100000", "ETL_SPLIT_RANGE_ROWS": "40000", "ETL_CHUNK_ROWS": "5000",
-                   "ETL_RETRY_BASE_SECONDS": "1"}
+                   "ETL_RETRY_BASE_SECONDS": "1", "ETL_TASK_WORKERS": "2"}
 
 
 @pytest.mark.parametrize("task_worker_env", [TWO_WORKERS_ENV])
