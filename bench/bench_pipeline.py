@@ -118,14 +118,6 @@ def _spec(kind: str, rows: int, **overrides: Any) -> Any:
     return RunSpec(schema, table_name(rows), columns, **args)
 
 
-def machine_cpu_seconds() -> float:
-    """CPU time every process on the machine has used (user + system + irq, /proc/stat), in seconds."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:8]]
-    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]  # user nice system irq softirq
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 def emulator_cpu_seconds() -> float:
     """CPU time (user + system) the emulator process has used (its pid from the parent, BENCH_EMULATOR_PID)."""
     with open(f"/proc/{os.environ['BENCH_EMULATOR_PID']}/stat") as f:
@@ -143,11 +135,11 @@ class CpuClock:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self._machine, self._emulator = machine_cpu_seconds(), emulator_cpu_seconds()
+        self._machine, self._emulator = base.machine_cpu_seconds(), emulator_cpu_seconds()
 
     def stop(self) -> dict[str, float]:
         seconds = time.perf_counter() - self.started
-        return {"seconds": seconds, "cpu": machine_cpu_seconds() - self._machine,
+        return {"seconds": seconds, "cpu": base.machine_cpu_seconds() - self._machine,
                 "emulator_cpu": emulator_cpu_seconds() - self._emulator}  # fmt: skip
 
 
