@@ -10,7 +10,8 @@ Protocol: one JSON request on stdin (URL with the password, SQL, batch size, ses
 statements, column names, which columns hold MySQL temporal text); frames on stdout, each a
 tag byte, an 8-byte big-endian length and a payload: b"B" one batch as Arrow IPC messages (an 8-byte
 big-endian length, the batch's schema, then the batch: each serialised once into a buffer of its
-size, where an IPC stream grew a buffer by copies), b"E" a JSON error message (the parent scrubs secrets and classifies it), b"Z" the end.
+size, where an IPC stream grew a buffer by copies), b"E" a JSON error message (the parent scrubs
+secrets and classifies it), b"Z" the end.
 
 Imports only pyarrow, connectorx and the standard library: it must not start Django or SQLAlchemy.
 """

@@ -152,8 +152,9 @@ def use_arrow_allocator() -> None:
       than the one that allocated them. glibc raises its mmap threshold to the largest block freed (up to
       32 MB), so those buffers then come from the per-thread heaps, whose pages stay resident: fixing the
       threshold at glibc's own default (128 KiB) keeps each batch-sized buffer an mmap returned when freed.
-      Full-run peak RSS 1M -> 4M rows: SQLite 258 -> 277 MB before, 228 -> 231 MB after; MariaDB
-      208 -> 250 MB before, 186 -> 194 MB after; PostgreSQL 247 -> 239 MB before, 215 -> 216 MB after.
+      Full-run peak RSS at 1M rows, before vs after in alternating runs: SQLite 263 vs 231 MB, MariaDB
+      208 vs 189 MB, PostgreSQL 242 vs 218 MB, at the same speed; 1M -> 4M rows after: 232 -> 236 MB,
+      187 -> 200 MB, 219 -> 221 MB (before: SQLite 258 -> 277 MB, MariaDB 208 -> 250 MB).
     """
     global _allocator_chosen
     if _allocator_chosen:
