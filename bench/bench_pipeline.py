@@ -344,8 +344,8 @@ def report(results: dict[tuple[str, int], dict[str, dict[str, Any]]], load: list
         lines.append(f"  - CPU: extraction {by['extract']['cpu']:.2f} s + load {by['load']['cpu']:.2f} s on {CORES} "
                      f"cores take at least {floor:.2f} s = {floor / slower:.2f}x max(E, L); the full run used "
                      f"{by['full']['cpu']:.2f} CPU s ({extra:+.2f} s beyond the halves: the commit and the run's "
-                     f"own work), {by['full']['cpu'] / by['full']['seconds']:.2f} of {CORES} cores busy; "
-                     f"full / its own CPU floor = {by['full']['seconds'] / (by['full']['cpu'] / CORES):.2f}x")  # fmt: skip
+                     f"own work), {by['full']['cpu'] / by['full']['seconds']:.2f} of {CORES} cores busy; full / its "
+                     f"own CPU floor = {by['full']['seconds'] * CORES / by['full']['cpu']:.2f}x")  # fmt: skip
     for kind in dict.fromkeys(k for k, _ in results):
         peaks = {rows: by["full"]["rss_mb"] for (k, rows), by in results.items() if k == kind}
         top = max(peaks.values())
